@@ -1,0 +1,290 @@
+"""Typed, validated configuration for QPA Studio.
+
+One dataclass per concern (model, adapter, QPA generator, data, training), composed into
+`RunConfig`. Each field's ``metadata["help"]`` is the single source of the CLI's ``--help``
+and the app's tooltips; ``metadata["choices"]`` lists the allowed strings where there are few.
+Every check raises ``ValueError`` naming the field in backticks and echoing the value.
+
+>>> QPAConfig(chunk_size=1024).depth
+8
+>>> AdapterConfig(rank=0)
+Traceback (most recent call last):
+...
+ValueError: `rank` = 0 must be ≥ 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+METHODS = ("qpa-lora", "lora")
+DEFAULT_LR = {"qpa-lora": 1e-2, "lora": 3e-2}
+
+
+def option(default: Any, help: str, choices: tuple[str, ...] = (), **range_: float) -> Any:
+    """A dataclass field carrying its help text, allowed choices and numeric range."""
+    meta = {"help": help, "choices": choices, **range_}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class Config:
+    """Base for config dataclasses: type coercion, range/choice checks, JSON round trip."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = _coerce(f.name, getattr(self, f.name), hints[f.name])
+            object.__setattr__(self, f.name, value)
+            _check_range(f, value)
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-field checks; subclasses override."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        if not isinstance(data, dict):
+            raise ValueError(f"{cls.__name__} expects a mapping, got {type(data).__name__}.")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown {cls.__name__} field(s) {', '.join(f'`{k}`' for k in unknown)}; "
+                f"known: {', '.join(sorted(known))}."
+            )
+        return cls(**data)
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Config):
+        return value.to_dict()
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Check `value` against the annotation `hint`, converting lossless cases (list→tuple, 3→3.0)."""
+    if isinstance(hint, type) and issubclass(hint, Config):
+        return value if isinstance(value, hint) else hint.from_dict(value)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"`{name}` = {value!r} must be a list of {item.__name__}.")
+        return tuple(_coerce(name, v, item) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"`{name}` = {value!r} must be true or false.")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ValueError(f"`{name}` = {value!r} must be a whole number.")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"`{name}` = {value!r} must be a number.")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"`{name}` = {value!r} must be a finite number.")
+        return float(value)
+    if hint is str and not isinstance(value, str):
+        raise ValueError(f"`{name}` = {value!r} must be text.")
+    return value
+
+
+def _check_range(f: dataclasses.Field, value: Any) -> None:
+    meta = f.metadata
+    items = value if isinstance(value, tuple) else (value,)
+    for v in items:
+        if meta.get("choices") and v not in meta["choices"]:
+            raise ValueError(f"`{f.name}` = {v!r} is not one of: {', '.join(meta['choices'])}.")
+        if "min" in meta and v < meta["min"]:
+            raise ValueError(f"`{f.name}` = {v!r} must be ≥ {meta['min']:g}.")
+        if "max" in meta and v > meta["max"]:
+            raise ValueError(f"`{f.name}` = {v!r} must be ≤ {meta['max']:g}.")
+        if "above" in meta and v <= meta["above"]:
+            raise ValueError(f"`{f.name}` = {v!r} must be > {meta['above']:g}.")
+
+
+@dataclass(frozen=True)
+class ModelConfig(Config):
+    model: str = option(
+        "smollm2",
+        "Base causal LM: `smollm2` (embedded SmolLM2-135M-Instruct), a preset "
+        "(`gpt2-config`, `gemma-config`, `tiny-llama`, `tiny-gpt2`), a Hub id or a local folder.",
+    )
+
+
+@dataclass(frozen=True)
+class AdapterConfig(Config):
+    method: str = option(
+        "qpa-lora",
+        "`qpa-lora`: LoRA weights generated by QPA; `lora`: plain LoRA baseline.",
+        METHODS,
+    )
+    target_modules: tuple[str, ...] = option(
+        ("lm_head",), "Layers to adapt: exact module names, name suffixes or regular expressions."
+    )
+    rank: int = option(4, "LoRA rank r: A is r×d_in, B is d_out×r.", min=1, max=1024)
+    lora_alpha: float = option(
+        8.0, "LoRA alpha; the update is scaled by lora_alpha / rank.", above=0
+    )
+    lora_dropout: float = option(0.0, "Dropout on the LoRA input during training.", min=0, max=0.9)
+
+
+@dataclass(frozen=True)
+class QPAConfig(Config):
+    chunk_size: int = option(
+        2048,
+        "Values the mapping MLP emits per basis state (n_mlp); fewer means more qubits.",
+        min=1,
+        max=1 << 20,
+    )
+    n_qubits: int = option(
+        0,
+        "Qubits N; 0 uses the fewest that give enough chunks, ⌈log₂⌈M / chunk_size⌉⌉.",
+        min=0,
+        max=24,
+    )
+    depth: int = option(
+        8, "Circuit blocks L, each R_Y on every qubit then a CNOT ladder.", min=1, max=512
+    )
+    entangler: str = option(
+        "ladder",
+        "CNOTs per block: `ladder` (0→1…N−2→N−1, QPA) or `ring` (Quantum-Train).",
+        ("ladder", "ring"),
+    )
+    hidden_sizes: tuple[int, ...] = option(
+        (32, 64, 128, 128, 64, 32, 32),
+        "Hidden widths of the mapping MLP (the official code's).",
+        min=1,
+        max=4096,
+    )
+    activation: str = option(
+        "none",
+        "Activation between MLP layers; `none` as in the official code.",
+        ("none", "relu", "gelu", "tanh", "silu"),
+    )
+    pairing: str = option(
+        "matched",
+        "`matched`: row i gets basis state i's bits (paper); `random`: re-sampled each call (official code).",
+        ("matched", "random"),
+    )
+    gamma: float = option(0.1, "Post-processing γ in (β·tanh(γ·2^(N−1)·p))^α.", above=0)
+    beta: float = option(0.6, "Post-processing β.", above=0)
+    alpha: float = option(0.15, "Post-processing exponent α.", above=0, max=4)
+
+    def validate(self) -> None:
+        if not self.hidden_sizes:
+            raise ValueError("`hidden_sizes` must list at least one width.")
+
+
+@dataclass(frozen=True)
+class DataConfig(Config):
+    corpus: str = option(
+        "chatterbot",
+        "`chatterbot` (embedded chat corpus), a .txt/.md/.jsonl/.csv/.yml file, or `hf:NAME[:CONFIG]` (Hub dataset).",
+    )
+    topics: tuple[str, ...] = option(
+        (), "chatterbot topics to use (empty: all), e.g. `ai,science`."
+    )
+    max_length: int = option(128, "Tokens per training example or block.", min=8, max=8192)
+    packing: str = option(
+        "example",
+        "`example`: one padded example per text; `block`: concatenate and cut into blocks.",
+        ("example", "block"),
+    )
+    val_fraction: float = option(
+        0.1, "Share of examples held out for validation.", above=0, max=0.5
+    )
+    split_seed: int = option(0, "Seed of the train/validation shuffle.", min=0)
+    max_examples: int = option(0, "Use at most this many examples (0: all).", min=0)
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    steps: int = option(300, "Optimizer steps.", min=1, max=1_000_000)
+    batch_size: int = option(8, "Examples per step.", min=1, max=4096)
+    lr: float = option(
+        0.0,
+        "Peak learning rate; 0 picks the method's default (QPA 1e-2, LoRA 3e-2).",
+        min=0,
+        max=10,
+    )
+    weight_decay: float = option(0.0, "AdamW weight decay.", min=0, max=1)
+    warmup_fraction: float = option(0.05, "Share of steps with linear warm-up.", min=0, max=1)
+    schedule: str = option(
+        "cosine", "Learning-rate schedule after warm-up.", ("cosine", "linear", "constant")
+    )
+    grad_clip: float = option(1.0, "Gradient-norm clip (0: off).", min=0)
+    eval_every: int = option(
+        50, "Validate every this many steps (and at the start and end).", min=1
+    )
+    seed: int = option(0, "Seed of initialisation, batch order and dropout.", min=0)
+    perplexity: str = option(
+        "masked",
+        "`masked`: padding excluded (standard); `paper`: padding counted as in the official code.",
+        ("masked", "paper"),
+    )
+    cache_backbone: bool = option(
+        True, "When only lm_head is adapted, compute hidden states once and train the head alone."
+    )
+    device: str = option("auto", "`auto`, `cpu`, `cuda` or `mps`.", ("auto", "cpu", "cuda", "mps"))
+
+
+@dataclass(frozen=True)
+class RunConfig(Config):
+    model: ModelConfig = field(default_factory=ModelConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    qpa: QPAConfig = field(default_factory=QPAConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def resolved(self) -> RunConfig:
+        """The config with defaults that depend on other fields filled in (the method's lr)."""
+        if self.train.lr > 0:
+            return self
+        return self.replace(train=self.train.replace(lr=DEFAULT_LR[self.adapter.method]))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"Config is not valid JSON: {e}") from None
+        return cls.from_dict(data)
+
+
+SECTIONS = {
+    "model": ModelConfig,
+    "adapter": AdapterConfig,
+    "qpa": QPAConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+}
+
+
+def field_help(section: type[Config]) -> dict[str, dict[str, Any]]:
+    """Name → {default, help, choices, min, max} for every field of a config section."""
+    out = {}
+    for f in dataclasses.fields(section):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        out[f.name] = {"default": default, **f.metadata}
+    return out

@@ -1,0 +1,88 @@
+"""Freeze generated weights into a standard peft adapter folder, or merge them into the base.
+
+The folder holds ``adapter_config.json`` and ``adapter_model.safetensors`` under peft's own key
+names, so ``PeftModel.from_pretrained(base, folder)`` loads it without importing `qpa`, and
+inference needs no simulator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from qpa.tuner import ADAPTER, QPALoRA
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def adapter_state(peft_model: nn.Module, qpa: QPALoRA | None) -> dict[str, torch.Tensor]:
+    """LoRA weights under peft's saved key names (adapter name stripped)."""
+    from peft.utils import get_peft_model_state_dict
+
+    if qpa is not None:
+        state = qpa.lora_state()
+    else:
+        state = {n: p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" in n}
+    saved = get_peft_model_state_dict(
+        peft_model, state_dict=state, adapter_name=ADAPTER, save_embedding_layers=False
+    )
+    return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in saved.items()}
+
+
+def export_adapter(
+    peft_model: nn.Module, qpa: QPALoRA | None, out_dir: str | Path, base_model: str = ""
+) -> Path:
+    """Write the adapter folder atomically (a temp folder renamed into place); returns its path."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter-", dir=out_dir.parent))
+    try:
+        config = peft_model.peft_config[ADAPTER]
+        config.save_pretrained(tmp)
+        meta = json.loads((tmp / "adapter_config.json").read_text())
+        meta["base_model_name_or_path"] = base_model or meta.get("base_model_name_or_path")
+        (tmp / "adapter_config.json").write_text(json.dumps(meta, indent=2))
+        save_file(
+            adapter_state(peft_model, qpa),
+            tmp / "adapter_model.safetensors",
+            metadata={"format": "pt"},
+        )
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def load_adapter(base: nn.Module, adapter_dir: str | Path) -> nn.Module:
+    """The base model with an exported adapter applied (plain peft, no `qpa` needed)."""
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    missing = [f for f in ADAPTER_FILES if not (adapter_dir / f).is_file()]
+    if missing:
+        raise ValueError(
+            f"`adapter` folder {adapter_dir} lacks {', '.join(missing)}; export it first."
+        )
+    return PeftModel.from_pretrained(base, adapter_dir)
+
+
+def merge_adapter(base: nn.Module, adapter_dir: str | Path) -> nn.Module:
+    """A plain transformers model with ΔW = (α/r)·B·A merged in; a tied lm_head is untied first."""
+    out = base.get_output_embeddings()
+    inp = base.get_input_embeddings()
+    if out is not None and inp is not None and out.weight is inp.weight:
+        out.weight = nn.Parameter(out.weight.detach().clone())  # merging must not touch embeddings
+        base.config.tie_word_embeddings = False
+        if hasattr(base.config, "get_text_config"):
+            base.config.get_text_config().tie_word_embeddings = False
+    return load_adapter(base, adapter_dir).merge_and_unload()

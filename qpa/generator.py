@@ -1,0 +1,83 @@
+"""QPA's parameter generator: circuit angles + mapping MLP → a flat vector of M weights.
+
+n_chunks = ⌈M / chunk_size⌉ basis states are used; the circuit needs N = ⌈log₂ n_chunks⌉
+qubits (or more, if asked). Each state's (bits, post-processed probability) row becomes one
+chunk; the chunks are concatenated, cut to M values and centred (paper §3.2).
+
+>>> from qpa.config import QPAConfig
+>>> gen = QPAGenerator(204_100, QPAConfig(chunk_size=2048, depth=8))
+>>> gen.n_qubits, gen.n_chunks, gen.param_counts()["total"]
+(7, 100, 106264)
+>>> gen().shape
+torch.Size([204100])
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from qpa.circuit import QuantumCircuit
+from qpa.config import QPAConfig
+from qpa.mapping import MappingModel, basis_bits, postprocess, random_bits
+
+
+def qubits_needed(n_values: int, chunk_size: int) -> int:
+    """Fewest qubits whose 2^N basis states give ⌈n_values / chunk_size⌉ chunks (at least 1)."""
+    n_chunks = math.ceil(n_values / chunk_size)
+    return max(1, math.ceil(math.log2(n_chunks)))
+
+
+def check_qubits(n_values: int, config: QPAConfig) -> int:
+    """The qubit count to use; raises if `config.n_qubits` is too few for `n_values`."""
+    need = qubits_needed(n_values, config.chunk_size)
+    if config.n_qubits == 0:
+        return need
+    if config.n_qubits < need:
+        have = 2**config.n_qubits * config.chunk_size
+        min_chunk = math.ceil(n_values / 2**config.n_qubits)
+        raise ValueError(
+            f"`n_qubits` = {config.n_qubits} gives {2**config.n_qubits} chunks of "
+            f"{config.chunk_size:,} = {have:,} values, fewer than the {n_values:,} LoRA weights; "
+            f"use ≥ {need} qubits or a chunk size ≥ {min_chunk:,}."
+        )
+    return config.n_qubits
+
+
+class QPAGenerator(nn.Module):
+    """Generates `n_values` weights from N·L circuit angles and the mapping MLP."""
+
+    def __init__(self, n_values: int, config: QPAConfig):
+        super().__init__()
+        if n_values < 1:
+            raise ValueError(f"Nothing to generate: {n_values} weights requested.")
+        self.config = config
+        self.n_values = n_values
+        self.n_qubits = check_qubits(n_values, config)
+        self.n_chunks = math.ceil(n_values / config.chunk_size)
+        self.circuit = QuantumCircuit(self.n_qubits, config.depth, config.entangler)
+        self.mapping = MappingModel(
+            self.n_qubits, config.hidden_sizes, config.chunk_size, config.activation
+        )
+        self.register_buffer("bits", basis_bits(self.n_qubits, self.n_chunks), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        c = self.config
+        probs = self.circuit()  # (2^N,)
+        x = postprocess(probs, c.gamma, c.beta, c.alpha)[: self.n_chunks]  # (n_chunks,)
+        bits = self.bits if c.pairing == "matched" else random_bits(self.n_qubits, self.n_chunks)
+        rows = torch.cat([bits.to(x), x.unsqueeze(1)], dim=1)  # (n_chunks, N+1)
+        values = self.mapping(rows).reshape(-1)[: self.n_values]  # (M,)
+        return values - values.mean()
+
+    def param_counts(self) -> dict[str, int]:
+        """Trainable parameters by part, counted from the modules themselves."""
+        counts = {
+            "circuit": sum(p.numel() for p in self.circuit.parameters()),
+            "mapping": sum(p.numel() for p in self.mapping.body.parameters()),
+            "last_layer": sum(p.numel() for p in self.mapping.last.parameters()),
+        }
+        counts["total"] = sum(counts.values())
+        return counts

@@ -1,0 +1,75 @@
+"""The classical half of QPA: post-processed probabilities and basis bits → chunks of weights.
+
+Row i of the mapping model's input is ``[s_1 … s_N, x_i]``: the N bits of basis state i as ±1
+(qubit 0 first, PennyLane's order) and its post-processed probability (paper Eq. 2, 5–8)
+
+    x = (β · tanh(γ · 2^(N−1) · p))^α − mean(x)
+
+The MLP maps each row to ``chunk_size`` values; the generator concatenates the chunks.
+
+>>> basis_bits(2, 4).tolist()
+[[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]]
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {
+    "none": nn.Identity,
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+}
+EPS = 1e-12  # keeps d(p^α)/dp finite at p = 0
+
+
+def basis_bits(n_qubits: int, n_rows: int) -> torch.Tensor:
+    """±1 bit strings of basis states 0 … n_rows−1, most significant (qubit 0) first."""
+    idx = torch.arange(n_rows).unsqueeze(1)  # (n_rows, 1)
+    shifts = torch.arange(n_qubits - 1, -1, -1)  # (N,)
+    return ((idx >> shifts) & 1).float() * 2 - 1  # (n_rows, N)
+
+
+def random_bits(
+    n_qubits: int, n_rows: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The official code's pairing: distinct random basis states, little-endian, re-drawn per call."""
+    idx = torch.randperm(2**n_qubits, generator=generator)[:n_rows].unsqueeze(1)  # (n_rows, 1)
+    shifts = torch.arange(n_qubits)  # (N,) little-endian: bit k = (idx >> k) & 1
+    return ((idx >> shifts) & 1).float() * 2 - 1  # (n_rows, N)
+
+
+def postprocess(probs: torch.Tensor, gamma: float, beta: float, alpha: float) -> torch.Tensor:
+    """(β·tanh(γ·2^(N−1)·p))^α − mean, over all 2^N probabilities."""
+    half_dim = probs.shape[-1] / 2  # 2^(N−1)
+    x = (beta * torch.tanh(gamma * half_dim * probs)).clamp_min(EPS) ** alpha  # (2^N,)
+    return x - x.mean(dim=-1, keepdim=True)
+
+
+class MappingModel(nn.Module):
+    """MLP (N+1) → hidden_sizes … → chunk_size; the last Linear is the "last layer" in counts."""
+
+    def __init__(
+        self,
+        n_qubits: int,
+        hidden_sizes: tuple[int, ...],
+        chunk_size: int,
+        activation: str = "none",
+    ):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"`activation` = {activation!r} is not one of: {', '.join(ACTIVATIONS)}."
+            )
+        widths = (n_qubits + 1, *hidden_sizes)
+        layers: list[nn.Module] = []
+        for d_in, d_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Linear(d_in, d_out), ACTIVATIONS[activation]()]
+        self.body = nn.Sequential(*layers)
+        self.last = nn.Linear(widths[-1], chunk_size)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.last(self.body(rows))  # (n_chunks, N+1) → (n_chunks, chunk_size)
