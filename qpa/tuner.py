@@ -97,6 +97,7 @@ def wrap_lora(model: nn.Module, config: AdapterConfig):
     )
     with warnings.catch_warnings():  # tied lm_head: merging is handled by qpa.export
         warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         return get_peft_model(model, lora, adapter_name=ADAPTER)
 
 

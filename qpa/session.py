@@ -1,0 +1,149 @@
+"""A training session: the base model, its adapter, the data and the rows the loss runs on.
+
+`prepare` loads everything a run needs once; `split_loss` computes the next-token losses of any
+set of examples, through the cached head (lm_head-only adapters) or a full forward pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qpa.config import RunConfig
+from qpa.features import Rows, backbone_rows, cache_key, cached_rows, target_mask, token_rows
+from qpa.tuner import QPALoRA
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Session:
+    config: RunConfig
+    model: nn.Module  # peft-wrapped (or the bare base model for evaluation)
+    qpa: QPALoRA | None
+    tokenizer: object
+    splits: object  # qpa.data.Splits
+    rows: dict[str, Rows]  # "train" / "val"
+    device: torch.device
+
+    @property
+    def head_only(self) -> bool:
+        return self.rows["train"].hidden is not None
+
+    def trainable(self) -> list[tuple[str, nn.Parameter]]:
+        """Named trainable tensors: the generator's for QPA, the LoRA matrices otherwise."""
+        if self.qpa is not None:
+            return [(f"qpa.{n}", p) for n, p in self.qpa.generator.named_parameters()]
+        return [(f"lora.{n}", p) for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def n_trainable(self) -> int:
+        return sum(p.numel() for _, p in self.trainable())
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("`device` = 'cuda' but no CUDA GPU is available; use `auto` or `cpu`.")
+    return torch.device(name)
+
+
+def can_cache_head(base: nn.Module, targets: list[str]) -> bool:
+    """True when the output head is the only adapted layer and nothing follows it."""
+    head = base.get_output_embeddings()
+    names = [n for n, m in base.named_modules() if m is head]
+    softcap = getattr(getattr(base, "config", None), "final_logit_softcapping", None)
+    return targets == names and not softcap
+
+
+def build_rows(
+    config: RunConfig, base: nn.Module, splits, use_cache: bool, cache_dir: Path | None
+) -> dict[str, Rows]:
+    protocol = config.train.perplexity
+    rows = {}
+    for split in ("train", "val"):
+        encoded = getattr(splits, split)
+        if not use_cache:
+            rows[split] = token_rows(encoded, protocol)
+        elif cache_dir is None:
+            rows[split] = backbone_rows(base, encoded, protocol)
+        else:
+            key = cache_key(config.model.model, base, config.data, protocol, encoded)
+            rows[split] = cached_rows(
+                cache_dir, key, lambda e=encoded: backbone_rows(base, e, protocol)
+            )
+    return rows
+
+
+def prepare(
+    config: RunConfig,
+    adapter_dir: Path | None = None,
+    *,
+    evaluate_only: bool = False,
+    cache_dir: Path | None = None,
+) -> Session:
+    """Load model, data and adapter for `config` (or a saved adapter, or none, to evaluate)."""
+    from qpa.data import build_splits
+    from qpa.export import load_adapter
+    from qpa.models import load_model
+    from qpa.tuner import build_adapter, resolve_targets
+
+    device = pick_device(config.train.device)
+    base, tokenizer = load_model(config.model.model)
+    base.to(device).eval()
+    for p in base.parameters():
+        p.requires_grad_(False)
+    splits = build_splits(config.data, tokenizer)
+    targets = resolve_targets(base, config.adapter.target_modules)
+    use_cache = config.train.cache_backbone and can_cache_head(base, targets)
+    rows = build_rows(config, base, splits, use_cache, cache_dir)
+    torch.manual_seed(config.train.seed)
+    qpa = None
+    if evaluate_only:
+        model = load_adapter(base, adapter_dir).to(device) if adapter_dir else base
+    else:
+        model, qpa = build_adapter(base, config.adapter, config.qpa)
+        model.to(device)
+        if qpa is not None:
+            qpa.to(device)
+    return Session(config, model, qpa, tokenizer, splits, rows, device)
+
+
+def output_head(model: nn.Module) -> nn.Module:
+    """The (possibly LoRA-wrapped) output head of a bare or peft-wrapped model."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_output_embeddings()
+
+
+def split_loss(
+    session: Session, split: str, examples: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row next-token NLL (R,) of the given examples, and their assistant flags (R,)."""
+    rows = session.rows[split]
+    index = rows.select(examples)
+    targets = rows.targets[index].to(session.device)
+    if session.head_only:
+        if session.qpa is not None:
+            session.qpa.materialize()
+        hidden = rows.hidden[index].to(session.device)  # (R, d)
+        logits = output_head(session.model)(hidden)  # (R, V)
+    else:
+        logits = full_logits(session, split, examples)  # (R, V)
+    return F.cross_entropy(logits.float(), targets, reduction="none"), rows.assistant[index]
+
+
+def full_logits(session: Session, split: str, examples: torch.Tensor) -> torch.Tensor:
+    """Logits of the counted positions from a full forward pass, pads trimmed."""
+    encoded = getattr(session.splits, split)
+    mask = encoded.attention_mask[examples]
+    width = int(mask.sum(1).max()) if session.config.train.perplexity == "masked" else mask.shape[1]
+    ids = encoded.input_ids[examples, :width].to(session.device)
+    mask = mask[:, :width].to(session.device)
+    logits = session.model(input_ids=ids, attention_mask=mask).logits  # (B, width, V)
+    keep = target_mask(mask, session.config.train.perplexity)  # (B, width−1)
+    return logits[:, :-1][keep]  # (R, V)

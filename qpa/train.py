@@ -1,0 +1,290 @@
+"""One explicit training loop for QPA-LoRA and plain LoRA, and perplexity evaluation.
+
+Both methods share everything (targets, rank, data, seed, AdamW, schedule); they differ only in
+what is trainable: the circuit angles and mapping MLP (QPA) or the LoRA matrices (LoRA).
+Progress goes to callbacks as event dicts and, when a `Run` is given, to its directory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from qpa.config import RunConfig
+from qpa.session import Session, prepare, split_loss
+
+Callback = Callable[[dict], None]
+
+
+def validate_config(config: RunConfig) -> RunConfig:
+    """Resolve defaults and check what can be checked before any run directory is created."""
+    from qpa.data import check_upload
+
+    config = config.resolved()
+    corpus = config.data.corpus
+    if corpus != "chatterbot" and not corpus.startswith("hf:"):
+        if not Path(corpus).is_file():
+            raise ValueError(
+                f"`corpus` = {corpus!r} is neither `chatterbot`, `hf:NAME` nor an existing file."
+            )
+        check_upload(corpus)
+    return config
+
+
+def lr_factor(step: int, config) -> float:
+    """Linear warm-up, then cosine, linear or constant decay (multiplies the peak lr)."""
+    warm = round(config.warmup_fraction * config.steps)
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(1, config.steps - warm)
+    if config.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return 1 - progress if config.schedule == "linear" else 1.0
+
+
+def batch_examples(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
+    """Example indices of `step`: a fresh seeded shuffle each epoch, so resuming is exact."""
+    per_epoch = max(1, math.ceil(n / batch_size))
+    epoch, i = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return perm[i * batch_size : (i + 1) * batch_size]
+
+
+@torch.no_grad()
+def evaluate_split(session: Session, split: str = "val", batch_size: int = 32) -> dict:
+    """Token-level loss and perplexity over a whole split, all tokens and assistant tokens."""
+    session.model.eval()
+    n = session.rows[split].n_examples
+    total = assistant_total = 0.0
+    count = assistant_count = 0
+    for start in range(0, n, batch_size):
+        nll, assistant = split_loss(session, split, torch.arange(start, min(n, start + batch_size)))
+        total, count = total + nll.sum().item(), count + nll.numel()
+        assistant = assistant.to(nll.device)
+        assistant_total += nll[assistant].sum().item()
+        assistant_count += int(assistant.sum())
+    loss = total / max(1, count)
+    out = {"loss": loss, "perplexity": math.exp(loss), "tokens": count}
+    if 0 < assistant_count < count:
+        out["assistant_loss"] = assistant_total / assistant_count
+        out["assistant_perplexity"] = math.exp(out["assistant_loss"])
+    return out
+
+
+def _state(session: Session, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    tensors = {name: p.detach().cpu() for name, p in session.trainable()}
+    for idx, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu()
+    return tensors
+
+
+def _restore(
+    session: Session, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
+) -> None:
+    with torch.no_grad():
+        for name, p in session.trainable():
+            if name not in tensors:
+                raise ValueError(
+                    f"`resume`: saved state lacks {name}; it was made by another config."
+                )
+            p.copy_(tensors[name])
+    state = optimizer.state_dict()
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, field = key.split(".", 2)
+            state["state"].setdefault(int(idx), {})[field] = (
+                value.to(session.device) if field != "step" else value
+            )
+    optimizer.load_state_dict(state)
+
+
+class _Stopper:
+    """Turns SIGTERM/SIGINT into a stop request while training (main thread only)."""
+
+    def __init__(self, run):
+        self.run, self.flag, self.saved = run, False, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, *_):
+        self.flag = True
+
+    def __exit__(self, *_):
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+    @property
+    def stop(self) -> bool:
+        return self.flag or (self.run is not None and self.run.stop_requested())
+
+
+def train(
+    config: RunConfig, run=None, callbacks: Sequence[Callback] = (), resume: bool = False
+) -> dict:
+    """Train `config`; with a `run`, record status, metrics, state and the exported adapter."""
+    config = validate_config(config)
+    emit = _emitter(run, callbacks)
+    try:
+        if run is not None:
+            run.set_status(
+                "running", pid=os.getpid(), step=0, total_steps=config.train.steps, error=None
+            )
+            run.log(f"preparing {config.adapter.method} on {config.model.model}")
+        session = prepare(config, cache_dir=_cache_dir())
+        result = _loop(session, run, emit, resume)
+    except Exception as e:
+        if run is not None:
+            run.log(traceback.format_exc())
+            run.set_status("failed", error=f"{type(e).__name__}: {e}", pid=None)
+        raise
+    return result
+
+
+def _cache_dir() -> Path:
+    from qpa.models import qpa_home
+
+    return qpa_home() / "features"
+
+
+def _emitter(run, callbacks: Sequence[Callback]) -> Callback:
+    def emit(event: dict) -> None:
+        if run is not None and event["event"] in ("step", "eval"):
+            record = {k: v for k, v in event.items() if k != "event"}
+            run.append_metrics(record)
+        for cb in callbacks:
+            cb(event)
+
+    return emit
+
+
+def _loop(session: Session, run, emit: Callback, resume: bool) -> dict:
+    cfg = session.config.train
+    params = [p for _, p in session.trainable()]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start_step = 0
+    if resume:
+        tensors, meta = run.load_state()
+        _restore(session, optimizer, tensors)
+        start_step = int(meta["step"])
+    n_trainable = session.n_trainable()
+    if run is not None:
+        run.set_status(
+            "running", step=start_step, total_steps=cfg.steps, trainable_params=n_trainable
+        )
+        run.log(f"{n_trainable:,} trainable parameters; head-only cache: {session.head_only}")
+    t0, step, state, val = time.time(), start_step, "done", None
+    if start_step == 0:
+        _eval(session, emit, 0, t0)
+    with _Stopper(run) as stopper:
+        while step < cfg.steps:
+            if stopper.stop:
+                state = "cancelled"
+                break
+            _step(session, optimizer, params, step, emit, t0)
+            step += 1
+            if run is not None:
+                run.set_status("running", step=step)
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                val = _eval(session, emit, step, t0)
+                _checkpoint(session, optimizer, run, step)
+    if state == "cancelled" or val is None:
+        val = _eval(session, emit, step, t0)
+        _checkpoint(session, optimizer, run, step)
+    summary = {
+        "state": state,
+        "step": step,
+        "trainable_params": n_trainable,
+        "wall_time": time.time() - t0,
+        **{f"val_{k}": v for k, v in val.items()},
+    }
+    if run is not None:
+        _finish(session, run, state, summary)
+    emit({"event": "done", **summary})
+    return summary
+
+
+def _step(session: Session, optimizer, params, step: int, emit: Callback, t0: float) -> None:
+    cfg = session.config.train
+    session.model.train()
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr * lr_factor(step, cfg)
+    tic = time.perf_counter()
+    examples = batch_examples(session.rows["train"].n_examples, cfg.batch_size, cfg.seed, step)
+    nll, _ = split_loss(session, "train", examples)
+    loss = nll.mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    optimizer.step()
+    seconds = time.perf_counter() - tic
+    emit(
+        {
+            "event": "step",
+            "step": step + 1,
+            "total_steps": cfg.steps,
+            "split": "train",
+            "loss": loss.item(),
+            "perplexity": math.exp(min(loss.item(), 50)),
+            "lr": optimizer.param_groups[0]["lr"],
+            "elapsed": time.time() - t0,
+            "tokens_per_s": nll.numel() / seconds,
+        }
+    )
+
+
+def _eval(session: Session, emit: Callback, step: int, t0: float) -> dict:
+    metrics = evaluate_split(session, "val")
+    emit(
+        {
+            "event": "eval",
+            "step": step,
+            "total_steps": session.config.train.steps,
+            "split": "val",
+            "elapsed": time.time() - t0,
+            **metrics,
+        }
+    )
+    return metrics
+
+
+def _checkpoint(session: Session, optimizer, run, step: int) -> None:
+    if run is not None:
+        run.save_state(
+            _state(session, optimizer), {"step": step, "method": session.config.adapter.method}
+        )
+
+
+def _finish(session: Session, run, state: str, summary: dict) -> None:
+    from qpa.export import export_adapter
+
+    export_adapter(
+        session.model, session.qpa, run.adapter_dir, base_model=session.config.model.model
+    )
+    run.log(f"{state} at step {summary['step']}: val perplexity {summary['val_perplexity']:.4f}")
+    run.set_status(state, pid=None, step=summary["step"], result=summary)
+
+
+def evaluate(config: RunConfig, adapter_dir: str | Path | None = None) -> dict:
+    """Validation loss/perplexity of the base model, or of it with an exported adapter."""
+    config = validate_config(config)
+    session = prepare(
+        config,
+        Path(adapter_dir) if adapter_dir else None,
+        evaluate_only=True,
+        cache_dir=_cache_dir(),
+    )
+    return evaluate_split(session, "val")

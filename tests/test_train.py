@@ -1,0 +1,94 @@
+"""The training loop: cached head equals the full forward, both methods learn, runs are recorded."""
+
+import pytest
+import torch
+
+from qpa.config import AdapterConfig, DataConfig, ModelConfig, QPAConfig, RunConfig, TrainConfig
+from qpa.session import prepare, split_loss
+from qpa.train import batch_examples, evaluate, lr_factor, train
+
+DATA = DataConfig(topics=("ai", "science", "computers"), max_length=48, max_examples=120)
+
+
+def tiny(method="qpa-lora", **train_kw):
+    return RunConfig(
+        model=ModelConfig(model="tiny-llama"),
+        adapter=AdapterConfig(method=method, rank=2),
+        qpa=QPAConfig(chunk_size=128, depth=2),
+        data=DATA,
+        train=TrainConfig(**{"steps": 20, "eval_every": 10, "batch_size": 8, **train_kw}),
+    ).resolved()
+
+
+@pytest.mark.parametrize("method", ["qpa-lora", "lora"])
+@pytest.mark.parametrize("protocol", ["masked", "paper"])
+def test_cached_head_loss_equals_full_forward(method, protocol):
+    config = tiny(method, perplexity=protocol)
+    cached = prepare(config)
+    full = prepare(config.replace(train=config.train.replace(cache_backbone=False)))
+    assert cached.head_only and not full.head_only
+    with torch.no_grad():  # same adapter in both; LoRA's B made non-zero so the adapter matters
+        for (_, a), (_, b) in zip(cached.trainable(), full.trainable(), strict=True):
+            if method == "lora":
+                a.normal_().mul_(0.1)
+            b.copy_(a)
+    examples = torch.tensor([3, 0, 7, 11])
+    nll_c, assistant_c = split_loss(cached, "train", examples)
+    nll_f, assistant_f = split_loss(full, "train", examples)
+    torch.testing.assert_close(nll_c, nll_f, atol=1e-5, rtol=0)
+    assert torch.equal(assistant_c, assistant_f)
+    nll_c.mean().backward()
+    nll_f.mean().backward()
+    for (_, a), (_, b) in zip(cached.trainable(), full.trainable(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_paper_protocol_counts_padding():
+    config = tiny().replace(data=DATA.replace(max_length=400, max_examples=40))  # most get padded
+    masked = prepare(config)
+    paper = prepare(config.replace(train=config.train.replace(perplexity="paper")))
+    val = masked.splits.val
+    assert masked.rows["val"].targets.numel() == int(val.attention_mask[:, 1:].sum())
+    assert paper.rows["val"].targets.numel() == val.input_ids.shape[0] * 399
+    assert paper.rows["val"].targets.numel() > masked.rows["val"].targets.numel()
+
+
+@pytest.mark.parametrize("method", ["qpa-lora", "lora"])
+def test_both_methods_learn(method):
+    events = []
+    result = train(tiny(method, steps=30), callbacks=[events.append])
+    evals = [e for e in events if e["event"] == "eval"]
+    assert evals[0]["step"] == 0 and evals[-1]["step"] == 30
+    assert evals[-1]["perplexity"] < 0.5 * evals[0]["perplexity"]
+    assert result["state"] == "done" and result["val_perplexity"] == evals[-1]["perplexity"]
+    assert "assistant_perplexity" in evals[-1]
+
+
+def test_lora_starts_at_the_base_model():
+    base = evaluate(tiny("lora"))
+    events = []
+    train(tiny("lora", steps=1), callbacks=[events.append])
+    assert events[0]["event"] == "eval" and events[0]["perplexity"] == pytest.approx(
+        base["perplexity"], rel=1e-6
+    )
+
+
+def test_schedule_warms_up_then_decays():
+    cfg = TrainConfig(steps=100, warmup_fraction=0.1)
+    assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(9, cfg) == pytest.approx(1.0)
+    assert lr_factor(55, cfg) == pytest.approx(0.5, abs=0.02) and lr_factor(99, cfg) < 0.01
+    assert lr_factor(50, cfg.replace(schedule="constant")) == 1.0
+
+
+def test_batches_cover_each_epoch_and_are_reproducible():
+    epoch = torch.cat([batch_examples(20, 8, 3, s) for s in range(3)])
+    assert sorted(epoch.tolist()) == list(range(20))
+    assert torch.equal(batch_examples(20, 8, 3, 4), batch_examples(20, 8, 3, 4))
+    assert not torch.equal(batch_examples(20, 8, 3, 0), batch_examples(20, 8, 4, 0))
+
+
+def test_bad_training_values_name_the_field():
+    with pytest.raises(ValueError, match="`steps` = 0"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="`lr` = -0.1"):
+        TrainConfig(lr=-0.1)
