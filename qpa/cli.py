@@ -1,0 +1,294 @@
+"""``python -m qpa``: count parameters, train, list runs, evaluate, export and chat.
+
+Config flags are generated from the config dataclasses (`qpa.flags`), so ``--help`` shows the
+same text as the app. Every user error ends as ``error: <message>`` on stderr with exit status 2
+and nothing written; heavy modules (torch, transformers) are imported inside the subcommands, so
+``--help`` stays instant. Training runs write everything to their run folder (`qpa.runs`).
+Set ``QPA_DEBUG=1`` to see the traceback behind an ``error:`` line.
+
+    python -m qpa count --model gpt2-config --rank 4 --chunk-size 2048 --depth 8
+    python -m qpa train --model tiny-llama --steps 3 --name demo
+    python -m qpa runs; python -m qpa chat --run demo --prompt "Hi"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from qpa.config import SECTIONS, ModelConfig, RunConfig, field_help
+from qpa.flags import add_config_flags, config_from_args
+from qpa.runs import FINISHED, Run, list_runs, open_run
+
+DEFAULT_MODEL = field_help(ModelConfig)["model"]["default"]  # = qpa.models.DEFAULT_MODEL
+
+
+def format_table(
+    rows: list[tuple], header: tuple | None = None, right: tuple[int, ...] = ()
+) -> str:
+    """Rows as aligned text columns; columns listed in `right` are right-aligned.
+
+    >>> print(format_table([("a", "1,000"), ("bb", "7")], ("what", "n"), right=(1,)))
+    what      n
+    a     1,000
+    bb        7
+    """
+    rows = [tuple(str(c) for c in r) for r in ([header] if header else []) + rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    just = [str.rjust if i in right else str.ljust for i in range(len(widths))]
+    return "\n".join(
+        "  ".join(j(c, w) for j, c, w in zip(just, r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def load_config(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
+    """``--config FILE`` (else `base`, else defaults) with the given flags applied."""
+    if getattr(args, "config", None):
+        base = RunConfig.from_json(Path(args.config).read_text(encoding="utf-8"))
+    return config_from_args(args, base)
+
+
+# -- count --------------------------------------------------------------------------------------
+
+
+def cmd_count(args: argparse.Namespace) -> int:
+    config = load_config(args)  # bad flags fail before torch is imported
+    from qpa.counts import count_params
+
+    counts = count_params(config.model.model, config.adapter, config.qpa)
+    if args.json:
+        print(json.dumps(counts.to_dict(), indent=2))
+    else:
+        print(
+            f"{config.model.model}: rank {config.adapter.rank}, chunk_size {config.qpa.chunk_size:,}"
+        )
+        print(format_table(counts.table(), ("", "parameters", "note"), right=(1,)))
+    return 0
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+
+def format_number(value: Any, spec: str = ".3f") -> str:
+    """`value` formatted with `spec`, or "-" when it is not a number (e.g. not measured yet)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return "-"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    if args.action == "show":
+        return _show_run(open_run(args.run_id, args.runs_dir), args.json)
+    if args.action == "cancel":
+        run = open_run(args.run_id, args.runs_dir)
+        state = run.status()["state"]
+        if state in FINISHED:
+            print(f"run {run.id} is already {state}; nothing to cancel", file=sys.stderr)
+            return 0
+        run.request_stop()
+        print(f"asked run {run.id} to stop after its current step")
+        return 0
+    rows = [run.summary() for run in list_runs(args.runs_dir)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"no runs under {args.runs_dir or os.environ.get('QPA_RUNS') or 'runs'}")
+    else:
+        header = ("id", "method", "model", "state", "step", "val ppl", "params", "time")
+        table = [
+            (r["id"], r["method"], r["model"], r["state"], f"{r['step']}/{r['total_steps']}",
+             format_number(r["val_perplexity"]), format_number(r["trainable_params"], ","), _duration(r["wall_time_s"]))
+            for r in rows
+        ]  # fmt: skip
+        print(format_table(table, header, right=(4, 5, 6, 7)))
+    return 0
+
+
+def _show_run(run: Run, as_json: bool) -> int:
+    status, metrics = run.status(), run.metrics()
+    last = {
+        split: [m for m in metrics if m.get("split") == split][-1:] for split in ("train", "val")
+    }
+    info = {"id": run.id, "path": str(run.path), "config": run.config.to_dict(), "status": status,
+            "last_metrics": [m for ms in last.values() for m in ms],
+            "adapter": str(run.adapter_dir) if run.has_adapter() else None}  # fmt: skip
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key in ("config", "status", "last_metrics"):
+        print(f"{key}:\n{json.dumps(info[key], indent=2)}")
+    print(f"adapter: {info['adapter'] or '(none yet)'}")
+    return 0
+
+
+# -- parser and entry point -----------------------------------------------------------------------
+
+
+def _lazy(name: str):
+    """A handler that imports `qpa.commands` only when the subcommand runs."""
+
+    def handler(args: argparse.Namespace) -> int:
+        from qpa import commands
+
+        return getattr(commands, f"cmd_{name}")(args)
+
+    return handler
+
+
+def _flag(parser, name: str, help: str, **kw) -> None:
+    parser.add_argument(name, help=help, **kw)
+
+
+def _common(parser, json_help: str = "", inner: bool = False) -> None:
+    """--runs-dir (and --json); `inner` parsers keep what the outer `runs` parser already set."""
+    keep = {"default": argparse.SUPPRESS} if inner else {}
+    _flag(
+        parser, "--runs-dir", "Runs folder (default: $QPA_RUNS or ./runs).", metavar="DIR", **keep
+    )
+    if json_help:
+        _flag(parser, "--json", json_help, action="store_true", **keep)
+
+
+def _train_flags(p) -> None:
+    _flag(p, "--name", "Run id instead of a generated one (letters, digits, '.', '_', '-').")
+    _flag(p, "--resume", "Continue this stopped run from its saved state.", metavar="RUN_ID")
+    _common(p)
+
+
+def _runs_flags(p) -> None:
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    for name, text in (
+        ("show", "Print a run's config, status and last metrics."),
+        ("cancel", "Ask a running run to stop after its current step."),
+    ):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument("run_id", metavar="RUN_ID")
+        _common(action, "Print JSON.", inner=True)
+    _common(p, "Print the runs as JSON.")
+
+
+def _eval_flags(p) -> None:
+    _flag(p, "--run", "Evaluate this run's adapter (its config; flags override).", metavar="RUN_ID")
+    _common(p, "Print the result as JSON.")
+
+
+def _export_flags(p) -> None:
+    _flag(p, "--run", "The run to export.", metavar="RUN_ID", required=True)
+    _flag(
+        p,
+        "--out",
+        "New folder to write (must not exist, or be empty).",
+        metavar="DIR",
+        required=True,
+    )
+    _flag(
+        p,
+        "--merged",
+        "Save a full transformers model with the adapter merged in.",
+        action="store_true",
+    )
+    _common(p)
+
+
+def _chat_flags(p) -> None:
+    which = p.add_mutually_exclusive_group()
+    _flag(which, "--model", f"Base model to chat with (default: {DEFAULT_MODEL}).")
+    _flag(which, "--run", "Chat with this run's model and exported adapter.", metavar="RUN_ID")
+    _flag(p, "--prompt", "Answer this one message and exit (else: read lines from stdin).")
+    _flag(p, "--system", "A system message put before the conversation.")
+    _flag(
+        p,
+        "--max-new-tokens",
+        "Longest reply in tokens, 1-2048 (default: 128).",
+        type=int,
+        default=128,
+        metavar="N",
+    )
+    _flag(
+        p,
+        "--temperature",
+        "Sampling temperature; 0 is greedy (default: 0.7).",
+        type=float,
+        default=0.7,
+        metavar="X",
+    )
+    _flag(
+        p,
+        "--top-p",
+        "Nucleus sampling mass in (0, 1] (default: 0.9).",
+        type=float,
+        default=0.9,
+        metavar="X",
+    )
+    _flag(p, "--seed", "Seed for reproducible sampling.", type=int, metavar="N")
+    _flag(
+        p,
+        "--merge",
+        "Merge the adapter into the base weights (default: on).",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+    )
+    _common(p)
+
+
+COMMANDS = {  # name: (help, handler, config sections given as flags, extra flags)
+    "count": ("Count trainable parameters of LoRA and QPA for a model.", cmd_count,
+              ("model", "adapter", "qpa"), lambda p: _flag(p, "--json", "Print JSON.", action="store_true")),
+    "train": ("Train QPA-LoRA or LoRA into a new run folder.", _lazy("train"), tuple(SECTIONS), _train_flags),
+    "runs": ("List runs, show one, or ask one to stop.", cmd_runs, (), _runs_flags),
+    "eval": ("Validation loss and perplexity of a base model or of a run's adapter.", _lazy("eval"),
+             ("model", "data", "train"), _eval_flags),
+    "export": ("Copy a run's adapter, or save the base model with it merged.", _lazy("export"), (), _export_flags),
+    "chat": ("Chat with a base model or a trained run.", _lazy("chat"), (), _chat_flags),
+}  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `python -m qpa` parser with its six subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="python -m qpa",
+        description="QPA Studio: count parameters, train, list runs, evaluate, export and chat.",
+        allow_abbrev=False,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (text, handler, sections, extra) in COMMANDS.items():
+        command = sub.add_parser(name, help=text, description=text, allow_abbrev=False)
+        command.set_defaults(func=handler)
+        if sections:
+            help = "Start from this RunConfig JSON (e.g. a run's config.json); flags override it."
+            _flag(command, "--config", help, metavar="FILE.json")
+            add_config_flags(command, sections)
+        extra(command)
+    return parser
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror and error.filename:
+        return f"{error.strerror}: {error.filename}"
+    return str(error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `argv`, run the subcommand and return its exit status (2 for user errors)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as e:
+        if os.environ.get("QPA_DEBUG"):
+            raise
+        print(f"error: {_message(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,256 @@
+"""The subcommands that load models or train: ``train``, ``eval``, ``export`` and ``chat``.
+
+Split from `qpa.cli` (which parses flags and dispatches here lazily) so that ``--help``,
+``count`` and ``runs`` never import this module. Each ``cmd_*`` takes the parsed arguments and
+returns an exit status; user errors are raised as ValueError and printed by `qpa.cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from qpa.cli import DEFAULT_MODEL, format_number, load_config
+from qpa.config import RunConfig
+from qpa.flags import set_flags
+from qpa.runs import FINISHED, Run, check_run_id, open_run, runs_root
+
+
+def validated(config: RunConfig) -> RunConfig:
+    """The resolved config, checked (model, targets, corpus) before any run folder exists."""
+    from qpa import train as engine
+    from qpa.counts import lora_layout
+    from qpa.models import SHAPE_PRESETS
+
+    config = config.resolved()
+    if config.model.model in SHAPE_PRESETS:
+        raise ValueError(
+            f"`model` = {config.model.model!r} is a shape-only preset for counting; train "
+            "`smollm2`, a tiny-* preset, a Hub id or a local model folder."
+        )
+    lora_layout(config.model.model, config.adapter.target_modules, config.adapter.rank)  # on meta
+    check = getattr(engine, "validate_config", None)
+    return check(config) if check else config
+
+
+# -- train --------------------------------------------------------------------------------------
+
+
+class ProgressBar:
+    """A training callback drawing a tqdm bar (off when stderr is not a terminal)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        from tqdm import tqdm
+
+        kind, step, total = event.get("event"), event.get("step") or 0, event.get("total_steps")
+        if self.bar is None and kind != "done":
+            self.bar = tqdm(
+                total=total, initial=step, unit="step", disable=None, dynamic_ncols=True
+            )
+        if kind == "step" and self.bar is not None:
+            self.bar.n = step
+            shown = {"loss": "{:.4f}", "lr": "{:.2e}", "tokens_per_s": "{:,.0f}"}
+            self.bar.set_postfix(
+                {k: f.format(event[k]) for k, f in shown.items() if event.get(k) is not None}
+            )
+        elif kind == "eval":
+            loss, ppl = (
+                format_number(event.get("loss"), ".4f"),
+                format_number(event.get("perplexity")),
+            )
+            tqdm.write(f"step {step}: val loss {loss}, perplexity {ppl}")
+        elif kind == "done":
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _run_for_training(args: argparse.Namespace) -> tuple[Run, RunConfig, bool]:
+    """The run to train: a resumed one (checked) or a new one for a fully validated config."""
+    from qpa.runs import create_run
+
+    if not args.resume:
+        if args.name is not None:
+            check_run_id(args.name, "name")
+            if (runs_root(args.runs_dir) / args.name).exists():
+                raise ValueError(f"`name` = {args.name!r} is taken; pick another name.")
+        config = validated(load_config(args))
+        return create_run(config, args.runs_dir, args.name), config, False
+    given = [f"--{k.split('.')[1].replace('_', '-')}" for k in set_flags(args)]
+    given += [f for f, v in (("--config", args.config), ("--name", args.name)) if v]
+    if given:
+        raise ValueError(f"`resume` continues a run with its own config; drop {', '.join(given)}.")
+    run = open_run(args.resume, args.runs_dir)
+    state = run.status()["state"]
+    if state in ("running", "done"):
+        raise ValueError(f"`resume` = {run.id!r} is {state}; only a stopped run can be resumed.")
+    if not run.has_state():
+        raise ValueError(f"`resume` = {run.id!r} has no saved state to resume from.")
+    run.clear_stop()
+    return run, run.config, True
+
+
+def _settle(run: Run, state: str, error: str | None) -> None:
+    """Leave a consistent status if training ended without recording how."""
+    if run.status().get("state") not in FINISHED:
+        run.set_status(state, error=error, pid=None, message=error or "")
+        run.log(f"{state}: {error}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    run, config, resume = _run_for_training(args)  # user errors surface before heavy imports
+    from qpa import train as engine
+
+    run.set_status(pid=os.getpid())  # a crash before the first step then reads as interrupted
+    print(f"run {run.id} in {run.path}", file=sys.stderr)
+
+    def on_sigint(signum, frame) -> None:  # first Ctrl-C: stop cleanly after this step
+        run.request_stop()
+        print("\nstopping after this step (Ctrl-C again to abort)", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    bar, previous = ProgressBar(), signal.signal(signal.SIGINT, on_sigint)
+    try:
+        engine.train(config, run, callbacks=[bar], resume=resume)
+    except KeyboardInterrupt:
+        _settle(run, "cancelled", "interrupted (Ctrl-C)")
+        raise
+    except Exception as e:
+        _settle(run, "failed", f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        bar.close()
+        signal.signal(signal.SIGINT, previous)
+    row = run.summary()
+    ppl = format_number(row["val_perplexity"])
+    print(
+        f"run {run.id}: {row['state']}, step {row['step']}/{row['total_steps']}, val perplexity {ppl}"
+    )
+    if run.has_adapter():
+        print(f"adapter: {run.adapter_dir}")
+    return {"done": 0, "cancelled": 130}.get(row["state"], 1)
+
+
+# -- eval, export, chat ---------------------------------------------------------------------------
+
+
+def _run_adapter(run: Run) -> Path:
+    if not run.has_adapter():
+        state = run.status().get("state")
+        raise ValueError(
+            f"`run` {run.id!r} has no exported adapter (state: {state}); train it to the end first."
+        )
+    return run.adapter_dir
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from qpa import train as engine
+
+    run = open_run(args.run, args.runs_dir) if args.run else None
+    adapter_dir = _run_adapter(run) if run else None
+    config = load_config(args, run.config if run else None).resolved()
+    result = engine.evaluate(config, adapter_dir=adapter_dir)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    what = f"run {run.id}" if run else f"base model {config.model.model}"
+    loss, ppl = format_number(result.get("loss"), ".4f"), format_number(result.get("perplexity"))
+    print(f"{what} on {config.data.corpus}: loss {loss}, perplexity {ppl}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    run = open_run(args.run, args.runs_dir)
+    adapter_dir, out = _run_adapter(run), Path(args.out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"`out` = {str(out)!r} already exists; choose a new folder.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        if args.merged:
+            _save_merged(run.config.model.model, adapter_dir, tmp)
+        else:
+            shutil.copytree(adapter_dir, tmp, dirs_exist_ok=True)
+        tmp.chmod(0o755)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"exported {'merged model' if args.merged else 'adapter'} of run {run.id} to {out}")
+    return 0
+
+
+def _save_merged(model: str, adapter_dir: Path, out: Path) -> None:
+    from qpa.chat import ChatModel
+
+    merged = ChatModel.load(model, adapter_dir, merge=True)
+    merged.model.save_pretrained(out)
+    merged.tokenizer.save_pretrained(out)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from qpa.chat import ChatModel, check_generation
+
+    gen = {
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "seed": args.seed,
+    }
+    check_generation(**gen)
+    run = open_run(args.run, args.runs_dir) if args.run else None
+    adapter_dir = _run_adapter(run) if run else None
+    model = run.config.model.model if run else args.model or DEFAULT_MODEL
+    chat = ChatModel.load(model, adapter_dir, merge=args.merge)
+    system = [{"role": "system", "content": args.system}] if args.system else []
+    if args.prompt is not None:
+        _print_stream(chat.stream([*system, {"role": "user", "content": args.prompt}], **gen))
+        return 0
+    return _chat_loop(chat, system, gen)
+
+
+def _print_stream(pieces) -> str:
+    text = ""
+    for piece in pieces:
+        text += piece
+        print(piece, end="", flush=True)
+    print()
+    return text
+
+
+def _chat_loop(chat, system: list[dict], gen: dict) -> int:
+    """Read user lines from stdin until EOF or /exit; /reset forgets the conversation."""
+    tty = sys.stdin.isatty()
+    what = f"{chat.name} + adapter" if chat.adapter_dir else chat.name
+    print(f"chatting with {what}; /reset, /exit or Ctrl-D", file=sys.stderr)
+    history = list(system)
+    while True:
+        try:
+            line = input("you> " if tty else "").strip()
+        except EOFError:
+            return 0
+        if line in ("/exit", "/quit"):
+            return 0
+        if line == "/reset":
+            history = list(system)
+        elif line:
+            try:
+                pieces = chat.stream([*history, {"role": "user", "content": line}], **gen)
+                reply = _print_stream(pieces)
+            except ValueError as e:  # e.g. the conversation outgrew the context
+                print(f"error: {e} (/reset starts over)", file=sys.stderr)
+                continue
+            history += [{"role": "user", "content": line}, {"role": "assistant", "content": reply}]

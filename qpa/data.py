@@ -1,0 +1,309 @@
+"""Corpora → tokenized train/validation tensors: the embedded chat corpus, uploads, Hub datasets.
+
+`load_conversations` reads a `DataConfig`'s corpus (see `qpa.corpora` for the formats);
+`build_splits` shuffles it by ``split_seed``, holds out ``val_fraction`` and tokenizes both parts
+into `Encoded` tensors. Chat conversations are rendered with the tokenizer's own chat template,
+and ``assistant_mask`` marks the tokens of the assistant replies (each with its end token), the
+only tokens a chat fine-tune should learn; for plain text it equals ``attention_mask``.
+
+>>> from qpa.config import DataConfig
+>>> from qpa.tokenizer import tiny_tokenizer
+>>> splits = build_splits(DataConfig(topics=("ai",), max_length=64), tiny_tokenizer())
+>>> len(splits.train), len(splits.val), tuple(splits.train.input_ids.shape)
+(95, 10, (95, 64))
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import pathlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from qpa.config import DataConfig
+from qpa.corpora import PARSERS, Conversation, chatterbot_topics, read_chatterbot, read_hub
+
+__all__ = [
+    "MAX_UPLOAD_BYTES",
+    "Encoded",
+    "Splits",
+    "build_splits",
+    "chatterbot_topics",
+    "check_upload",
+    "load_conversations",
+    "preview",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # uploads larger than this are refused
+
+
+@dataclass
+class Encoded:
+    """Token tensors of one split; row i is one example or block."""
+
+    input_ids: torch.Tensor  # (n, T) long
+    attention_mask: torch.Tensor  # (n, T) long, 1 on real tokens, 0 on padding
+    assistant_mask: torch.Tensor  # (n, T) long, 1 on tokens to learn
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    @property
+    def n_tokens(self) -> int:
+        """Real (non-padding) tokens."""
+        return int(self.attention_mask.sum())
+
+
+@dataclass
+class Splits:
+    """Train and validation tensors and what went into them."""
+
+    train: Encoded
+    val: Encoded
+    chat: bool  # conversations (assistant_mask marks replies) or plain texts
+    n_examples: int  # conversations or texts used, after `max_examples`
+    n_tokens: int  # their tokens before truncation, padding or blocking
+    n_truncated: int  # examples cut at `max_length` (example packing)
+
+    def summary(self) -> str:
+        kind = "conversations" if self.chat else "texts"
+        return (
+            f"{self.n_examples:,} {kind}, {self.n_tokens:,} tokens → {len(self.train):,} train / "
+            f"{len(self.val):,} val rows of {self.train.input_ids.shape[1]} tokens"
+            f" ({self.n_truncated:,} truncated)"
+        )
+
+
+def load_conversations(cfg: DataConfig) -> list[Conversation] | list[str]:
+    """The corpus of `cfg`: a list of conversations (chat) or a list of plain texts."""
+    corpus = cfg.corpus.strip()
+    if cfg.topics and corpus != "chatterbot":
+        logger.warning("`topics` apply to the chatterbot corpus only; ignored for %r.", corpus)
+    if corpus == "chatterbot":
+        items = read_chatterbot(cfg.topics)
+    elif corpus.startswith("hf:"):
+        items = read_hub(corpus)
+    else:
+        items = _read_file(pathlib.Path(corpus).expanduser())
+    items = [x for x in items if (x if isinstance(x, list) else x.strip())]
+    if not items:
+        raise ValueError(f"`corpus` = {cfg.corpus!r} holds no text.")
+    return items
+
+
+def check_upload(path: str | pathlib.Path) -> None:
+    """Raise ValueError saying why `path` is not a usable corpus file; return None if it is."""
+    if not _read_file(pathlib.Path(path)):
+        raise ValueError(f"`corpus` = {pathlib.Path(path).name!r} holds no text.")
+
+
+def _read_file(path: pathlib.Path) -> list[Conversation] | list[str]:
+    name = path.name
+    if not path.is_file():
+        raise ValueError(
+            f"`corpus` = {str(path)!r} is not `chatterbot`, `hf:NAME[:CONFIG]` or an existing file."
+        )
+    ext = path.suffix.lower()
+    if ext not in PARSERS:
+        raise ValueError(
+            f"`corpus` = {name!r}: unknown file type {ext or '(none)'!r}; "
+            f"use one of {', '.join(PARSERS)}."
+        )
+    size = path.stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise ValueError(
+            f"`corpus` = {name!r} is too large: {size:,} bytes, the limit is {MAX_UPLOAD_BYTES:,}."
+        )
+    data = path.read_bytes()
+    if b"\0" in data:
+        raise ValueError(f"`corpus` = {name!r} looks binary (it contains NUL bytes), not text.")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"`corpus` = {name!r} is not UTF-8 text (invalid byte at offset {e.start})."
+        ) from None
+    if not text.strip():
+        raise ValueError(f"`corpus` = {name!r} is empty.")
+    return PARSERS[ext](text, name)
+
+
+def _split_order(n: int, cfg: DataConfig) -> tuple[list[int], int]:
+    """Shuffled indices (capped at `max_examples`) and how many of the first are validation."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.split_seed)).tolist()
+    if cfg.max_examples:
+        order = order[: cfg.max_examples]
+    n_val = max(1, round(cfg.val_fraction * len(order)))
+    if len(order) - n_val < 1:
+        raise ValueError(
+            f"`corpus` = {cfg.corpus!r} is too small: {len(order)} example(s) leave none for "
+            f"training after holding out {n_val} for validation."
+        )
+    return order, n_val
+
+
+def build_splits(cfg: DataConfig, tokenizer: Any) -> Splits:
+    """Tokenized, deterministic train/validation splits of the corpus of `cfg`."""
+    items = load_conversations(cfg)
+    order, n_val = _split_order(len(items), cfg)
+    items = [items[i] for i in order]
+    chat = isinstance(items[0], list)
+    ids, masks = tokenize(items, tokenizer)
+    pack = _pack_examples if cfg.packing == "example" else _pack_blocks
+    parts = {}
+    for part, rows in (("validation", slice(0, n_val)), ("training", slice(n_val, None))):
+        parts[part] = pack(ids[rows], masks[rows], tokenizer, cfg.max_length, chat)
+        _check_split(parts[part], part, cfg, sum(len(x) for x in ids[rows]))
+    n_truncated = sum(len(x) > cfg.max_length for x in ids) if cfg.packing == "example" else 0
+    return Splits(
+        train=parts["training"],
+        val=parts["validation"],
+        chat=chat,
+        n_examples=len(items),
+        n_tokens=sum(len(x) for x in ids),
+        n_truncated=n_truncated,
+    )
+
+
+def _check_split(enc: Encoded, part: str, cfg: DataConfig, n_tokens: int) -> None:
+    if len(enc) == 0:
+        raise ValueError(
+            f"`max_length` = {cfg.max_length}: the {part} split has only {n_tokens} tokens, "
+            f"not one block; lower `max_length`, use packing `example` or a bigger `corpus`."
+        )
+    if enc.assistant_mask.sum() == 0:
+        raise ValueError(
+            f"`max_length` = {cfg.max_length}: no assistant reply token fits in the {part} "
+            "examples (the prompts fill them); raise `max_length`."
+        )
+
+
+def preview(cfg: DataConfig, tokenizer: Any, n: int = 3) -> list[str]:
+    """The first `n` examples in split order, as the model will read them (chat template applied).
+
+    >>> from qpa.tokenizer import tiny_tokenizer
+    >>> print(preview(DataConfig(topics=("greetings",)), tiny_tokenizer(), n=1)[0])
+    <|im_start|>user
+    Top of the morning to you!<|im_end|>
+    <|im_start|>assistant
+    And the rest of the day to you.<|im_end|>
+    <BLANKLINE>
+    """
+    items = load_conversations(cfg)
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(cfg.split_seed))
+    chosen = [items[i] for i in order[:n].tolist()]
+    if chosen and isinstance(chosen[0], list):
+        return [tokenizer.apply_chat_template(c, tokenize=False) for c in chosen]
+    return chosen
+
+
+def tokenize(items: list[Conversation] | list[str], tokenizer: Any) -> tuple[list, list]:
+    """Token ids and learn-masks (lists of int lists) of conversations or texts, batch-tokenized."""
+    if not items or not isinstance(items[0], list):
+        enc = tokenizer(list(items), add_special_tokens=True)
+        return enc["input_ids"], [[1] * len(x) for x in enc["input_ids"]]
+    texts, spans = zip(*(render_chat(conv, tokenizer) for conv in items), strict=True)
+    if not getattr(tokenizer, "is_fast", False):
+        return _tokenize_slow(texts, spans, tokenizer)
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    masks = [
+        _mask_from_offsets(offsets, sp)
+        for offsets, sp in zip(enc["offset_mapping"], spans, strict=True)
+    ]
+    return enc["input_ids"], masks
+
+
+def _mask_from_offsets(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """1 for each token whose characters overlap an assistant span."""
+    ends = [b for _, b in spans]  # spans are sorted and disjoint
+    mask = []
+    for s, e in offsets:
+        k = bisect.bisect_right(ends, s)  # first span ending after the token starts
+        mask.append(int(e > s and k < len(spans) and spans[k][0] < e))
+    return mask
+
+
+def _tokenize_slow(texts, spans, tokenizer) -> tuple[list, list]:
+    """Without offsets (slow tokenizers): count the tokens of each text prefix at span edges."""
+    ids, masks = [], []
+    for text, sp in zip(texts, spans, strict=True):
+        x = tokenizer(text, add_special_tokens=False)["input_ids"]
+        mask = [0] * len(x)
+        for a, b in sp:
+            lo = len(tokenizer(text[:a], add_special_tokens=False)["input_ids"])
+            hi = len(tokenizer(text[:b], add_special_tokens=False)["input_ids"])
+            mask[lo:hi] = [1] * (hi - lo)
+        ids.append(x)
+        masks.append(mask)
+    return ids, masks
+
+
+def render_chat(conv: Conversation, tokenizer: Any) -> tuple[str, list[tuple[int, int]]]:
+    """A conversation rendered with the chat template, and the character spans of its replies.
+
+    Each span runs from the end of the generation prompt before an assistant turn to its end
+    token, found by rendering the conversation up to that turn, so it holds for any template
+    that renders prefixes consistently; otherwise the reply text is searched for.
+
+    >>> from qpa.tokenizer import tiny_tokenizer
+    >>> text, spans = render_chat([{"role": "user", "content": "Hi"},
+    ...                            {"role": "assistant", "content": "Yo"}], tiny_tokenizer())
+    >>> [text[a:b] for a, b in spans]
+    ['Yo<|im_end|>']
+    """
+    render = tokenizer.apply_chat_template
+    text = render(conv, tokenize=False)
+    spans, cursor = [], 0
+    for i, m in enumerate(conv):
+        if m["role"] != "assistant":
+            continue
+        prompt = render(conv[:i], tokenize=False, add_generation_prompt=True) if i else None
+        done = render(conv[: i + 1], tokenize=False).rstrip()
+        if prompt and len(prompt) >= cursor and text.startswith(done) and done.startswith(prompt):
+            span = (len(prompt), len(done))
+        else:  # a template that rewrites earlier turns: find the reply text itself
+            at = text.find(m["content"], cursor)
+            if at < 0:
+                continue
+            end = at + len(m["content"])
+            eos = tokenizer.eos_token or ""
+            span = (at, end + len(eos) if eos and text.startswith(eos, end) else end)
+        spans.append(span)
+        cursor = span[1]
+    return text, spans
+
+
+def _pack_examples(ids, masks, tokenizer, T: int, chat: bool) -> Encoded:
+    """One row per example: truncated to T tokens, right-padded with the pad id."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    n = len(ids)
+    input_ids = torch.full((n, T), pad if pad is not None else 0, dtype=torch.long)  # (n, T)
+    attention = torch.zeros((n, T), dtype=torch.long)  # (n, T)
+    learn = torch.zeros((n, T), dtype=torch.long)  # (n, T)
+    for i, (x, m) in enumerate(zip(ids, masks, strict=True)):
+        L = min(len(x), T)
+        input_ids[i, :L] = torch.tensor(x[:L], dtype=torch.long)
+        attention[i, :L] = 1
+        learn[i, :L] = torch.tensor(m[:L], dtype=torch.long)
+    return Encoded(input_ids, attention, learn)
+
+
+def _pack_blocks(ids, masks, tokenizer, T: int, chat: bool) -> Encoded:
+    """All tokens concatenated and cut into full blocks of T (the remainder is dropped).
+
+    Plain texts are separated by eos; chat texts are already delimited by their template.
+    """
+    sep = [] if chat or tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    stream, learn = [], []
+    for x, m in zip(ids, masks, strict=True):
+        stream += [*x, *sep]
+        learn += [*m, *[1] * len(sep)]
+    n = len(stream) // T
+    input_ids = torch.tensor(stream[: n * T], dtype=torch.long).view(n, T)  # (n, T)
+    assistant = torch.tensor(learn[: n * T], dtype=torch.long).view(n, T)  # (n, T)
+    return Encoded(input_ids, torch.ones_like(input_ids), assistant)
