@@ -32,8 +32,8 @@ def test_postprocess_formula_and_finite_gradient_at_zero():
 
 def test_mapping_layer_sizes_follow_official_code():
     m = MappingModel(7, (32, 64, 128, 128, 64, 32, 32), 2048)
+    widths = [
         (x.in_features, x.out_features) for x in m.modules() if isinstance(x, torch.nn.Linear)
-        (l.in_features, l.out_features) for l in m.modules() if isinstance(l, torch.nn.Linear)
     ]
     assert widths[0] == (8, 32) and widths[-2] == (32, 32) and widths[-1] == (32, 2048)
     assert sum(p.numel() for p in m.body.parameters()) == 38_624
