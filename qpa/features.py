@@ -66,10 +66,14 @@ def token_rows(encoded, protocol: str) -> Rows:
 def head_inputs(
     model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
-    """Run `model` and return what enters its output head: (B, T, d)."""
+    """What enters `model`'s output head, (B, T, d), without computing the logits."""
+    backbone = model.base_model  # e.g. LlamaModel, GPT2Model: ends with the final norm
+    if backbone is not model:
+        return backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     captured = []
-    head = model.get_output_embeddings()
-    hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    hook = model.get_output_embeddings().register_forward_pre_hook(
+        lambda _m, args: captured.append(args[0])
+    )
     try:
         model(input_ids=input_ids, attention_mask=attention_mask)
     finally:
