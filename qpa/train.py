@@ -172,8 +172,7 @@ def _emitter(run, callbacks: Sequence[Callback]) -> Callback:
 
 def _loop(session: Session, run, emit: Callback, resume: bool) -> dict:
     cfg = session.config.train
-    params = [p for _, p in session.trainable()]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(session)
     start_step = 0
     if resume:
         tensors, meta = run.load_state()
@@ -193,7 +192,13 @@ def _loop(session: Session, run, emit: Callback, resume: bool) -> dict:
             if stopper.stop:
                 state = "cancelled"
                 break
-            _step(session, optimizer, params, step, emit, t0)
+            emit(
+                {
+                    "event": "step",
+                    **train_step(session, optimizer, step),
+                    "elapsed": time.time() - t0,
+                }
+            )
             step += 1
             if run is not None:
                 run.set_status("running", step=step)
@@ -216,7 +221,14 @@ def _loop(session: Session, run, emit: Callback, resume: bool) -> dict:
     return summary
 
 
-def _step(session: Session, optimizer, params, step: int, emit: Callback, t0: float) -> None:
+def make_optimizer(session: Session) -> torch.optim.AdamW:
+    cfg = session.config.train
+    params = [p for _, p in session.trainable()]
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train_step(session: Session, optimizer: torch.optim.Optimizer, step: int) -> dict:
+    """One optimizer step on the batch of `step`; returns its metrics."""
     cfg = session.config.train
     session.model.train()
     for group in optimizer.param_groups:
@@ -228,22 +240,22 @@ def _step(session: Session, optimizer, params, step: int, emit: Callback, t0: fl
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(
+            [p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip
+        )
     optimizer.step()
     seconds = time.perf_counter() - tic
-    emit(
-        {
-            "event": "step",
-            "step": step + 1,
-            "total_steps": cfg.steps,
-            "split": "train",
-            "loss": loss.item(),
-            "perplexity": math.exp(min(loss.item(), 50)),
-            "lr": optimizer.param_groups[0]["lr"],
-            "elapsed": time.time() - t0,
-            "tokens_per_s": nll.numel() / seconds,
-        }
-    )
+    value = loss.item()
+    return {
+        "step": step + 1,
+        "total_steps": cfg.steps,
+        "split": "train",
+        "loss": value,
+        "perplexity": math.exp(min(value, 50)),
+        "lr": optimizer.param_groups[0]["lr"],
+        "tokens_per_s": nll.numel() / seconds,
+        "seconds": seconds,
+    }
 
 
 def _eval(session: Session, emit: Callback, step: int, t0: float) -> dict:
