@@ -143,7 +143,7 @@ def train(
                 "running", pid=os.getpid(), step=0, total_steps=config.train.steps, error=None
             )
             run.log(f"preparing {config.adapter.method} on {config.model.model}")
-        session = prepare(config, cache_dir=_cache_dir())
+        session = prepare(config, cache_dir=features_dir())
         result = _loop(session, run, emit, resume)
     except Exception as e:
         if run is not None:
@@ -153,7 +153,7 @@ def train(
     return result
 
 
-def _cache_dir() -> Path:
+def features_dir() -> Path:
     from qpa.models import qpa_home
 
     return qpa_home() / "features"
@@ -297,6 +297,6 @@ def evaluate(config: RunConfig, adapter_dir: str | Path | None = None) -> dict:
         config,
         Path(adapter_dir) if adapter_dir else None,
         evaluate_only=True,
-        cache_dir=_cache_dir(),
+        cache_dir=features_dir(),
     )
     return evaluate_split(session, "val")
