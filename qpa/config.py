@@ -124,8 +124,9 @@ def _check_range(f: dataclasses.Field, value: Any) -> None:
 class ModelConfig(Config):
     model: str = option(
         "smollm2",
-        "Base causal LM: `smollm2` (embedded SmolLM2-135M-Instruct), a preset "
-        "(`gpt2-config`, `gemma-config`, `tiny-llama`, `tiny-gpt2`), a Hub id or a local folder.",
+        "Base causal LM: `smollm2` (embedded SmolLM2-135M-Instruct), a tiny test model (`tiny-llama`, "
+        "`tiny-gpt2`), a Hub id or a local folder; for counting only, the shape presets "
+        "`gpt2-config`, `gemma-config`, `smollm2-config`.",
     )
 
 
