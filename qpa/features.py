@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,8 +83,17 @@ def head_inputs(
 
 
 @torch.no_grad()
-def backbone_rows(model: nn.Module, encoded, protocol: str, batch_size: int = 16) -> Rows:
-    """Rows with their hidden states, computed in length-sorted batches (pads trimmed)."""
+def backbone_rows(
+    model: nn.Module,
+    encoded,
+    protocol: str,
+    batch_size: int = 16,
+    progress: Callable[[float], None] | None = None,
+) -> Rows:
+    """Rows with their hidden states, computed in length-sorted batches (pads trimmed).
+
+    `progress`, if given, is called with the fraction of examples done after each batch.
+    """
     rows = token_rows(encoded, protocol)
     keep = target_mask(encoded.attention_mask, protocol)
     lengths = (
@@ -102,6 +112,8 @@ def backbone_rows(model: nn.Module, encoded, protocol: str, batch_size: int = 16
         hidden = head_inputs(model, ids, mask)[:, :-1].float().cpu()  # (B, width−1, d)
         for j, i in enumerate(idx.tolist()):
             parts[i] = hidden[j][keep[i, : width - 1]]  # (rows_i, d)
+        if progress is not None:
+            progress(min(1.0, (start + batch_size) / len(order)))
     rows.hidden = torch.cat(parts) if parts else torch.zeros(0)  # (R, d)
     return rows
 

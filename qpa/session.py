@@ -6,7 +6,9 @@ set of examples, through the cached head (lm_head-only adapters) or a full forwa
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +64,12 @@ def can_cache_head(base: nn.Module, targets: list[str]) -> bool:
 
 
 def build_rows(
-    config: RunConfig, base: nn.Module, splits, use_cache: bool, cache_dir: Path | None
+    config: RunConfig,
+    base: nn.Module,
+    splits,
+    use_cache: bool,
+    cache_dir: Path | None,
+    progress=None,
 ) -> dict[str, Rows]:
     protocol = config.train.perplexity
     rows = {}
@@ -70,13 +77,16 @@ def build_rows(
         encoded = getattr(splits, split)
         if not use_cache:
             rows[split] = token_rows(encoded, protocol)
-        elif cache_dir is None:
-            rows[split] = backbone_rows(base, encoded, protocol)
+            continue
+        report = progress and functools.partial(
+            progress, f"caching backbone hidden states ({split})"
+        )
+        compute = functools.partial(backbone_rows, base, encoded, protocol, progress=report)
+        if cache_dir is None:
+            rows[split] = compute()
         else:
             key = cache_key(config.model.model, base, config.data, protocol, encoded)
-            rows[split] = cached_rows(
-                cache_dir, key, lambda e=encoded: backbone_rows(base, e, protocol)
-            )
+            rows[split] = cached_rows(cache_dir, key, compute)
     return rows
 
 
@@ -86,8 +96,12 @@ def prepare(
     *,
     evaluate_only: bool = False,
     cache_dir: Path | None = None,
+    progress: Callable[[str, float], None] | None = None,
 ) -> Session:
-    """Load model, data and adapter for `config` (or a saved adapter, or none, to evaluate)."""
+    """Load model, data and adapter for `config` (or a saved adapter, or none, to evaluate).
+
+    `progress(message, fraction)` hears about the slow part, computing backbone hidden states.
+    """
     from qpa.data import build_splits
     from qpa.export import load_adapter
     from qpa.models import load_model
@@ -101,7 +115,7 @@ def prepare(
     splits = build_splits(config.data, tokenizer)
     targets = resolve_targets(base, config.adapter.target_modules)
     use_cache = config.train.cache_backbone and can_cache_head(base, targets)
-    rows = build_rows(config, base, splits, use_cache, cache_dir)
+    rows = build_rows(config, base, splits, use_cache, cache_dir, progress)
     torch.manual_seed(config.train.seed)
     qpa = None
     if evaluate_only:

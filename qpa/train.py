@@ -143,7 +143,7 @@ def train(
                 "running", pid=os.getpid(), step=0, total_steps=config.train.steps, error=None
             )
             run.log(f"preparing {config.adapter.method} on {config.model.model}")
-        session = prepare(config, cache_dir=features_dir())
+        session = prepare(config, cache_dir=features_dir(), progress=_preparing(run, emit))
         result = _loop(session, run, emit, resume)
     except Exception as e:
         if run is not None:
@@ -151,6 +151,21 @@ def train(
             run.set_status("failed", error=f"{type(e).__name__}: {e}", pid=None)
         raise
     return result
+
+
+def _preparing(run, emit: Callback) -> Callable[[str, float], None]:
+    """Report the slow preparation step (every 5%) to callbacks and the run's status."""
+    last = {"message": "", "fraction": -1.0}
+
+    def report(message: str, fraction: float) -> None:
+        if message == last["message"] and fraction - last["fraction"] < 0.05 and fraction < 1:
+            return
+        last.update(message=message, fraction=fraction)
+        emit({"event": "prepare", "message": message, "fraction": fraction})
+        if run is not None:
+            run.set_status("running", message=f"{message}: {fraction:.0%}")
+
+    return report
 
 
 def features_dir() -> Path:
