@@ -47,7 +47,7 @@ class _Plan(NamedTuple):
     source: torch.Tensor  # (2**N,) basis index each amplitude comes from through the CNOTs
     destination: torch.Tensor  # (2**N,) the inverse permutation of `source`
     table_index: tuple[torch.Tensor, ...]  # per group (g * 4**g,): gathers its Kronecker entries
-    generators: tuple[torch.Tensor, ...]  # per group (4**g, g): flattened J_k of each qubit k
+    generators: tuple[torch.Tensor, ...]  # per group (4**g, g): flattened ½·J_k, qubit k
 
     @property
     def folded(self) -> bool:  # one group: the CNOT permutation lives in its matrix rows
@@ -58,7 +58,8 @@ def circuit_probs(angles: torch.Tensor, entangler: str = "ladder") -> torch.Tens
     """Measurement probabilities of the QPA circuit, differentiable w.r.t. `angles`.
 
     `angles` has shape (depth, n_qubits); the result has shape (2**n_qubits,), the dtype and
-    device of `angles`, and PennyLane's basis order.
+    device of `angles`, and PennyLane's basis order. Gradients are first order only: the
+    backward pass is written by hand (adjoint method), and differentiating it again raises.
 
     >>> probs = circuit_probs(torch.zeros(3, 4), entangler="ring")  # all R_Y(0): stays |0000⟩
     >>> probs.shape, probs[0].item()
@@ -79,7 +80,7 @@ def circuit_state(angles: torch.Tensor, entangler: str = "ladder") -> torch.Tens
 class QuantumCircuit(nn.Module):
     """The QPA circuit as a module: trainable `angles` in, probabilities out.
 
-    >>> torch.manual_seed(0) and None
+    >>> _ = torch.manual_seed(0)
     >>> circuit = QuantumCircuit(n_qubits=3, depth=2)
     >>> circuit
     QuantumCircuit(n_qubits=3, depth=2, entangler='ladder')
@@ -114,8 +115,8 @@ class _Circuit(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, angles: torch.Tensor, plan: _Plan) -> torch.Tensor:
-        matrices = _group_matrices(angles, plan)  # per group (L, 2**g, 2**g)
-        blocks = list(zip(*(m.unbind(0) for m in matrices), strict=True))  # L × groups
+        transposed = _group_matrices(angles, plan)  # per group (L, 2**g, 2**g)
+        blocks = list(zip(*(m.unbind(0) for m in transposed), strict=True))  # L × groups
         state = _first_column(blocks[0])  # (2**N,) K_1·|0…0⟩, or ψ_1 when folded
         saved = [state]
         for block in blocks[1:]:
@@ -132,18 +133,19 @@ class _Circuit(torch.autograd.Function):
         adjoint = _entangle(grad_state, plan.destination, plan)  # (2**N,)
         saved = [adjoint]
         for block in ctx.blocks[:0:-1]:
-            adjoint = _apply(adjoint, [matrix.mT for matrix in block])
+            adjoint = _apply(adjoint, [matrix.mT for matrix in block])  # K_lᵀ·μ_l
             adjoint = _entangle(adjoint, plan.destination, plan)  # (2**N,)
             saved.append(adjoint)
         return _angle_grads(states, torch.stack(saved[::-1]), plan), None
 
 
 def _group_matrices(angles: torch.Tensor, plan: _Plan) -> list[torch.Tensor]:
-    """Each group's R_Y Kronecker product for every block, (L, 2**g, 2**g) per group.
+    """Each group's R_Y Kronecker product K, transposed, for every block: (L, 2**g, 2**g) each.
 
-    Entry (r, c) is the product over the group's qubits k of R_Y(θ_k)[r_k, c_k], where R_Y is
+    K[r, c] is the product over the group's qubits k of R_Y(θ_k)[r_k, c_k], with R_Y =
     [[cos, -sin], [sin, cos]] of the half-angle: one gather from a (cos, -sin, sin, cos) table
-    and one product over the qubits. Folded, the rows come in CNOT order.
+    and one product over the qubits. Folded, K's rows come in CNOT order. Kᵀ is what the
+    row-major GEMMs of `_apply` want.
     """
     depth, n_qubits = angles.shape
     half = angles * 0.5  # (L, N)
@@ -156,22 +158,25 @@ def _group_matrices(angles: torch.Tensor, plan: _Plan) -> list[torch.Tensor]:
     return matrices
 
 
-def _first_column(block: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The block applied to |0…0⟩: the Kronecker product of each group matrix's first column."""
-    state = block[0][:, 0]  # (2**g0,)
-    for matrix in block[1:]:
-        state = torch.outer(state, matrix[:, 0]).view(-1)  # (2**(g0+…+gi),)
+def _first_column(transposed: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A block applied to |0…0⟩: the Kronecker product of the first columns of its K's."""
+    state = transposed[0][0]  # (2**g0,)
+    for matrix in transposed[1:]:
+        state = torch.outer(state, matrix[0]).view(-1)  # (2**(g0+…+gi),)
     return state
 
 
-def _apply(state: torch.Tensor, block: Sequence[torch.Tensor]) -> torch.Tensor:
-    """(⊗ block)·state, one GEMM per group; each moves its axis last, so the order comes back."""
-    if len(block) == 1:
-        return block[0] @ state  # (2**N,)
-    for matrix in block:
-        rows = state.view(matrix.shape[1], -1).mT  # (rest, 2**g), group axis first in memory
-        state = (rows @ matrix.mT).view(-1)  # (2**N,) group axis now last
-    return state
+def _apply(state: torch.Tensor, transposed: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(⊗ M)·state given each group's Mᵀ: one GEMM per group, moving its axis last.
+
+    The state is read with the group's qubits as its leading axis and written with them as its
+    last, so after every group the qubit order is back where it started.
+    """
+    if len(transposed) == 1:
+        return state @ transposed[0]  # (2**N,)
+    for matrix in transposed:
+        state = torch.mm(state.view(matrix.shape[0], -1).t(), matrix)  # (rest, 2**g)
+    return state.view(-1)  # (2**N,)
 
 
 def _entangle(state: torch.Tensor, index: torch.Tensor, plan: _Plan) -> torch.Tensor:
@@ -181,20 +186,27 @@ def _entangle(state: torch.Tensor, index: torch.Tensor, plan: _Plan) -> torch.Te
 
 def _angle_grads(states: torch.Tensor, adjoints: torch.Tensor, plan: _Plan) -> torch.Tensor:
     """½⟨μ_l, J_k·φ_l⟩ for every block l and qubit k, from (L, 2**N) pairs; result (L, N)."""
-    depth = states.shape[0]
     grads = []
     for (first, size), generators in zip(plan.groups, plan.generators, strict=True):
-        phi = _group_rows(states, first, size)  # (L, 2**g, rest)
-        mu = _group_rows(adjoints, first, size)  # (L, 2**g, rest)
-        cross = mu @ phi.mT  # (L, 2**g, 2**g)
-        grads.append(cross.reshape(depth, -1) @ generators)  # (L, g)
-    return 0.5 * torch.cat(grads, dim=1)  # (L, N)
+        cross = _cross(adjoints, states, first, size)  # (L, 2**g, 2**g)
+        grads.append(cross.view(states.shape[0], -1) @ generators)  # (L, g)
+    return torch.cat(grads, dim=1)  # (L, N)
 
 
-def _group_rows(states: torch.Tensor, first: int, size: int) -> torch.Tensor:
-    """(L, 2**N) → (L, 2**g, rest): the group's axis first, the other qubits flattened."""
-    view = states.view(states.shape[0], 2**first, 2**size, -1)  # (L, before, 2**g, after)
-    return view.transpose(1, 2).reshape(states.shape[0], 2**size, -1)
+def _cross(left: torch.Tensor, right: torch.Tensor, first: int, size: int) -> torch.Tensor:
+    """Σ over the other qubits of left[.., i, ..]·right[.., j, ..] on one group's axis.
+
+    (L, 2**N) twice → (L, 2**g, 2**g), with batched GEMMs on views, never a transposed copy.
+    """
+    depth, dim, before = left.shape[0], 2**size, 2**first
+    after = left.shape[1] // (before * dim)
+    if before == 1:
+        return left.view(depth, dim, after) @ right.view(depth, dim, after).mT
+    if after == 1:
+        return left.view(depth, before, dim).mT @ right.view(depth, before, dim)
+    left = left.view(depth * before, dim, after)  # (L*before, 2**g, after)
+    products = left @ right.view(depth * before, dim, after).mT  # (L*before, 2**g, 2**g)
+    return products.view(depth, before, dim, dim).sum(dim=1)
 
 
 @functools.lru_cache(maxsize=64)
@@ -208,7 +220,7 @@ def _plan(n_qubits: int, entangler: str, device: torch.device, dtype: torch.dtyp
     for first, size in groups:
         rows = source if n_groups == 1 else torch.arange(2**size)  # (2**g,)
         table_index.append(_table_index(first, size, rows).to(device))
-        generators.append(_generators(size, rows).to(device, dtype))
+        generators.append((0.5 * _generators(size, rows)).to(device, dtype))
     return _Plan(
         groups, source.to(device), destination.to(device), tuple(table_index), tuple(generators)
     )
@@ -230,7 +242,7 @@ def _cnot_permutation(n_qubits: int, entangler: str) -> tuple[torch.Tensor, torc
 
 
 def _table_index(first: int, size: int, rows: torch.Tensor) -> torch.Tensor:
-    """Where entry (r, c) of a group matrix finds its factors in the (N*4) table, (g * 4**g,).
+    """Where entry (c, r) of a group's Kᵀ finds its factors in the (N*4) table, (g * 4**g,).
 
     The factor of local qubit k is column 4·(first+k) + 2·bit_k(rows[r]) + bit_k(c).
     """
@@ -238,7 +250,7 @@ def _table_index(first: int, size: int, rows: torch.Tensor) -> torch.Tensor:
     shift = size - 1 - local
     row_bits = (rows[None, :] >> shift) & 1  # (g, 2**g)
     col_bits = (torch.arange(2**size)[None, :] >> shift) & 1  # (g, 2**g)
-    code = 2 * row_bits[:, :, None] + col_bits[:, None, :]  # (g, 2**g, 2**g)
+    code = 2 * row_bits[:, None, :] + col_bits[:, :, None]  # (g, 2**g c, 2**g r)
     return (4 * (first + local[:, :, None]) + code).reshape(-1)
 
 

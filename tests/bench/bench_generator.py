@@ -77,7 +77,9 @@ def main() -> None:
         p_ref = circuit(gen.circuit.angles.double())
     err = (p_ours.double() - p_ref).abs().max().item()
     t_ours, t_pl, t_mlp = best_of(ours), best_of(with_pennylane), best_of(mlp_only)
-    print(f"QPA generator fwd+bwd, GPT-2 lm_head r=4: M={M:,}, N={gen.n_qubits}, L={c.depth}, chunk={c.chunk_size}")
+    print(
+        f"QPA generator fwd+bwd, GPT-2 lm_head r=4: M={M:,}, N={gen.n_qubits}, L={c.depth}, chunk={c.chunk_size}"
+    )
     print(f"torch threads: {torch.get_num_threads()}; max |p_ours − p_pennylane| = {err:.2e}")
     print(f"{'path':<34}{'median ms':>10}")
     print(f"{'qpa.circuit simulator':<34}{t_ours * 1e3:>10.2f}")
