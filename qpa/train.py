@@ -196,7 +196,11 @@ def _loop(session: Session, run, emit: Callback, resume: bool) -> dict:
     n_trainable = session.n_trainable()
     if run is not None:
         run.set_status(
-            "running", step=start_step, total_steps=cfg.steps, trainable_params=n_trainable
+            "running",
+            step=start_step,
+            total_steps=cfg.steps,
+            trainable_params=n_trainable,
+            message="training",
         )
         run.log(f"{n_trainable:,} trainable parameters; head-only cache: {session.head_only}")
     t0, step, state, val = time.time(), start_step, "done", None
