@@ -62,7 +62,7 @@ _EXPORTS = {
         "runs_root",
         "check_run_id",
     ],
-    "qpa.train": ["train", "evaluate", "validate_config"],
+    "qpa.train": ["evaluate", "validate_config"],  # not `train`: it would shadow the module
     "qpa.chat": ["ChatModel", "get_chat_model"],
     "qpa.flags": ["config_to_argv"],
 }

@@ -1,0 +1,8 @@
+"""QPA Studio in the browser: ``python app.py`` (binds 127.0.0.1; ``QPA_HOST`` or Spaces change it)."""
+
+from app.ui import build_app, launch_kwargs
+
+demo = build_app()
+
+if __name__ == "__main__":
+    demo.launch(**launch_kwargs())

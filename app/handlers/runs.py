@@ -1,0 +1,125 @@
+"""Runs tab: every run under the runs root as a table, curves of several overlaid, one run's
+config and log, and its exported adapter as a zip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from app import plots
+from app.handlers.common import guarded
+from app.handlers.train import series
+from app.state import Studio
+from qpa import list_runs, open_run
+
+HEADERS = ["run", "method", "model", "trainable params", "val perplexity", "time", "status"]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}h {m % 60:02d}m" if m >= 60 else f"{m}m {s:02d}s" if m else f"{s}s"
+
+
+def table_rows(studio: Studio) -> list[list]:
+    """One row per run, newest first."""
+    rows = []
+    for run in list_runs(studio.root):
+        r = run.summary()
+        ppl = r["val_perplexity"]
+        params = r["trainable_params"]
+        state = (
+            r["state"]
+            if r["state"] in ("done",)
+            else f"{r['state']} ({r['step']}/{r['total_steps']})"
+        )
+        rows.append(
+            [
+                r["id"],
+                r["method"],
+                r["model"],
+                f"{params:,}" if params else "–",
+                f"{ppl:.3f}" if isinstance(ppl, (int, float)) else "–",
+                _duration(r["wall_time_s"]),
+                state,
+            ]
+        )
+    return rows
+
+
+def run_details(studio: Studio, run_id: str) -> tuple[str, str, str | None]:
+    """(config JSON, log tail, path of a zip of the adapter or None) of one run."""
+    run = open_run(run_id, studio.root)
+    config = json.dumps(run.config.to_dict(), indent=2)
+    log = run.log_text(300) or "(no log yet)"
+    return config, log, zip_adapter(studio, run_id)
+
+
+def zip_adapter(studio: Studio, run_id: str) -> str | None:
+    """A zip of the run's adapter folder under the system temp dir (gradio serves it), or None.
+
+    Written beside its final name and renamed, so a download never sees half a zip.
+    """
+    run = open_run(run_id, studio.root)
+    if not run.has_adapter():
+        return None
+    out = Path(tempfile.gettempdir()) / "qpa-adapters"
+    out.mkdir(exist_ok=True)
+    tmp = shutil.make_archive(
+        str(out / f".{run.id}-{os.getpid()}"), "zip", root_dir=run.adapter_dir
+    )
+    final = out / f"{run.id}-adapter.zip"
+    os.replace(tmp, final)
+    return str(final)
+
+
+# -- event handlers -------------------------------------------------------------------------------
+
+
+def on_refresh(studio: Studio, selected: list[str] | None):
+    """Refresh: the table, the run pickers (keeping valid choices) and the overlay."""
+    rows = table_rows(studio)
+    ids = [r[0] for r in rows]
+    keep = [i for i in selected or [] if i in ids] or ids[:2]
+    overlay = plots.curves_figure(series(studio, keep))
+    return (
+        gr.update(value=rows),
+        gr.update(choices=ids, value=keep),
+        gr.update(choices=ids),
+        overlay,
+    )
+
+
+@guarded(1)
+def on_overlay(studio: Studio, selected: list[str] | None):
+    """Runs picked for the overlay changed: redraw their curves together."""
+    return plots.curves_figure(series(studio, list(selected or [])))
+
+
+@guarded(3)
+def on_open(studio: Studio, run_id: str | None):
+    """A run picked: show its config and log; offer its adapter for download."""
+    if not run_id:
+        return "", "", gr.update(value=None, interactive=False)
+    config, log, archive = run_details(studio, run_id)
+    button = gr.update(
+        value=archive,
+        interactive=archive is not None,
+        label="Download adapter (.zip)" if archive else "No adapter yet",
+    )
+    return config, log, button
+
+
+@guarded(1)
+def on_table_select(studio: Studio, rows, evt: gr.SelectData):
+    """Clicking a table row opens that run."""
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    value = rows.iloc[row, 0] if hasattr(rows, "iloc") else rows[row][0]
+    return gr.update(value=value)

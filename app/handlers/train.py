@@ -1,0 +1,271 @@
+"""Train tab: turn the form into run configs, launch them as background jobs, watch them.
+
+A launch is checked completely before anything touches the disk (config values, demo caps,
+the model, the corpus, the qubit count); then `app.jobs` writes the job config and starts
+``python -m qpa train``. Watching reads only run directories, so any page, after any restart,
+sees the same progress.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app import plots
+from app.handlers.common import as_int, guarded
+from app.handlers.data import data_config
+from app.handlers.design import FIELDS as DESIGN_FIELDS
+from app.handlers.design import configs
+from app.jobs import LIVE, group_of, new_group_id
+from app.state import Studio
+from qpa import (
+    SHAPE_PRESETS,
+    RunConfig,
+    TrainConfig,
+    count_params,
+    list_runs,
+    open_run,
+    validate_config,
+)
+
+PLANS = {
+    "QPA + matched LoRA baseline": ("qpa-lora", "lora"),
+    "QPA only": ("qpa-lora",),
+    "LoRA only": ("lora",),
+}
+SUFFIX = {"qpa-lora": "qpa", "lora": "lora"}
+TRAIN_FIELDS = (
+    "plan",
+    "steps",
+    "batch_size",
+    "lr",
+    "eval_every",
+    "max_length",
+    "max_examples",
+    "seed",
+    "source",
+    "topics",
+    "upload",
+)
+FORM_FIELDS = DESIGN_FIELDS + TRAIN_FIELDS
+
+
+def _check_caps(studio: Studio, config: RunConfig) -> None:
+    caps, t, d = studio.caps, config.train, config.data
+    limits = [
+        ("steps", t.steps, caps.steps),
+        ("batch_size", t.batch_size, caps.batch_size),
+        ("max_length", d.max_length, caps.max_length),
+    ]
+    if caps.max_examples:
+        limits.append(("max_examples", d.max_examples or 10**9, caps.max_examples))
+    for name, value, cap in limits:
+        if value > cap:
+            shown = "0 (all)" if value == 10**9 else f"{value:,}"
+            raise ValueError(
+                f"`{name}` = {shown} is above this demo's cap of {cap:,}; "
+                "run the studio locally (python app.py) for bigger runs."
+            )
+
+
+def build_configs(studio: Studio, form: dict[str, Any]) -> list[RunConfig]:
+    """The validated run configs of one launch (QPA first), or ValueError saying what is wrong."""
+    values = [form[k] for k in DESIGN_FIELDS]
+    model, adapter, qpa = configs(*values)
+    if model in SHAPE_PRESETS:
+        raise ValueError(
+            f"`model` = {model!r} is a shape-only preset (no weights) for counting; to train "
+            "pick smollm2, tiny-llama, tiny-gpt2 or a Hub id."
+        )
+    if form["plan"] not in PLANS:
+        raise ValueError(f"`plan` = {form['plan']!r} is not one of: {', '.join(PLANS)}.")
+    count_params(model, adapter, qpa)  # raises when the qubits are too few for the weights
+    train = TrainConfig(
+        steps=as_int("steps", form["steps"]),
+        batch_size=as_int("batch_size", form["batch_size"]),
+        lr=float(form["lr"] or 0),
+        eval_every=as_int("eval_every", form["eval_every"]),
+        seed=as_int("seed", form["seed"]),
+    )
+    data = data_config(
+        form["source"], form["topics"], form["upload"], form["max_length"], form["max_examples"]
+    )
+    base = RunConfig(model={"model": model}, adapter=adapter, qpa=qpa, data=data, train=train)
+    _check_caps(studio, base)
+    out = []
+    for method in PLANS[form["plan"]]:
+        config = base.replace(adapter=adapter.replace(method=method))
+        out.append(validate_config(config))
+    return out
+
+
+def _keep_upload(studio: Studio, config: RunConfig, group: str) -> RunConfig:
+    """Copy an uploaded corpus beside the job configs: gradio's temp copy may vanish."""
+    corpus = config.data.corpus
+    if corpus == "chatterbot" or corpus.startswith("hf:"):
+        return config
+    target = studio.jobs.jobs_dir / "uploads" / f"{group}-{Path(corpus).name}"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(corpus, target)
+    return config.replace(data=config.data.replace(corpus=str(target.resolve())))
+
+
+def launch(studio: Studio, form: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Check and start one launch; returns (run ids, their shell commands)."""
+    run_configs = build_configs(studio, form)
+    live = studio.jobs.live()
+    if len(live) + len(run_configs) > studio.caps.live_runs:
+        raise ValueError(
+            f"{len(live)} run(s) are training ({', '.join(live)}); at most "
+            f"{studio.caps.live_runs} may run at once. Wait, or cancel one first."
+        )
+    group = new_group_id()
+    threads = max(1, (os.cpu_count() or 1) // len(run_configs))
+    ids, commands = [], []
+    for config in run_configs:
+        run_id = f"{group}.{SUFFIX[config.adapter.method]}"
+        commands.append(studio.jobs.launch(_keep_upload(studio, config, group), run_id, threads))
+        ids.append(run_id)
+    return ids, commands
+
+
+def watch_choices(studio: Studio) -> list[str]:
+    """Run ids to pick from: jobs still starting, then every run, newest first."""
+    ids = [r.id for r in list_runs(studio.root)]
+    return [i for i in studio.jobs.live() if i not in ids] + ids
+
+
+def default_watch(studio: Studio) -> list[str]:
+    """What a fresh page watches: the live runs, else the newest launch group."""
+    live = studio.jobs.live()
+    if live:
+        return live
+    ids = watch_choices(studio)
+    return [i for i in ids if group_of(i) == group_of(ids[0])] if ids else []
+
+
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def run_card(studio: Studio, run_id: str) -> str:
+    """One run's progress as HTML: state, bar, step, ETA, tokens/s, latest loss and perplexity."""
+    status = studio.jobs.state(run_id)
+    state, step = status.get("state", "unknown"), status.get("step") or 0
+    total = status.get("total_steps") or 0
+    train = val = []
+    method = ""
+    if (studio.root / run_id / "config.json").is_file():
+        run = open_run(run_id, studio.root)
+        train, val, method = run.metrics("train"), run.metrics("val"), run.config.adapter.method
+    facts = [f"step {step}/{total}" if total else "starting the training process"]
+    if train and state == "running":
+        last = train[-1]
+        per_step = last["elapsed"] / max(1, last["step"])
+        facts += [
+            f"ETA {_fmt_time(per_step * max(0, total - step))}",
+            f"{last.get('tokens_per_s', 0):,.0f} tokens/s",
+        ]
+    elif state == "running":
+        facts.append(status.get("message") or "loading the model and data")
+    if train:
+        facts.append(f"loss {train[-1]['loss']:.4f}")
+    if val:
+        facts.append(f"val perplexity {val[-1]['perplexity']:.3f}")
+    if status.get("trainable_params"):
+        facts.append(f"{status['trainable_params']:,} trainable")
+    pct = 100 * step / total if total else 0
+    error = status.get("error")
+    return (
+        f'<div class="qpa-run qpa-{html.escape(state)}"><div class="qpa-run-head">'
+        f'<code>{html.escape(run_id)}</code><span class="qpa-badge">{html.escape(state)}</span>'
+        f'<span class="qpa-method">{html.escape(method)}</span></div>'
+        f'<div class="qpa-bar"><div style="width:{pct:.1f}%"></div></div>'
+        f'<div class="qpa-facts">{" · ".join(html.escape(f) for f in facts)}</div>'
+        + (f'<div class="qpa-error">{html.escape(str(error))}</div>' if error else "")
+        + "</div>"
+    )
+
+
+def series(studio: Studio, ids: list[str]) -> list[dict]:
+    """Curve data for `plots.curves_figure`: train loss and val perplexity per run."""
+    out = []
+    for run_id in ids:
+        if not (studio.root / run_id / "config.json").is_file():
+            continue
+        run = open_run(run_id, studio.root)
+        out.append(
+            {
+                "label": run_id,
+                "method": run.config.adapter.method,
+                "train": [(m["step"], m["loss"]) for m in run.metrics("train")],
+                "val": [(m["step"], m["perplexity"]) for m in run.metrics("val")],
+            }
+        )
+    return out
+
+
+def _signature(studio: Studio, ids: list[str]) -> str:
+    """Changes whenever a watched run's status or metrics change (cheap stat calls)."""
+    parts = []
+    for run_id in ids:
+        for name in ("status.json", "metrics.jsonl"):
+            try:
+                st = (studio.root / run_id / name).stat()
+                parts.append(f"{st.st_mtime_ns}:{st.st_size}")
+            except OSError:
+                parts.append("-")
+        parts.append(studio.jobs.state(run_id).get("state", ""))
+    return f"{ids}|{'|'.join(parts)}"
+
+
+# -- event handlers ---------------------------------------------------------------------------------
+
+
+@guarded(3)
+def on_launch(studio: Studio, *values):
+    """Launch button: start the runs and watch them; show the equivalent CLI commands."""
+    ids, commands = launch(studio, dict(zip(FORM_FIELDS, values, strict=True)))
+    gr.Info(f"Started {', '.join(ids)} in the background.")
+    cli = "# the same runs from a terminal\n" + "\n".join(commands)
+    return gr.update(choices=watch_choices(studio), value=ids), cli, ""
+
+
+def on_refresh(studio: Studio, ids: list[str] | None, last: str):
+    """Timer tick: redraw progress and curves only when a watched run changed."""
+    ids = list(ids or [])
+    signature = _signature(studio, ids)
+    if signature == last:
+        return gr.skip(), gr.skip(), last
+    if not ids:
+        note = (
+            '<div class="qpa-empty">No run selected. Launch one above, or pick runs to watch.</div>'
+        )
+        return note, plots.curves_figure([]), signature
+    cards = "".join(run_card(studio, i) for i in ids)
+    return cards, plots.curves_figure(series(studio, ids)), signature
+
+
+@guarded(1)
+def on_cancel(studio: Studio, ids: list[str] | None):
+    """Cancel button: ask every watched run that is still live to stop."""
+    live = [i for i in ids or [] if studio.jobs.state(i).get("state") in LIVE]
+    if not live:
+        raise ValueError("None of the watched runs is training; nothing to cancel.")
+    for run_id in live:
+        gr.Info(studio.jobs.stop(run_id))
+    return ""
+
+
+def on_load(studio: Studio):
+    """Page load: offer every run and reattach to the live ones (or the newest launch)."""
+    return gr.update(choices=watch_choices(studio), value=default_watch(studio))

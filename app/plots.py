@@ -1,0 +1,185 @@
+"""Plotly figures for the studio: the chunk-size trade-off, the circuit's probabilities and the
+training curves. Pure functions of plain numbers (no gradio, no engine).
+
+Figures are written as plotly JSON specs and wrapped without plotly's per-property validation
+(`_figure`): validating costs ~100 ms a figure, too slow for redrawing on every slider move.
+
+>>> fig = tradeoff_figure([(1024, 90_000, 8), (2048, 106_264, 7)], 2048, 204_100, [])
+>>> [trace.name for trace in fig.data]
+['QPA parameters', 'qubits N', 'LoRA 204,100', 'your choice']
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+QPA_COLOR = "#7c3aed"
+LORA_COLOR = "#ea580c"
+QUBIT_COLOR = "#0891b2"
+MUTED = "#cbd5e1"
+RUN_COLORS = ("#7c3aed", "#ea580c", "#0891b2", "#16a34a", "#db2777", "#ca8a04", "#4f46e5")
+FONT = {"family": "Inter, ui-sans-serif, system-ui, sans-serif", "size": 12, "color": "#334155"}
+
+# The paper's reported points (paper-notes §3): (label, chunk_size, QPA params, LoRA params).
+PAPER_POINTS = (
+    ("GPT-2 r=4 (paper)", 2048, 106_264, 204_100),
+    ("Gemma-2 r=4 (paper)", 4096, 173_888, 1_032_192),
+)
+_LABEL_SIDE = {"GPT-2 r=4 (paper)": ("right", -12), "Gemma-2 r=4 (paper)": ("left", 12)}
+
+
+@functools.cache
+def _template() -> dict:
+    return pio.templates["plotly_white"].to_plotly_json()
+
+
+def _figure(data: list[dict], layout: dict, height: int) -> go.Figure:
+    legend = {"orientation": "h", "yanchor": "bottom", "y": 1.01, "xanchor": "left", "x": 0,
+              "font": {"size": 11}}  # fmt: skip
+    base = {"template": _template(), "height": height, "font": FONT, "legend": legend,
+            "hoverlabel": {"font": {"size": 12}}, "margin": {"l": 60, "r": 60, "t": 28, "b": 48}}  # fmt: skip
+    return go.Figure({"data": data, "layout": {**base, **layout}}, _validate=False)
+
+
+def _right_axis(title: str, **extra: Any) -> dict:
+    return {
+        "title": {"text": title},
+        "overlaying": "y",
+        "side": "right",
+        "showgrid": False,
+        **extra,
+    }
+
+
+def _line(x, y, name: str, hover: str, **style: Any) -> dict:
+    """A scatter trace as plotly JSON."""
+    return {"type": "scatter", "x": list(x), "y": list(y), "name": name,
+            "hovertemplate": hover + "<extra></extra>", **style}  # fmt: skip
+
+
+def tradeoff_figure(
+    points: Sequence[tuple[int, int, int]],
+    current: int,
+    lora: int,
+    paper: Sequence[tuple[str, int, int, int]] = PAPER_POINTS,
+) -> go.Figure:
+    """QPA parameters and qubits against chunk size; `points` are (chunk_size, qpa, n_qubits)."""
+    chunks = [p[0] for p in points]
+    data = [
+        _line(chunks, [p[1] for p in points], "QPA parameters", "chunk %{x:,}<br>%{y:,} parameters",
+              mode="lines+markers", line={"color": QPA_COLOR, "width": 2.5}, marker={"size": 6}),
+        _line(chunks, [p[2] for p in points], "qubits N", "chunk %{x:,}<br>%{y} qubits", yaxis="y2",
+              mode="lines", line={"color": QUBIT_COLOR, "width": 1.5, "shape": "hv", "dash": "dot"}),
+        _line([min(chunks), max(chunks)], [lora, lora], f"LoRA {lora:,}", "LoRA baseline",
+              mode="lines", line={"color": LORA_COLOR, "dash": "dash", "width": 1.5}),
+    ]  # fmt: skip
+    mine = next((p for p in points if p[0] == current), None)
+    if mine:
+        star = {
+            "symbol": "star",
+            "size": 18,
+            "color": QPA_COLOR,
+            "line": {"color": "white", "width": 1.5},
+        }
+        hover = f"your choice: chunk %{{x:,}}<br>%{{y:,}} = {mine[1] / lora:.2%} of LoRA"
+        data.append(_line([mine[0]], [mine[1]], "your choice", hover, mode="markers", marker=star))
+    data += [_paper_point(*point) for point in paper]
+    ticks = chunks[:: 1 + len(chunks) // 10]
+    layout = {
+        "xaxis": {"type": "log", "title": {"text": "chunk size (values per basis state)"},
+                  "tickvals": ticks, "ticktext": [_short(t) for t in ticks]},
+        "yaxis": {"type": "log", "title": {"text": "trainable parameters"}, "dtick": 1},
+        "yaxis2": _right_axis("qubits N", rangemode="tozero"),
+        "annotations": [_paper_label(label, chunk, qpa) for label, chunk, qpa, _ in paper],
+    }  # fmt: skip
+    return _figure(data, layout, 290)
+
+
+def _paper_point(label: str, chunk: int, qpa: int, base: int) -> dict:
+    marker = {"symbol": "diamond-open", "size": 11, "color": "#475569", "line": {"width": 2}}
+    hover = f"{label}<br>chunk {chunk:,}: {qpa:,} = {qpa / base:.2%} of LoRA {base:,}"
+    return _line([chunk], [qpa], label, hover, mode="markers", showlegend=False, marker=marker)
+
+
+def _paper_label(label: str, chunk: int, qpa: int) -> dict:
+    side, shift = _LABEL_SIDE.get(label, ("left", 12))
+    return {"x": math.log10(chunk), "y": math.log10(qpa), "text": label,  # log axes: log10
+            "showarrow": False, "yshift": shift, "xanchor": side, "xshift": 8 if side == "left" else -8,
+            "font": {"size": 10, "color": "#475569"}}  # fmt: skip
+
+
+def _short(n: int) -> str:
+    """1024 → '1K', 1048576 → '1M'."""
+    for unit, size in (("M", 1 << 20), ("K", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return f"{n:,}"
+
+
+def probs_figure(probs: Sequence[float], x: Sequence[float], n_chunks: int) -> go.Figure:
+    """Probabilities of all 2^N basis states (used ones coloured) and their post-processed x."""
+    states = list(range(len(probs)))
+    colors = [QPA_COLOR if i < n_chunks else MUTED for i in states]
+    data = [
+        {"type": "bar", "x": states, "y": list(probs), "name": "p_i = |⟨i|ψ(θ)⟩|²",
+         "marker": {"color": colors}, "hovertemplate": "state %{x}<br>p = %{y:.4g}<extra></extra>"},
+        _line(states[:n_chunks], x[:n_chunks], "x_i fed to the MLP", "state %{x}<br>x = %{y:.4f}",
+              yaxis="y2", mode="markers", marker={"color": "#0f172a", "size": 4 if n_chunks > 64 else 6}),
+    ]  # fmt: skip
+    layout = {
+        "xaxis": {"title": {"text": f"basis state i (the first {n_chunks:,} give the chunks)"}},
+        "yaxis": {"title": {"text": "probability"}, "rangemode": "tozero"},
+        "yaxis2": _right_axis("post-processed x"),
+        "bargap": 0.05 if len(states) < 64 else 0,
+    }
+    return _figure(data, layout, 290)
+
+
+def message_figure(text: str, height: int = 300) -> go.Figure:
+    """An empty figure that says why there is nothing to draw."""
+    note = {"text": text.replace("\n", "<br>"), "showarrow": False, "x": 0.5, "y": 0.5,
+            "xref": "paper", "yref": "paper", "font": {"size": 13, "color": "#64748b"}}  # fmt: skip
+    hidden = {"visible": False}
+    return _figure([], {"annotations": [note], "xaxis": hidden, "yaxis": hidden}, height)
+
+
+def curves_figure(series: Sequence[dict]) -> go.Figure:
+    """Training loss and validation perplexity against step for several runs, side by side.
+
+    Each item: ``{"label", "method", "train": [(step, loss)], "val": [(step, perplexity)]}``;
+    QPA runs are solid lines, LoRA baselines dashed, one colour per run.
+    """
+    if not any(s["train"] or s["val"] for s in series):
+        return message_figure("No metrics yet: curves appear after the first evaluation.", 340)
+    data = []
+    for i, s in enumerate(series):
+        line = {"color": RUN_COLORS[i % len(RUN_COLORS)], "width": 2,
+                "dash": "dash" if s["method"] == "lora" else "solid"}  # fmt: skip
+        for axis, key in (("", "train"), ("2", "val")):
+            if s[key]:
+                steps, values = zip(*s[key], strict=True)
+                data.append(_line(
+                    steps, values, s["label"], f"{s['label']}<br>step %{{x}}: %{{y:.4g}}",
+                    legendgroup=s["label"], showlegend=key == "val" or not s["val"],
+                    xaxis=f"x{axis}", yaxis=f"y{axis}", line=line, marker={"size": 5},
+                    mode="lines" if len(steps) > 30 else "lines+markers",
+                ))  # fmt: skip
+    title = {"xref": "paper", "yref": "paper", "y": 1.0, "yanchor": "bottom", "showarrow": False,
+             "font": {"size": 13}}  # fmt: skip
+    layout = {
+        "xaxis": {"domain": [0, 0.46], "title": {"text": "step"}},
+        "yaxis": {"title": {"text": "training loss"}},
+        "xaxis2": {"domain": [0.54, 1], "anchor": "y2", "title": {"text": "step"}},
+        "yaxis2": {"anchor": "x2", "title": {"text": "validation perplexity"}},
+        "annotations": [{**title, "x": 0.23, "text": "training loss"},
+                        {**title, "x": 0.77, "text": "validation perplexity"}],
+        "legend": {"orientation": "h", "y": -0.22, "yanchor": "top", "x": 0, "xanchor": "left"},
+        "margin": {"l": 60, "r": 24, "t": 30, "b": 40},
+    }  # fmt: skip
+    return _figure(data, layout, 380)

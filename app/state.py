@@ -1,0 +1,44 @@
+"""The studio's state: its settings and the job launcher. No gradio, no session data.
+
+Everything about a run lives in its run directory, so a page reload or an app restart loses
+nothing: the page asks the runs root what exists and what is still running.
+
+>>> studio = Studio.create(runs_root="/tmp/qpa-doctest-runs", demo=True)
+>>> studio.caps.steps, studio.root.name
+(60, 'qpa-doctest-runs')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.jobs import Jobs
+from app.settings import Caps, Settings
+
+
+@dataclass
+class Studio:
+    settings: Settings
+    jobs: Jobs
+
+    @classmethod
+    def create(
+        cls, runs_root: str | Path | None = None, demo: bool | None = None, env=None
+    ) -> Studio:
+        """Settings from the environment, with `runs_root` and `demo` overriding it."""
+        settings = Settings.from_env(env)
+        if runs_root is not None:
+            settings = dataclasses.replace(settings, runs_root=Path(runs_root))
+        if demo is not None:
+            settings = dataclasses.replace(settings, demo=demo)
+        return cls(settings=settings, jobs=Jobs(settings.runs_root))
+
+    @property
+    def root(self) -> Path:
+        return self.settings.runs_root
+
+    @property
+    def caps(self) -> Caps:
+        return self.settings.caps

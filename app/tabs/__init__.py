@@ -1,0 +1,1 @@
+"""Tab builders: layout and wiring only; the work happens in `app.handlers`."""

@@ -1,0 +1,115 @@
+"""Train tab: launch QPA and its matched LoRA baseline as background runs, watch their progress
+and curves (polled from the run directories), stop them, see the equivalent CLI commands."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import gradio as gr
+
+from app.handlers import data as dh
+from app.handlers import train as h
+from app.settings import Caps
+from app.state import Studio
+from qpa import DataConfig, TrainConfig, field_help
+
+POLL_S = 1.5  # seconds between progress refreshes
+HELP = {k: v["help"] for k, v in {**field_help(TrainConfig), **field_help(DataConfig)}.items()}
+
+
+def _whole(value: int, label: str, name: str, **kw) -> gr.Number:
+    return gr.Number(value, label=label, precision=0, info=HELP[name], **kw)
+
+
+def _settings(caps: Caps) -> dict:
+    """What to train and for how long."""
+    f = {}
+    f["plan"] = gr.Radio(
+        list(h.PLANS),
+        value=next(iter(h.PLANS)),
+        label="What to train",
+        info="The baseline is plain LoRA with the same targets, rank, data and seed.",
+    )
+    with gr.Row():
+        f["steps"] = _whole(min(300, caps.steps), "Steps", "steps", minimum=1, maximum=caps.steps)
+        f["batch_size"] = _whole(8, "Batch size", "batch_size", minimum=1, maximum=caps.batch_size)
+    with gr.Accordion("More training settings", open=False):
+        f["lr"] = gr.Number(0.0, label="Learning rate", minimum=0, info=HELP["lr"])
+        f["eval_every"] = _whole(25, "Validate every", "eval_every", minimum=1)
+        f["seed"] = _whole(0, "Seed", "seed", minimum=0)
+    return f
+
+
+def _data(caps: Caps, model: gr.Dropdown) -> dict:
+    """The corpus: chatterbot topics or an upload, checked on arrival, previewed on demand."""
+    f = {}
+    with gr.Accordion("Data", open=True):
+        f["source"] = gr.Radio(
+            list(dh.SOURCES),
+            value=dh.SOURCES[0],
+            label="Corpus",
+            info="The embedded chatterbot chat corpus, or your own file.",
+        )
+        f["topics"] = gr.Dropdown(
+            dh.topics(), value=["ai", "computers", "science"], multiselect=True, label="Topics",
+            info=HELP["topics"],
+        )  # fmt: skip
+        f["upload"] = gr.File(
+            label="Upload (.txt .md .jsonl .csv .yml)", file_types=dh.UPLOAD_TYPES,
+            type="filepath", height=130, visible=False,
+        )  # fmt: skip
+        with gr.Row():
+            f["max_length"] = _whole(
+                min(128, caps.max_length), "Max length", "max_length", minimum=8,
+                maximum=caps.max_length,
+            )  # fmt: skip
+            f["max_examples"] = _whole(caps.max_examples, "Max examples", "max_examples", minimum=0)
+        preview_btn = gr.Button("Preview the data", size="sm")
+        preview = gr.HTML(elem_classes="qpa-preview")
+    private = {"api_visibility": "private"}
+    f["upload"].upload(dh.on_upload, f["upload"], [f["upload"], f["source"]], **private)
+    f["source"].change(dh.on_source, f["source"], [f["topics"], f["upload"]], **private)
+    keys = ("source", "topics", "upload", "max_length", "max_examples")
+    preview_btn.click(
+        dh.on_preview, [model, *(f[k] for k in keys)], preview, api_name="preview_data"
+    )
+    return f
+
+
+def build(studio: Studio, design: dict) -> dict:
+    """Lay out the Train tab; `design` holds the Design tab's inputs (the run's shape)."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=4, min_width=320, elem_classes="qpa-controls"):
+            gr.Markdown(
+                "### Launch\nThe model and the QPA shape come from the **Design** tab. Each run is a "
+                "background process writing its own folder, so it survives a reload or a restart."
+            )
+            f = _settings(studio.caps)
+            f.update(_data(studio.caps, design["model"]))
+            with gr.Row():
+                launch = gr.Button("Launch", variant="primary", elem_id="launch")
+                cancel = gr.Button("Stop", variant="stop", elem_id="cancel")
+        with gr.Column(scale=8):
+            watch = gr.Dropdown(
+                [], value=[], multiselect=True, label="Watching", elem_id="watch",
+                info="Runs shown below; a new page picks the live ones.",
+            )  # fmt: skip
+            progress = gr.HTML(elem_id="progress")
+            curves = gr.Plot(show_label=False, elem_id="curves")
+            cli = gr.Code(
+                "# launch a run to see the command it runs", label="Equivalent CLI",
+                language="shell", interactive=False, lines=3, elem_id="cli",
+            )  # fmt: skip
+    last = gr.State("")  # signature of what is drawn, so unchanged ticks redraw nothing
+    form = [design[k] for k in h.DESIGN_FIELDS] + [f[k] for k in h.TRAIN_FIELDS]
+    launch.click(
+        partial(h.on_launch, studio), form, [watch, cli, last], api_name="launch",
+        concurrency_limit=1,
+    )  # fmt: skip
+    cancel.click(partial(h.on_cancel, studio), watch, last, api_name="cancel")
+    refresh = {"fn": partial(h.on_refresh, studio), "inputs": [watch, last],
+               "outputs": [progress, curves, last], "show_progress": "hidden",
+               "api_visibility": "private"}  # fmt: skip
+    gr.Timer(POLL_S).tick(**refresh)
+    watch.change(**refresh)
+    return {"watch": watch, "on_load": partial(h.on_load, studio)}

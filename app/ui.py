@@ -1,0 +1,85 @@
+"""Compose the studio: a header, then the Design, Train, Runs and Chat tabs.
+
+`build_app` returns the Blocks; `launch_kwargs` the theme, CSS and address to launch it with
+(gradio 6 takes theme and CSS in ``launch``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.state import Studio
+from app.tabs import chat, design, runs, train
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+PAPER = "https://arxiv.org/abs/2410.09846"
+INTRO = (
+    "Quantum Parameter Adaptation trains a small simulated quantum circuit and an MLP that "
+    "<i>generate</i> a language model's LoRA weights, so far fewer parameters are trained than "
+    "LoRA's own. Shape the circuit and watch the counts move, train QPA against its matched LoRA "
+    "baseline, then chat with both."
+)
+
+
+def header(studio: Studio) -> str:
+    demo = '<span class="qpa-demo">demo mode: small runs</span>' if studio.settings.demo else ""
+    return (
+        f'<div class="qpa-header"><div><h1><span>QPA</span> Studio{demo}</h1><p>{INTRO}</p></div>'
+        f'<div class="qpa-links"><a href="{PAPER}" target="_blank">Paper (arXiv 2410.09846)</a>'
+        "</div></div>"
+    )
+
+
+def build_app(studio: Studio | None = None) -> gr.Blocks:
+    """The whole studio as a gradio Blocks (not launched)."""
+    studio = studio or Studio.create()
+    with gr.Blocks(title="QPA Studio", fill_width=True) as demo:
+        gr.HTML(header(studio))
+        with gr.Tabs():
+            with gr.Tab("① Design", id="design"):
+                shape = design.build()
+            with gr.Tab("② Train", id="train"):
+                watch = train.build(studio, shape)
+            with gr.Tab("③ Runs", id="runs") as runs_tab:
+                runs_refresh = runs.build(studio)
+            with gr.Tab("④ Chat", id="chat") as chat_tab:
+                chat_refresh = chat.build(studio)
+        demo.load(watch["on_load"], None, watch["watch"], api_visibility="private")
+        runs_tab.select(None, js=_click(runs_refresh))
+        chat_tab.select(None, js=_click(chat_refresh))
+    return demo
+
+
+def _click(button: gr.Button) -> str:
+    """Front-end JS that presses `button`: a tab refreshes itself when opened."""
+    return f"() => document.getElementById('{button.elem_id}')?.click()"
+
+
+def theme() -> gr.themes.Base:
+    """Soft, violet, with fonts gradio ships (no font CDN: the studio works offline)."""
+    return gr.themes.Soft(
+        primary_hue="violet",
+        secondary_hue="orange",
+        neutral_hue="slate",
+        font=[
+            gr.themes.LocalFont("IBM Plex Sans", weights=(400, 600, 700)),
+            "ui-sans-serif",
+            "system-ui",
+            "sans-serif",
+        ],
+        font_mono=[gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "monospace"],
+    )
+
+
+def launch_kwargs(studio: Studio | None = None) -> dict[str, Any]:
+    """Arguments for ``demo.launch``: address, theme and CSS."""
+    studio = studio or Studio.create()
+    return {
+        "server_name": studio.settings.host,
+        "theme": theme(),
+        "css_paths": [ASSETS / "studio.css"],
+        "show_error": False,
+    }

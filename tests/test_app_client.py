@@ -1,0 +1,62 @@
+"""The app over HTTP: launched in-process on 127.0.0.1 and called with gradio_client."""
+
+import socket
+
+import pytest
+
+gradio_client = pytest.importorskip("gradio_client")
+
+HIDDEN = "32,64,128,128,64,32,32"
+QUIET = [  # gradio's own pandas calls warn on pandas 3; not ours to fix
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated.*"),
+]
+pytestmark = QUIET
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    from app.state import Studio
+    from app.ui import build_app, launch_kwargs
+
+    studio = Studio.create(runs_root=tmp_path_factory.mktemp("runs"), demo=False)
+    demo = build_app(studio)
+    port = free_port()
+    kwargs = {**launch_kwargs(studio), "server_name": "127.0.0.1", "server_port": port}
+    demo.launch(**kwargs, prevent_thread_lock=True, quiet=True)
+    try:
+        yield gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+
+
+def test_count_params_endpoint_gives_the_paper_numbers(client):
+    counts = client.predict(
+        "gpt2-config", "lm_head", 4, 2048, 0, 8, HIDDEN, api_name="/count_params"
+    )
+    assert (counts["qpa"], counts["lora"], counts["n_qubits"]) == (106_264, 204_100, 7)
+    assert f"{counts['ratio']:.2%}" == "52.06%"
+
+
+def test_live_design_endpoint_updates_table_and_links_qubits(client):
+    out = client.predict(
+        "gpt2-config", ["lm_head"], 4, 1024, 7, 8, HIDDEN, "ladder", api_name="/design_chunk"
+    )
+    chunk, n_qubits, table = out[0], out[1], out[2]
+    assert (chunk, n_qubits) == (1024, 8)
+    rows = {row[0]: row[1] for row in table["data"]}
+    assert rows["LoRA baseline"] == "204,100"
+
+
+def test_bad_input_is_a_warning_not_an_error(client):
+    job = client.submit(
+        "gpt2-config", ["lm_head"], 4, 2048, 7, 8, "32,x", "ladder", api_name="/design"
+    )
+    job.result(timeout=30)  # no exception: the handler warned and changed nothing
+    assert job.status().success

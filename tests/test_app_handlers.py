@@ -1,0 +1,258 @@
+"""The app's handlers without a browser: live counts, linked controls, warnings instead of
+exceptions, a tiny background run from launch to table, and a streamed chat reply."""
+
+import time
+import warnings
+import zipfile
+
+import pytest
+
+from app.handlers import chat, data, design, runs, train
+from app.settings import Settings
+from app.state import Studio
+
+HIDDEN = "32,64,128,128,64,32,32"
+GPT2 = ("gpt2-config", ["lm_head"], 4, 2048, 7, 8, HIDDEN, "ladder")
+
+
+def skipped(result) -> bool:
+    """True when a handler left every output unchanged (gr.skip())."""
+    items = result if isinstance(result, tuple) else (result,)
+    return all(isinstance(x, dict) and x.get("__type__") == "update" and len(x) == 1 for x in items)
+
+
+def warned(fn, *args):
+    """Call a handler; return (result, the gr.Warning texts it raised)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn(*args)
+        if hasattr(result, "__next__"):
+            result = list(result)
+    return result, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+
+
+def tiny_form(**overrides):
+    form = dict(
+        zip(
+            design.FIELDS, ("tiny-llama", ["lm_head"], 2, 128, 0, 2, "16,16", "ladder"), strict=True
+        )
+    )
+    form.update(
+        plan="QPA only",
+        steps=3,
+        batch_size=4,
+        lr=0,
+        eval_every=2,
+        max_length=64,
+        max_examples=40,
+        seed=0,
+        source=data.SOURCES[0],
+        topics=["ai"],
+        upload=None,
+    )
+    form.update(overrides)
+    return form
+
+
+# -- Design -------------------------------------------------------------------------------------
+
+
+def test_design_counts_paper_gpt2_under_200ms():
+    design.on_change(*GPT2[:3], 1024, 8, *GPT2[5:])  # warm-up: imports, meta model, sweep
+    start = time.perf_counter()
+    chunk, n, table, headline, tradeoff, circuit, probs = design.on_change(*GPT2)
+    elapsed = time.perf_counter() - start
+    rows = {row[0]: row[1] for row in table}
+    assert (chunk, n) == (2048, 7)
+    assert rows["QPA total"] == "106,264" and rows["LoRA baseline"] == "204,100"
+    assert "52.06%" in headline
+    assert "× L = 8" in circuit and len(tradeoff.data) >= 4 and len(probs.data) == 2
+    assert elapsed < 0.2, f"design update took {elapsed * 1000:.0f} ms"
+
+
+def test_gemma_paper_point():
+    counts = design.design_view("gemma-config", "lm_head", 4, 4096, 8, 8, HIDDEN).counts
+    assert (counts.qpa, counts.lora, f"{counts.ratio:.4f}") == (173_888, 1_032_192, "0.1685")
+
+
+def test_chunk_and_qubits_are_linked_both_ways():
+    assert design.on_chunk(*GPT2[:3], 1024, 7, *GPT2[5:])[:2] == (1024, 8)  # 200 chunks → 8 qubits
+    assert design.on_chunk(*GPT2[:3], 4096, 8, *GPT2[5:])[:2] == (4096, 6)
+    assert design.on_qubits(*GPT2[:3], 2048, 9, *GPT2[5:])[:2] == (512, 9)
+    assert design.on_qubits(*GPT2[:3], 2048, 5, *GPT2[5:])[:2] == (8192, 5)
+    # another control: a doubled rank needs one more qubit at the same chunk size
+    assert design.on_change("gpt2-config", ["lm_head"], 8, 2048, 7, 8, HIDDEN, "ladder")[:2] == (
+        2048,
+        8,
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((*GPT2[:2], 0, *GPT2[3:]), "`rank` = 0"),
+        (("gpt2-config", ["nope"], *GPT2[2:]), "`target_modules` entry 'nope'"),
+        ((*GPT2[:6], "32,x", "ladder"), "`hidden_sizes`"),
+        ((*GPT2[:3], 0, *GPT2[4:]), "`chunk_size` = 0"),
+        (("gemma-config", ["lm_head"], 128, 1, *GPT2[4:]), "the simulator allows 24"),
+        (("", *GPT2[1:]), "`model` is empty"),
+    ],
+)
+def test_bad_design_inputs_warn_and_change_nothing(args, message):
+    result, messages = warned(design.on_change, *args)
+    assert skipped(result)
+    assert any(message in m for m in messages), messages
+
+
+def test_too_few_qubits_warns():
+    result, messages = warned(design.on_qubits, *GPT2[:4], 30, *GPT2[5:])
+    assert skipped(result) and "between 1 and 24" in messages[0]
+
+
+# -- Train: refusals write nothing -----------------------------------------------------------------
+
+
+@pytest.fixture
+def studio(tmp_path):
+    return Studio.create(runs_root=tmp_path / "runs", demo=False)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"model": "gpt2-config"}, "shape-only preset"),
+        ({"n_qubits": 1}, "`n_qubits` = 1"),
+        ({"steps": 0}, "`steps` = 0"),
+        ({"topics": ["no-such-topic"]}, "unknown topic"),
+        ({"source": data.SOURCES[1]}, "choose a file"),
+    ],
+)
+def test_bad_launch_warns_and_writes_nothing(studio, overrides, message):
+    values = [tiny_form(**overrides)[k] for k in train.FORM_FIELDS]
+    result, messages = warned(train.on_launch, studio, *values)
+    assert skipped(result)
+    assert any(message in m for m in messages), messages
+    assert not studio.root.exists()
+
+
+def test_demo_caps_refuse_big_runs(tmp_path):
+    demo = Studio.create(runs_root=tmp_path / "runs", demo=True)
+    with pytest.raises(ValueError, match="demo's cap"):
+        train.build_configs(demo, tiny_form(steps=demo.caps.steps + 1))
+    with pytest.raises(ValueError, match="`max_examples` = 0"):
+        train.build_configs(demo, tiny_form(max_examples=0))
+    assert Settings.from_env({"QPA_DEMO": "1"}).demo and not Settings.from_env({}).demo
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.txt", b"", "is empty"),
+        ("blob.txt", b"\x00\x01\x02binary", "looks binary"),
+        ("bad.jsonl", b'{"text": "ok"}\n{not json', "bad.jsonl"),
+        ("data.exe", b"hello", "unknown file type"),
+    ],
+)
+def test_bad_uploads_are_refused_with_the_reason(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    (cleared, source), messages = warned(data.on_upload, str(path))
+    assert cleared is None and skipped(source)
+    assert any(message in m for m in messages), messages
+
+
+def test_too_large_upload_is_refused(tmp_path):
+    path = tmp_path / "big.txt"
+    with open(path, "wb") as f:
+        f.truncate(21 * 2**20)  # sparse: the size check comes before any read
+    (cleared, _), messages = warned(data.on_upload, str(path))
+    assert cleared is None and "too large" in messages[0]
+
+
+def test_preview_shows_templated_examples(tmp_path):
+    html = data.on_preview("tiny-llama", data.SOURCES[0], ["ai"], None, 64, 40)
+    assert "40 examples" in html and "&lt;|im_start|&gt;user" in html
+    upload = tmp_path / "notes.txt"
+    upload.write_text("First paragraph about qubits.\n\nSecond paragraph about LoRA.\n")
+    assert "2 examples" in data.on_preview("tiny-llama", data.SOURCES[1], [], str(upload), 64, 0)
+
+
+# -- Train → Runs → Chat with real background runs -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A tiny QPA run and its LoRA baseline, launched as background processes, finished."""
+    studio = Studio.create(runs_root=tmp_path_factory.mktemp("runs"), demo=False)
+    ids, commands = train.launch(studio, tiny_form(plan="QPA + matched LoRA baseline"))
+    assert [i.rsplit(".", 1)[1] for i in ids] == ["qpa", "lora"]
+    assert all("-m qpa train --config" in c and "--runs-dir" in c for c in commands)
+    states = [studio.jobs.wait(i, timeout=150) for i in ids]
+    assert [s["state"] for s in states] == ["done", "done"], [s.get("error") for s in states]
+    return studio, ids
+
+
+def test_launch_runs_in_background_and_reports_progress(finished):
+    studio, ids = finished
+    restarted = Studio.create(runs_root=studio.root)  # a new app process: no memory of the jobs
+    assert train.default_watch(restarted) == ids  # a new page reattaches to the newest launch
+    cards, figure, signature = train.on_refresh(studio, ids, "")
+    assert cards.count("qpa-done") == 2 and "step 3/3" in cards
+    assert {t.name for t in figure.data} == set(ids)
+    assert skipped(train.on_refresh(studio, ids, signature)[:2])  # unchanged: nothing redrawn
+
+
+def test_runs_table_lists_runs_and_zips_adapter(finished):
+    studio, ids = finished
+    rows = runs.table_rows(studio)
+    assert {r[0] for r in rows} == set(ids)
+    assert {r[1] for r in rows} == {"qpa-lora", "lora"} and all(r[-1] == "done" for r in rows)
+    config, log, archive = runs.run_details(studio, ids[0])
+    assert '"method": "qpa-lora"' in config and "done at step 3" in log
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= set(
+        zipfile.ZipFile(archive).namelist()
+    )
+
+
+def test_stop_cancels_a_live_run(tmp_path):
+    studio = Studio.create(runs_root=tmp_path / "runs", demo=False)
+    ids, _ = train.launch(studio, tiny_form(steps=5000, eval_every=1000))
+    deadline = time.time() + 120
+    while (state := studio.jobs.state(ids[0])).get("step", 0) < 1 and time.time() < deadline:
+        assert state["state"] in ("starting", "queued", "running"), state.get("error")
+        time.sleep(0.3)
+    assert train.default_watch(Studio.create(runs_root=studio.root)) == ids  # live: reattached
+    train.on_cancel(studio, ids)
+    state = studio.jobs.wait(ids[0], timeout=60)
+    assert state["state"] == "cancelled" and state["step"] < 5000
+
+
+def test_cancel_of_finished_runs_warns(finished):
+    studio, ids = finished
+    result, messages = warned(train.on_cancel, studio, ids)
+    assert skipped(result) and "nothing to cancel" in messages[0]
+
+
+def test_chat_streams_a_reply_from_tiny_llama_and_its_adapter(finished):
+    studio, ids = finished
+    settings = (8, 0.0, 0.9)
+    steps = list(chat.on_send(studio, "Hi there", [], "tiny-llama", "", *settings))
+    assert len(steps) >= 3  # user message, then the reply growing
+    history, box = steps[-1]
+    assert box == "" and history[0] == {"role": "user", "content": "Hi there"}
+    assert history[-1]["role"] == "assistant" and history[-1]["content"]
+    with_adapter = list(chat.on_send(studio, "Hi", history, "tiny-llama", ids[0], *settings))
+    assert len(with_adapter[-1][0]) == 4
+    *_, (base, qpa, lora) = chat.on_compare(studio, "Hi", "", ids[0], ids[1], *settings)
+    assert base["label"] == "Base: tiny-llama"  # the runs' base model, whatever the dropdown says
+    assert all(
+        m[-1]["role"] == "assistant" and m[-1]["content"] for m in (base["value"], qpa, lora)
+    )
+
+
+def test_chat_refuses_bad_settings(finished):
+    studio, _ = finished
+    _, messages = warned(chat.on_send, studio, "Hi", [], "gpt2-config", "", 8, 0.7, 0.9)
+    assert "shape-only preset" in messages[0]
+    _, messages = warned(chat.on_send, studio, "  ", [], "tiny-llama", "", 8, 0.7, 0.9)
+    assert "Type a message" in messages[0]
