@@ -1,19 +1,25 @@
-"""Training runs as background processes, launched and watched the way LlamaBoard does it.
+"""Training runs as background processes, started from a queue that the run folders hold.
 
-A launch writes the run's config to ``<root>/.jobs/<id>.json`` and starts
+A launch creates each run's folder in state ``queued`` (`submit`). `schedule`, called by the
+app's poller thread every second and after each launch, starts the oldest queued runs while
+fewer than ``max_runs`` train, each as
 
-    python -m qpa train --config <root>/.jobs/<id>.json --name <id> --runs-dir <root>
+    python -m qpa train --resume <id> --runs-dir <root>
 
-in a session of its own (so it outlives the page and the app), with its output in
-``<root>/.jobs/<id>.log``. From then on the run directory is the truth: progress, metrics, the
-adapter and the stop request all go through `qpa.runs`. This module only adds what a run
-directory cannot know yet: that a process was started and has not created its folder, or died
-before it could (then the log's last ``error:`` line says why). No gradio here.
+in a session of its own (so it outlives the page and the app), at a lower CPU priority (so the
+app keeps answering), with its output in ``<root>/.jobs/<id>.log``. Before starting a run the
+scheduler takes the run's one-time claim (`Run.claim`) while holding ``<root>/.jobs/queue.lock``:
+two app processes sharing a root can neither start one run twice nor exceed ``max_runs``
+together, and a cancelled queued run (whose claim the cancel took) never starts. The child
+accepts the claim through ``$QPA_CLAIM``. The queue is on disk, so it survives an app restart;
+training processes never depended on the app. No gradio here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import os
 import secrets
 import shlex
@@ -25,16 +31,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from qpa import RunConfig, list_runs, open_run
+from qpa import RunConfig, check_run_id, create_run, list_runs, open_run
+
+try:
+    import fcntl
+except ImportError:  # Windows: the per-run claim still prevents double starts
+    fcntl = None
+
+logger = logging.getLogger(__name__)
 
 JOBS_DIR = ".jobs"  # hidden, so `list_runs` skips it
-STARTING_GRACE_S = 120  # a job file this young with no run folder is still starting
+CLAIM_ENV = "QPA_CLAIM"  # = qpa.commands.CLAIM_ENV
+NICE = 10  # training yields the CPU to the app's requests
 LIVE = ("starting", "queued", "running")
 
 
 def new_group_id() -> str:
     """A fresh id shared by a QPA run and its matched LoRA baseline."""
-    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
 def group_of(run_id: str) -> str:
@@ -48,29 +62,38 @@ def _project_root() -> str:
     return str(Path(spec.origin).resolve().parent.parent)
 
 
-class Jobs:
-    """Starts ``python -m qpa train`` processes under one runs root and reports their state."""
+def _queue_key(run) -> tuple:
+    """Launch order: creation time, then when config.json was written (never rewritten)."""
+    try:
+        written = (run.path / "config.json").stat().st_mtime_ns
+    except OSError:
+        written = 0
+    return (run.status().get("created") or "", written, run.id)
 
-    def __init__(self, root: str | Path):
+
+class Jobs:
+    """The queue of runs under one runs root and the ``python -m qpa train`` processes it starts."""
+
+    def __init__(self, root: str | Path, max_runs: int = 1, nice: int = NICE):
         self.root = Path(root)
+        self.max_runs = max_runs
+        self.nice = nice
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
+        self._poller: threading.Thread | None = None
 
     @property
     def jobs_dir(self) -> Path:
         return self.root / JOBS_DIR
 
     def command(self, run_id: str) -> list[str]:
-        """The CLI command that trains `run_id` from its job config."""
-        config = self.jobs_dir / f"{run_id}.json"
+        """The CLI command that starts (or resumes) `run_id`."""
         return [
             sys.executable,
             "-m",
             "qpa",
             "train",
-            "--config",
-            str(config),
-            "--name",
+            "--resume",
             run_id,
             "--runs-dir",
             str(self.root),
@@ -80,51 +103,123 @@ class Jobs:
         """`command` as one line to paste into a terminal."""
         return shlex.join(["python", *self.command(run_id)[1:]])
 
-    def launch(self, config: RunConfig, run_id: str, threads: int | None = None) -> str:
-        """Write the job config and start training `run_id`; returns the shell command."""
+    # -- the queue ---------------------------------------------------------------------------------
+
+    def submit(self, config: RunConfig, run_id: str) -> str:
+        """Queue `config` as run `run_id` (a new folder in state ``queued``); returns the id."""
+        return create_run(config, self.root, name=run_id).id
+
+    def queue(self) -> list[str]:
+        """Ids of the runs waiting to start, first to start first."""
+        waiting = []
+        for run in list_runs(self.root):
+            status = run.status()
+            if status.get("state") == "queued" and not status.get("starting"):
+                waiting.append(run)
+        return [r.id for r in sorted(waiting, key=_queue_key)]
+
+    def training(self) -> list[str]:
+        """Ids of the runs that hold a slot: running, or claimed and starting."""
+        out = []
+        for run in list_runs(self.root):
+            status = run.status()
+            if status.get("state") == "running" or status.get("starting"):
+                out.append(run.id)
+        return out
+
+    def schedule(self) -> list[str]:
+        """Start queued runs while fewer than `max_runs` train; returns the ids started."""
+        self.poll()
+        if not self.root.is_dir():  # nothing queued yet (and never recreate a removed root)
+            return []
+        started = []
+        with self._queue_lock():
+            free = self.max_runs - len(self.training())
+            for run_id in self.queue()[: max(0, free)]:
+                token = secrets.token_hex(8)
+                run = open_run(run_id, self.root)
+                if run.claim(token=token):  # False: another app or a cancel took it first
+                    self._start(run, token)
+                    started.append(run_id)
+        return started
+
+    @contextlib.contextmanager
+    def _queue_lock(self):
+        """One scheduler at a time per runs root, across processes."""
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        (self.jobs_dir / f"{run_id}.json").write_text(config.to_json(), encoding="utf-8")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(self.jobs_dir / "queue.lock", "a+b") as f:
+            if fcntl is not None:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            yield
+
+    def _start(self, run, token: str) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", CLAIM_ENV: token, "QPA_NICE": str(self.nice)}
+        threads = max(1, (os.cpu_count() or 1) // self.max_runs)
+        env.setdefault("OMP_NUM_THREADS", str(threads))  # an explicit setting wins
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_project_root(), env.get("PYTHONPATH", "")) if p
         )
-        if threads:
-            env["OMP_NUM_THREADS"] = str(threads)
-        with open(self.jobs_dir / f"{run_id}.log", "wb") as log:
-            proc = subprocess.Popen(
-                self.command(run_id),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=_project_root(),
-                start_new_session=True,
-            )
+        try:
+            with open(self.jobs_dir / f"{run.id}.log", "wb") as log:
+                proc = subprocess.Popen(
+                    self.command(run.id), stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, env=env, cwd=_project_root(), start_new_session=True,
+                )  # fmt: skip
+        except OSError as e:
+            run.set_status("failed", error=f"could not start the training process: {e}")
+            return
         with self._lock:
-            self._procs[run_id] = proc
-        return self.shell_command(run_id)
+            self._procs[run.id] = proc
+        run.set_claim_pid(proc.pid)
 
     def poll(self) -> None:
-        """Reap finished children, so a crashed one does not linger as a zombie that looks alive."""
+        """Reap ended children (a zombie looks alive); record why one ended before training."""
         with self._lock:
-            for proc in self._procs.values():  # kept after exit: the code explains a missing folder
-                proc.poll()
+            ended = {i: p for i, p in self._procs.items() if p.poll() is not None}
+            for run_id in ended:
+                del self._procs[run_id]
+        for run_id in ended:
+            with contextlib.suppress(ValueError):  # the folder was removed meanwhile
+                run = open_run(run_id, self.root)
+                status = run.status()
+                if status.get("state") == "failed" and not status.get("started"):
+                    if str(status.get("error") or "").startswith("interrupted"):
+                        run.set_status("failed", error=self.launch_error(run_id), pid=None)
+
+    def start_poller(self, interval: float = 1.0) -> None:
+        """Schedule every `interval` seconds in a daemon thread (the app calls this once)."""
+        if self._poller is not None and self._poller.is_alive():
+            return
+
+        def loop() -> None:
+            while True:
+                try:
+                    self.schedule()
+                except Exception:  # a bad folder must not stop the queue for everyone
+                    logger.exception("queue poll under %s failed", self.root)
+                time.sleep(interval)
+
+        self._poller = threading.Thread(target=loop, name="qpa-queue", daemon=True)
+        self._poller.start()
+
+    # -- what the page shows ---------------------------------------------------------------------
 
     def state(self, run_id: str) -> dict[str, Any]:
-        """The run's status dict; ``starting`` or ``failed`` (with the reason) before its folder."""
+        """The run's status; ``starting`` while claimed, a queued one with its ``position``."""
+        check_run_id(run_id)
         self.poll()
-        if (self.root / run_id / "config.json").is_file():
-            return open_run(run_id, self.root).status()
-        proc = self._procs.get(run_id)
-        if proc is not None and proc.returncode is None:
-            return {"state": "starting", "step": 0}
-        log = self.jobs_dir / f"{run_id}.log"
-        if proc is None and log.is_file() and time.time() - log.stat().st_mtime < STARTING_GRACE_S:
-            return {"state": "starting", "step": 0}
-        return {"state": "failed", "error": self.launch_error(run_id), "step": 0}
+        status = open_run(run_id, self.root).status()
+        if status.get("state") == "queued":
+            if status.get("starting"):
+                return {**status, "state": "starting"}
+            queue = self.queue()
+            position = queue.index(run_id) + 1 if run_id in queue else len(queue)
+            status = {**status, "position": position, "queued": len(queue)}
+            status.update(training=len(self.training()), max_runs=self.max_runs)
+        return status
 
     def launch_error(self, run_id: str) -> str:
-        """Why a job ended before creating its run: the CLI's ``error:`` line, else the log tail."""
+        """Why a job ended before training: the CLI's ``error:`` line, else the log's tail."""
         try:
             lines = (self.jobs_dir / f"{run_id}.log").read_text(errors="replace").splitlines()
         except OSError:
@@ -135,31 +230,23 @@ class Jobs:
         return lines[-1] if lines else "the training process ended without output"
 
     def stop(self, run_id: str) -> str:
-        """Ask a run to stop after its current step; a job still starting is terminated."""
-        if (self.root / run_id / "config.json").is_file():
-            run = open_run(run_id, self.root)
-            if run.status().get("state") not in LIVE:
-                return f"{run_id} already finished"
-            run.request_stop()
-            return f"asked {run_id} to stop after its current step"
-        proc = self._procs.get(run_id)
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            return f"stopped {run_id} before it started training"
-        return f"{run_id} is not running"
+        """Cancel a queued run (it never starts) or ask a running one to stop; says which."""
+        check_run_id(run_id)
+        return open_run(run_id, self.root).cancel()
 
     def live(self) -> list[str]:
-        """Ids of runs that are starting, queued or running (newest first)."""
+        """Ids of runs queued, starting or running (newest first)."""
         self.poll()
-        with self._lock:
-            pending = [i for i, p in self._procs.items() if p.returncode is None]
-        ids = [r.id for r in list_runs(self.root) if r.status().get("state") in LIVE]
-        return ids + [i for i in pending if i not in ids]
+        return [
+            r.id for r in list_runs(self.root) if r.status().get("state") in ("queued", "running")
+        ]
 
     def wait(self, run_id: str, timeout: float) -> dict[str, Any]:
-        """Block until `run_id` has finished or failed, or `timeout` seconds passed (tests, CLI)."""
+        """Block until `run_id` has ended or `timeout` seconds passed, driving the queue meanwhile
+        (tests and scripts, where no poller runs)."""
         deadline = time.time() + timeout
         while True:
+            self.schedule()
             state = self.state(run_id)
             if state.get("state") not in LIVE or time.time() > deadline:
                 return state

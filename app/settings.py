@@ -1,11 +1,14 @@
-"""Where the studio keeps its runs, how it binds, and whether it runs as a capped demo.
+"""Where the studio keeps its runs, how it binds, how many runs train at once, and whether it
+runs as a capped demo.
 
 Demo mode (``QPA_DEMO=1``, or on Hugging Face Spaces where ``SPACE_ID`` is set) limits what a
 visitor can launch; every such limit lives in `Caps`, so there is one place to change them.
+``QPA_MAX_RUNS`` (default 1, right for 2 CPU cores) runs may train at once; later launches
+wait in a queue. The server binds 127.0.0.1 unless ``QPA_HOST`` (or Spaces) says otherwise.
 
->>> s = Settings.from_env({"SPACE_ID": "me/qpa", "QPA_RUNS": "/data/runs"})
->>> s.demo, s.host, str(s.runs_root), s.caps.steps
-(True, '0.0.0.0', '/data/runs', 60)
+>>> s = Settings.from_env({"SPACE_ID": "me/qpa", "QPA_RUNS": "/data/runs", "QPA_MAX_RUNS": "2"})
+>>> s.demo, s.host, str(s.runs_root), s.caps.steps, s.max_runs
+(True, '0.0.0.0', '/data/runs', 60, 2)
 """
 
 from __future__ import annotations
@@ -25,15 +28,19 @@ class Caps:
     max_examples: int  # examples drawn from the corpus (0: no cap)
     max_length: int  # tokens per example
     max_new_tokens: int  # tokens per chat reply
-    live_runs: int  # runs training at the same time
+    max_prompt_chars: int  # characters of one chat message or prompt
+    live_runs: int  # runs queued or training at once (launches beyond it are refused)
+    any_model: bool  # train and chat any Hub id or folder (a demo: the presets only)
 
 
 FULL = Caps(
-    steps=100_000, batch_size=256, max_examples=0, max_length=1024, max_new_tokens=1024, live_runs=8
-)
+    steps=100_000, batch_size=256, max_examples=0, max_length=1024, max_new_tokens=1024,
+    max_prompt_chars=32_000, live_runs=32, any_model=True,
+)  # fmt: skip
 DEMO = Caps(
-    steps=60, batch_size=16, max_examples=300, max_length=128, max_new_tokens=96, live_runs=2
-)
+    steps=60, batch_size=16, max_examples=300, max_length=128, max_new_tokens=96,
+    max_prompt_chars=2_000, live_runs=8, any_model=False,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class Settings:
     demo: bool  # capped demo mode
     on_spaces: bool  # running on Hugging Face Spaces
     host: str  # address the server binds
+    max_runs: int = 1  # runs training at once; the rest wait in the queue
 
     @property
     def caps(self) -> Caps:
@@ -58,4 +66,14 @@ class Settings:
             demo=demo,
             on_spaces=on_spaces,
             host=env.get("QPA_HOST") or default_host,
+            max_runs=_max_runs(env.get("QPA_MAX_RUNS", "")),
         )
+
+
+def _max_runs(text: str) -> int:
+    """``QPA_MAX_RUNS`` as a whole number ≥ 1 (empty: 1); ValueError naming it otherwise."""
+    if not text.strip():
+        return 1
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"`QPA_MAX_RUNS` = {text!r} must be a whole number ≥ 1.")
+    return int(text)

@@ -17,6 +17,8 @@ from pathlib import Path
 from app.jobs import Jobs
 from app.settings import Caps, Settings
 
+UPLOADS_DIR = ".uploads"
+
 
 @dataclass
 class Studio:
@@ -33,7 +35,7 @@ class Studio:
             settings = dataclasses.replace(settings, runs_root=Path(runs_root))
         if demo is not None:
             settings = dataclasses.replace(settings, demo=demo)
-        return cls(settings=settings, jobs=Jobs(settings.runs_root))
+        return cls(settings=settings, jobs=Jobs(settings.runs_root, settings.max_runs))
 
     @property
     def root(self) -> Path:
@@ -42,3 +44,8 @@ class Studio:
     @property
     def caps(self) -> Caps:
         return self.settings.caps
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Private (0700) folder of accepted uploads, beside the runs (list_runs skips it)."""
+        return self.root / UPLOADS_DIR

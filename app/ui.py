@@ -1,7 +1,8 @@
 """Compose the studio: a header, then the Design, Train, Runs and Chat tabs.
 
-`build_app` returns the Blocks; `launch_kwargs` the theme, CSS and address to launch it with
-(gradio 6 takes theme and CSS in ``launch``).
+`build_app` returns the Blocks and starts the run queue's poller; `launch_kwargs` the theme,
+CSS, address (127.0.0.1 unless ``QPA_HOST`` or Spaces say otherwise) and upload cap to launch it
+with (gradio 6 takes theme and CSS in ``launch``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import gradio as gr
 
 from app.state import Studio
 from app.tabs import chat, design, runs, train
+from qpa import MAX_UPLOAD_BYTES
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PAPER = "https://arxiv.org/abs/2410.09846"
@@ -34,8 +36,9 @@ def header(studio: Studio) -> str:
 
 
 def build_app(studio: Studio | None = None) -> gr.Blocks:
-    """The whole studio as a gradio Blocks (not launched)."""
+    """The whole studio as a gradio Blocks (not launched); its queue starts runs from now on."""
     studio = studio or Studio.create()
+    studio.jobs.start_poller()
     with gr.Blocks(title="QPA Studio", fill_width=True) as demo:
         gr.HTML(header(studio))
         with gr.Tabs():
@@ -75,11 +78,12 @@ def theme() -> gr.themes.Base:
 
 
 def launch_kwargs(studio: Studio | None = None) -> dict[str, Any]:
-    """Arguments for ``demo.launch``: address, theme and CSS."""
+    """Arguments for ``demo.launch``: address, theme, CSS, no tracebacks, upload size cap."""
     studio = studio or Studio.create()
     return {
         "server_name": studio.settings.host,
         "theme": theme(),
         "css_paths": [ASSETS / "studio.css"],
         "show_error": False,
+        "max_file_size": MAX_UPLOAD_BYTES,
     }

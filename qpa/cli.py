@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from qpa.config import SECTIONS, ModelConfig, RunConfig, field_help
+from qpa.files import redact
 from qpa.flags import add_config_flags, config_from_args
-from qpa.runs import FINISHED, Run, list_runs, open_run
+from qpa.runs import Run, list_runs, open_run
 
 DEFAULT_MODEL = field_help(ModelConfig)["model"]["default"]  # = qpa.models.DEFAULT_MODEL
 
@@ -48,7 +49,11 @@ def format_table(
 def load_config(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
     """``--config FILE`` (else `base`, else defaults) with the given flags applied."""
     if getattr(args, "config", None):
-        base = RunConfig.from_json(Path(args.config).read_text(encoding="utf-8"))
+        text = Path(args.config).read_text(encoding="utf-8", errors="replace")
+        try:
+            base = RunConfig.from_json(text)
+        except ValueError as e:
+            raise ValueError(f"`config` = {args.config!r}: {e}") from None
     return config_from_args(args, base)
 
 
@@ -91,13 +96,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.action == "show":
         return _show_run(open_run(args.run_id, args.runs_dir), args.json)
     if args.action == "cancel":
-        run = open_run(args.run_id, args.runs_dir)
-        state = run.status()["state"]
-        if state in FINISHED:
-            print(f"run {run.id} is already {state}; nothing to cancel", file=sys.stderr)
-            return 0
-        run.request_stop()
-        print(f"asked run {run.id} to stop after its current step")
+        print(open_run(args.run_id, args.runs_dir).cancel())
         return 0
     rows = [run.summary() for run in list_runs(args.runs_dir)]
     if args.json:
@@ -162,7 +161,13 @@ def _common(parser, json_help: str = "", inner: bool = False) -> None:
 
 def _train_flags(p) -> None:
     _flag(p, "--name", "Run id instead of a generated one (letters, digits, '.', '_', '-').")
-    _flag(p, "--resume", "Continue this stopped run from its saved state.", metavar="RUN_ID")
+    _flag(
+        p,
+        "--resume",
+        "Start this queued run, or continue this stopped or interrupted one from its last "
+        "checkpoint.",
+        metavar="RUN_ID",
+    )
     _common(p)
 
 
@@ -170,7 +175,7 @@ def _runs_flags(p) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     for name, text in (
         ("show", "Print a run's config, status and last metrics."),
-        ("cancel", "Ask a running run to stop after its current step."),
+        ("cancel", "Cancel a queued run, or ask a running one to stop after its current step."),
     ):
         action = actions.add_parser(name, help=text, description=text)
         action.add_argument("run_id", metavar="RUN_ID")
@@ -275,20 +280,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _message(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror and error.filename:
-        return f"{error.strerror}: {error.filename}"
-    return str(error)
+        return redact(f"{error.strerror}: {error.filename}")
+    return redact(str(error))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse `argv`, run the subcommand and return its exit status (2 for user errors)."""
+    """Parse `argv`, run the subcommand and return its exit status.
+
+    2 for user errors (ValueError, OSError), 1 for anything unexpected (one line, no
+    traceback, unless ``QPA_DEBUG`` is set), 130 for Ctrl-C.
+    """
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError) as e:
-        if os.environ.get("QPA_DEBUG"):
-            raise
-        print(f"error: {_message(e)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if os.environ.get("QPA_DEBUG"):
+            raise
+        if isinstance(e, (ValueError, OSError)):
+            print(f"error: {_message(e)}", file=sys.stderr)
+            return 2
+        print(
+            f"error: internal error ({type(e).__name__}: {_message(e)}); "
+            "set QPA_DEBUG=1 for the traceback",
+            file=sys.stderr,
+        )
+        return 1

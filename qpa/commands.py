@@ -20,11 +20,13 @@ from qpa.config import RunConfig
 from qpa.flags import set_flags
 from qpa.runs import FINISHED, Run, check_run_id, open_run, runs_root
 
+CLAIM_ENV = "QPA_CLAIM"  # the token of the claim a studio took before starting this process
+
 
 def validated(config: RunConfig) -> RunConfig:
-    """The resolved config, checked (model, targets, corpus) before any run folder exists."""
+    """The resolved config, checked (model, targets, qubits, corpus) before any run folder exists."""
     from qpa import train as engine
-    from qpa.counts import lora_layout
+    from qpa.counts import count_params, lora_layout
     from qpa.models import SHAPE_PRESETS
 
     config = config.resolved()
@@ -34,6 +36,8 @@ def validated(config: RunConfig) -> RunConfig:
             "`smollm2`, a tiny-* preset, a Hub id or a local model folder."
         )
     lora_layout(config.model.model, config.adapter.target_modules, config.adapter.rank)  # on meta
+    if config.adapter.method == "qpa-lora":
+        count_params(config.model.model, config.adapter, config.qpa)  # too few qubits raise here
     check = getattr(engine, "validate_config", None)
     return check(config) if check else config
 
@@ -77,7 +81,8 @@ class ProgressBar:
 
 
 def _run_for_training(args: argparse.Namespace) -> tuple[Run, RunConfig, bool]:
-    """The run to train: a resumed one (checked) or a new one for a fully validated config."""
+    """The run to train, locked to this process: a new one for a fully validated config, a
+    queued one (started from step 0) or a stopped one (resumed from its last checkpoint)."""
     from qpa.runs import create_run
 
     if not args.resume:
@@ -86,19 +91,67 @@ def _run_for_training(args: argparse.Namespace) -> tuple[Run, RunConfig, bool]:
             if (runs_root(args.runs_dir) / args.name).exists():
                 raise ValueError(f"`name` = {args.name!r} is taken; pick another name.")
         config = validated(load_config(args))
-        return create_run(config, args.runs_dir, args.name), config, False
+        run = create_run(config, args.runs_dir, args.name)
+        run.claim(token="cli")  # at once: a studio sharing this folder must not start it too
+        run.lock()
+        return run, config, False
     given = [f"--{k.split('.')[1].replace('_', '-')}" for k in set_flags(args)]
     given += [f for f, v in (("--config", args.config), ("--name", args.name)) if v]
     if given:
         raise ValueError(f"`resume` continues a run with its own config; drop {', '.join(given)}.")
     run = open_run(args.resume, args.runs_dir)
+    _check_resumable(run)  # before the lock, so a refusal leaves the folder untouched
+    run.lock()  # ValueError while another process trains it
+    try:
+        _check_resumable(run)  # again: it may have changed while we took the lock
+        if run.status()["state"] == "queued":
+            _take_claim(run)
+            return run, run.config, False
+        run.clear_stop()
+        run.remove_temps()
+        return run, run.config, True
+    except BaseException:
+        run.unlock()
+        raise
+
+
+def _check_resumable(run: Run) -> None:
+    """ValueError unless `run` is queued, or stopped with a checkpoint to resume from."""
     state = run.status()["state"]
+    if state == "queued":
+        return
     if state in ("running", "done"):
-        raise ValueError(f"`resume` = {run.id!r} is {state}; only a stopped run can be resumed.")
+        raise ValueError(
+            f"`resume` = {run.id!r} is {state}; only a queued or stopped run can be resumed."
+        )
     if not run.has_state():
-        raise ValueError(f"`resume` = {run.id!r} has no saved state to resume from.")
-    run.clear_stop()
-    return run, run.config, True
+        raise ValueError(
+            f"`resume` = {run.id!r} ({state}) has no saved state to resume from; it ended "
+            "before its first checkpoint, so train it afresh with `--config` on its config.json."
+        )
+
+
+def _take_claim(run: Run) -> None:
+    """Claim a queued run, or accept the claim the studio took for this process ($QPA_CLAIM)."""
+    if run.claim(token="cli"):
+        return
+    token, info = os.environ.get(CLAIM_ENV, ""), run.claim_info() or {}
+    if not token or info.get("token") != token:
+        raise ValueError(
+            f"`resume` = {run.id!r} is queued and already being started by process "
+            f"{info.get('pid')} ({info.get('token') or 'unknown'}); nothing to do."
+        )
+    run.set_claim_pid(os.getpid())
+
+
+def _lower_priority() -> None:
+    """Honour $QPA_NICE (the studio sets it) so the app answers requests while runs train."""
+    value = os.environ.get("QPA_NICE", "")
+    if value.strip().lstrip("-").isdigit() and hasattr(os, "nice"):
+        try:
+            os.nice(int(value))
+        except OSError:  # not allowed here: training at normal priority is still correct
+            pass
 
 
 def _settle(run: Run, state: str, error: str | None) -> None:
@@ -110,6 +163,19 @@ def _settle(run: Run, state: str, error: str | None) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     run, config, resume = _run_for_training(args)  # user errors surface before heavy imports
+    try:
+        return _train(run, config, resume)
+    finally:
+        run.unlock()
+
+
+def _train(run: Run, config: RunConfig, resume: bool) -> int:
+    """Train the locked `run`, report on stderr/stdout, return the exit status."""
+    if run.stop_requested() and not resume:  # cancelled while it was being started
+        run.set_status("cancelled", pid=None, message="cancelled before it started")
+        print(f"run {run.id} was cancelled before it started", file=sys.stderr)
+        return 130
+    _lower_priority()
     from qpa import train as engine
 
     run.set_status(pid=os.getpid())  # a crash before the first step then reads as interrupted

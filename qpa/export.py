@@ -38,7 +38,10 @@ def adapter_state(peft_model: nn.Module, qpa: QPALoRA | None) -> dict[str, torch
 def export_adapter(
     peft_model: nn.Module, qpa: QPALoRA | None, out_dir: str | Path, base_model: str = ""
 ) -> Path:
-    """Write the adapter folder atomically (a temp folder renamed into place); returns its path."""
+    """Write the adapter folder atomically (a temp folder renamed into place); returns its path.
+
+    A run's ``.adapter-*`` leftovers from a killed export are removed by `Run.remove_temps`.
+    """
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
@@ -55,12 +58,29 @@ def export_adapter(
             tmp / "adapter_model.safetensors",
             metadata={"format": "pt"},
         )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        _fsync_files(tmp)
+        _swap_in(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
+
+
+def _fsync_files(folder: Path) -> None:
+    for path in (p for p in folder.iterdir() if p.is_file()):
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    """Rename `tmp` to `out_dir`; an old folder is renamed away first and deleted after, so a
+    reader (or a kill at any moment) finds the old adapter, the new one or none, never a mix."""
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=".adapter-old-", dir=out_dir.parent))
+    os.replace(out_dir, old / out_dir.name)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_adapter(base: nn.Module, adapter_dir: str | Path) -> nn.Module:

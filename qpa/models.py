@@ -27,6 +27,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import threading
 import time
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
@@ -56,6 +57,11 @@ PRESETS: dict[str, str] = {
 }
 SHAPE_PRESETS = ("smollm2-config", "gpt2-config", "gemma-config")
 TINY_PRESETS = ("tiny-llama", "tiny-gpt2")
+
+# transformers' `no_init_weights` (used on meta and inside from_pretrained) swaps torch's init
+# functions process-wide, so a model built in another thread meanwhile would keep torch.empty
+# garbage (NaN replies from a tiny preset while the app counts parameters): one build at a time.
+_BUILDING = threading.RLock()
 
 
 def qpa_home() -> pathlib.Path:
@@ -160,7 +166,7 @@ def _from_config(name: str, config: PretrainedConfig, device: str | torch.device
 
     _check_causal(name, config)
     skip_init = no_init_weights() if torch.device(device).type == "meta" else nullcontext()
-    with torch.device(device), skip_init:  # initialising meta tensors is slow and pointless
+    with _BUILDING, torch.device(device), skip_init:  # initialising meta tensors is pointless
         model = AutoModelForCausalLM.from_config(config)
     model.tie_weights()  # skipping init also skips tying: tied heads would count twice
     return model
@@ -207,7 +213,7 @@ def _load_tiny(name: str, dtype: torch.dtype):
     from qpa.tokenizer import tiny_tokenizer
 
     config = preset_config(name)
-    with torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's RNG
+    with _BUILDING, torch.random.fork_rng(devices=[]):  # seeded, the caller's RNG untouched
         torch.manual_seed(TINY_SEED)
         model = AutoModelForCausalLM.from_config(config)
     return model.to(dtype), tiny_tokenizer()
@@ -251,15 +257,26 @@ def _not_found(name: str, error: OSError) -> str:
 
 
 def _load_pretrained(name: str, dtype: torch.dtype):
-    """A local folder or Hub id through the Auto classes, with offline errors made readable."""
+    """A local folder or Hub id through the Auto classes, with offline errors made readable.
+
+    Weights load from safetensors only: a pickled ``.bin`` checkpoint can run code when loaded,
+    so a model that has nothing else is refused (no remote code is trusted either).
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config = _auto_config(name)
     _check_causal(name, config)
     try:
         tok = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+        with _BUILDING:
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, use_safetensors=True)
     except OSError as e:
+        if "safetensors" in str(e):
+            raise ValueError(
+                f"`model` = {name!r} has no safetensors weights; pickled (.bin) weights are "
+                "not loaded because loading them can run code. Pick a model with "
+                "model.safetensors, or convert it."
+            ) from None
         raise ValueError(_not_found(name, e)) from None
     return model, tok
 

@@ -6,11 +6,15 @@ A run is ``runs_root()/<id>/`` holding
 - ``status.json``: state (queued, running, done, failed, cancelled), error, pid, times, progress,
 - ``metrics.jsonl``: one JSON record per line, appended and fsynced (a torn last line is ignored),
 - ``train.log``: the text log; ``qpa_state.safetensors`` + ``qpa_state.json``: trainable state
-  for resuming; ``adapter/``: the exported peft adapter; ``STOP``: a cancel request.
+  for resuming; ``adapter/``: the exported peft adapter; ``STOP``: a cancel request,
+- ``claim.json``: who took a queued run to start it (created once, by exactly one process),
+- ``.lock``: locked (``flock``) by the process training the run, released when it exits.
 
 JSON files are written atomically and a run directory is never reused, so any reader (another
-process, the app polling every second) sees either the old file or the new one, never half.
-Nothing here imports torch until state is saved or loaded.
+process, the app polling every second) sees either the old file or the new one, never half;
+``config.json`` is written last, so a folder without it is not a run yet. Secret-looking
+environment values (``HF_TOKEN``...) never reach the log or the status. Nothing here imports
+torch until state is saved or loaded.
 
 >>> import tempfile
 >>> from qpa.config import RunConfig
@@ -31,7 +35,6 @@ import re
 import secrets
 import socket
 import sys
-import tempfile
 from collections import deque
 from datetime import datetime
 from importlib import metadata
@@ -39,41 +42,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qpa.config import RunConfig
+from qpa.control import FINISHED, RunControl
+from qpa.files import (
+    atomic_write_json,
+    load_tensors,
+    now,
+    pid_alive,
+    read_json,
+    redact,
+    save_tensors,
+)
 
 if TYPE_CHECKING:
     import torch
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
-FINISHED = ("done", "failed", "cancelled")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # = qpa.export.ADAPTER_FILES
 INTERRUPTED = "interrupted (process ended)"
+NEVER_STARTED = "interrupted (the training process ended before it started)"
 _ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-
-
-def now() -> str:
-    """The local time as ISO 8601 with its UTC offset, to the second."""
-    return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def runs_root(root: str | Path | None = None) -> Path:
     """`root` if given, else ``$QPA_RUNS``, else ``./runs``."""
     return Path(root if root else os.environ.get("QPA_RUNS") or "runs")
-
-
-def atomic_write_json(path: str | Path, data: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync it and rename it over `path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def check_run_id(run_id: str, field: str = "run") -> str:
@@ -109,8 +101,6 @@ def create_run(config: RunConfig, root: str | Path | None = None, name: str | No
     base = runs_root(root)
     base.mkdir(parents=True, exist_ok=True)
     path = _claim_dir(base, config.adapter.method, name)
-    atomic_write_json(path / "config.json", config.to_dict())
-    atomic_write_json(path / "versions.json", library_versions())
     created = now()
     status = {
         "state": "queued", "error": None, "pid": None, "host": socket.gethostname(),
@@ -118,6 +108,8 @@ def create_run(config: RunConfig, root: str | Path | None = None, name: str | No
         "step": 0, "total_steps": config.train.steps, "message": "",
     }  # fmt: skip
     atomic_write_json(path / "status.json", status)
+    atomic_write_json(path / "versions.json", library_versions())
+    atomic_write_json(path / "config.json", config.to_dict())  # last: now it is a run
     return Run(path, config)
 
 
@@ -172,24 +164,35 @@ def list_runs(root: str | Path | None = None) -> list[Run]:
     return sorted(runs, key=lambda r: (r.status().get("created") or "", r.id), reverse=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists but belongs to someone else, or cannot be probed here
-    return True
+def _local(record: dict[str, Any]) -> bool:
+    return record.get("host") in (None, socket.gethostname())
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+def _at_or_after(record: dict[str, Any], step: float) -> bool:
+    value = record.get("step")
+    return isinstance(value, (int, float)) and value >= step
 
 
-class Run:
-    """One run folder; every accessor reads the disk, so several processes can share it."""
+def _rewound(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records with those a resume redid replaced: a step at or before a split's last one
+    drops that split's records from that step on (they were lost with the crashed process)."""
+    out: list[dict[str, Any]] = []
+    last: dict[Any, float] = {}
+    for r in records:
+        split, step = r.get("split"), r.get("step")
+        if isinstance(step, (int, float)) and step <= last.get(split, float("-inf")):
+            out = [o for o in out if o.get("split") != split or not _at_or_after(o, step)]
+        out.append(r)
+        if isinstance(step, (int, float)):
+            last[split] = step
+    return out
+
+
+class Run(RunControl):
+    """One run folder; every accessor reads the disk, so several processes can share it.
+
+    Stop requests, the queue's start claim, cancelling and the training lock come from
+    `qpa.control.RunControl`."""
 
     def __init__(self, path: str | Path, config: RunConfig | None = None):
         self.path = Path(path)
@@ -214,19 +217,27 @@ class Run:
 
     def _raw_status(self) -> dict[str, Any]:
         try:
-            status = _read_json(self.path / "status.json")
+            status = read_json(self.path / "status.json")
         except (OSError, ValueError):
             status = None
         ok = isinstance(status, dict)
         return status if ok else {"state": "failed", "error": "status.json is unreadable"}
 
     def status(self) -> dict[str, Any]:
-        """The status; a `running` run whose process on this host is gone reads as failed."""
+        """The status; a run whose process on this host is gone reads as failed (interrupted).
+
+        A queued run someone claimed reads as queued with ``starting: True`` while its claimer
+        lives; a `running` run's process is its ``pid``.
+        """
         status = self._raw_status()
-        pid, local = status.get("pid"), status.get("host") in (None, socket.gethostname())
-        if status.get("state") == "running" and isinstance(pid, int) and local:
-            if not _pid_alive(pid):
-                return {**status, "state": "failed", "error": INTERRUPTED}
+        state, pid = status.get("state"), status.get("pid")
+        if state == "running" and isinstance(pid, int) and _local(status) and not pid_alive(pid):
+            return {**status, "state": "failed", "error": INTERRUPTED}
+        if state == "queued" and (claim := self.claim_info()) is not None:
+            pid = claim.get("pid")
+            if isinstance(pid, int) and _local(claim) and not pid_alive(pid):
+                return {**status, "state": "failed", "error": NEVER_STARTED}
+            return {**status, "starting": True}
         return status
 
     def set_status(self, state: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -247,6 +258,9 @@ class Run:
                 status["error"] = None
         if "pid" in fields:
             status["host"] = socket.gethostname()
+        for key in ("error", "message"):
+            if isinstance(fields.get(key), str):
+                fields[key] = redact(fields[key])
         status.update(fields, updated=stamp)
         atomic_write_json(self.path / "status.json", status)
         return status
@@ -269,7 +283,10 @@ class Run:
             os.fsync(f.fileno())
 
     def metrics(self, split: str | None = None) -> list[dict[str, Any]]:
-        """Every complete record, oldest first, optionally only one `split` (train or val)."""
+        """Every complete record, oldest first, optionally only one `split` (train or val).
+
+        Steps a resumed run redid (those after its last checkpoint) appear once, as redone.
+        """
         try:
             text = (self.path / "metrics.jsonl").read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
@@ -280,14 +297,14 @@ class Run:
                 record = json.loads(line)
             except ValueError:
                 continue  # a torn line from a crash mid-append
-            if isinstance(record, dict) and (split is None or record.get("split") == split):
+            if isinstance(record, dict):
                 out.append(record)
-        return out
+        return [r for r in _rewound(out) if split is None or r.get("split") == split]
 
     def log(self, message: str) -> None:
-        """Append a timestamped line (or lines) to ``train.log``."""
+        """Append a timestamped line (or lines) to ``train.log``, secrets redacted."""
         stamp = now()
-        lines = "".join(f"{stamp} {line}\n" for line in str(message).splitlines() or [""])
+        lines = "".join(f"{stamp} {line}\n" for line in redact(str(message)).splitlines() or [""])
         with open(self.path / "train.log", "a", encoding="utf-8") as f:
             f.write(lines)
             f.flush()
@@ -309,55 +326,23 @@ class Run:
     def has_adapter(self) -> bool:
         return all((self.adapter_dir / f).is_file() for f in ADAPTER_FILES)
 
-    def request_stop(self) -> None:
-        """Ask the training process to stop after its current step (it polls `stop_requested`)."""
-        (self.path / "STOP").write_text(now() + "\n", encoding="utf-8")
-
-    def stop_requested(self) -> bool:
-        return (self.path / "STOP").exists()
-
-    def clear_stop(self) -> None:
-        """Withdraw a stop request, e.g. before resuming a cancelled run."""
-        (self.path / "STOP").unlink(missing_ok=True)
-
     def has_state(self) -> bool:
         return (self.path / "qpa_state.safetensors").is_file()
 
     def save_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        """Save trainable tensors (safetensors) and `meta` (step, optimizer settings) atomically.
-
-        The meta is stored inside the safetensors header too, so tensors and meta cannot disagree;
-        ``qpa_state.json`` is a readable copy.
-        """
-        from safetensors.torch import save_file
-
-        header = json.dumps(meta)
-        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-        path = self.path / "qpa_state.safetensors"
-        fd, tmp = tempfile.mkstemp(prefix=".qpa_state.", suffix=".tmp", dir=self.path)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"qpa_meta": header})
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        """Save trainable tensors and `meta` (step, optimizer settings) atomically; the meta
+        lives in the safetensors header, so they cannot disagree (``qpa_state.json``: a copy)."""
+        save_tensors(self.path / "qpa_state.safetensors", tensors, meta)
         atomic_write_json(self.path / "qpa_state.json", meta)
 
     def load_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """(tensors, meta) from `save_state`; ValueError when the run has none."""
-        from safetensors import safe_open
-
         path = self.path / "qpa_state.safetensors"
         if not path.is_file():
             raise ValueError(
                 f"`run` {self.id} has no saved state ({path.name}); it cannot be resumed."
             )
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get("qpa_meta", "{}"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        return tensors, meta
+        return load_tensors(path)
 
     # -- tables ----------------------------------------------------------------------------------
 

@@ -186,7 +186,7 @@ def finished(tmp_path_factory):
     studio = Studio.create(runs_root=tmp_path_factory.mktemp("runs"), demo=False)
     ids, commands = train.launch(studio, tiny_form(plan="QPA + matched LoRA baseline"))
     assert [i.rsplit(".", 1)[1] for i in ids] == ["qpa", "lora"]
-    assert all("-m qpa train --config" in c and "--runs-dir" in c for c in commands)
+    assert all("-m qpa train --resume" in c and "--runs-dir" in c for c in commands)
     states = [studio.jobs.wait(i, timeout=150) for i in ids]
     assert [s["state"] for s in states] == ["done", "done"], [s.get("error") for s in states]
     return studio, ids

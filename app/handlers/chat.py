@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.handlers.common import as_int, guarded
+from app.handlers.common import as_float, as_int, check_model, guarded
 from app.state import Studio
 from qpa import SHAPE_PRESETS, get_chat_model, list_runs, open_run
 
@@ -46,7 +46,24 @@ def resolve(studio: Studio, model: str, run_id: str | None) -> tuple[str, Path |
             f"`model` = {model!r} is a shape-only preset (no weights); chat with smollm2, "
             "a tiny-* preset or a Hub id."
         )
-    return model, None
+    return check_model(studio.caps.any_model, model), None
+
+
+def check_prompt(studio: Studio, text: str, history: list[dict] | None = None) -> str:
+    """`text` stripped, if it and the conversation before it fit this studio's caps."""
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("Type a message first.")
+    cap = studio.caps.max_prompt_chars
+    if len(text) > cap:
+        raise ValueError(f"The message has {len(text):,} characters; the cap here is {cap:,}.")
+    earlier = sum(len(m["content"]) for m in to_messages(history))
+    if earlier + len(text) > 4 * cap:
+        raise ValueError(
+            f"The conversation has {earlier + len(text):,} characters, above the cap of "
+            f"{4 * cap:,}; press Clear to start a new one."
+        )
+    return text
 
 
 def generation(studio: Studio, max_new_tokens, temperature, top_p) -> dict[str, Any]:
@@ -55,7 +72,11 @@ def generation(studio: Studio, max_new_tokens, temperature, top_p) -> dict[str, 
     cap = studio.caps.max_new_tokens
     if n > cap:
         raise ValueError(f"`max_new_tokens` = {n} is above the cap of {cap} here.")
-    return {"max_new_tokens": n, "temperature": float(temperature), "top_p": float(top_p)}
+    return {
+        "max_new_tokens": n,
+        "temperature": as_float("temperature", temperature),
+        "top_p": as_float("top_p", top_p),
+    }
 
 
 def text_of(content: Any) -> str:
@@ -89,9 +110,7 @@ def stream_reply(studio: Studio, messages, model, run_id, settings: dict, seed=N
 @guarded(2)
 def on_send(studio: Studio, message, history, model, run_id, max_new_tokens, temperature, top_p):
     """Send: append the user's message and stream the reply into the chat."""
-    message = (message or "").strip()
-    if not message:
-        raise ValueError("Type a message first.")
+    message = check_prompt(studio, message, history)
     settings = generation(studio, max_new_tokens, temperature, top_p)
     resolve(studio, model, run_id)
     messages = [*to_messages(history), {"role": "user", "content": message}]
@@ -123,9 +142,7 @@ def on_compare(
     studio: Studio, prompt, model, qpa_run, lora_run, max_new_tokens, temperature, top_p
 ):
     """Compare: the same prompt to the base model, a QPA run and a LoRA run, one after another."""
-    prompt = (prompt or "").strip()
-    if not prompt:
-        raise ValueError("Type a prompt first.")
+    prompt = check_prompt(studio, prompt)
     settings = generation(studio, max_new_tokens, temperature, top_p)
     base = next((resolve(studio, "", r)[0] for r in (qpa_run, lora_run) if r), model)
     resolve(studio, base, None)

@@ -9,6 +9,8 @@ from typing import Any
 
 import gradio as gr
 
+from qpa import PRESETS
+
 USER_ERRORS = (ValueError, OSError)
 
 
@@ -49,6 +51,20 @@ def guarded(n_outputs: int) -> Callable:
     return decorate
 
 
+def api_errors(fn: Callable) -> Callable:
+    """For an API-only endpoint: a user error becomes `gr.Error`, whose message the caller sees
+    even with ``show_error=False`` (and no traceback)."""
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            raise gr.Error(str(e), print_exception=False) from None
+
+    return call
+
+
 def as_int(name: str, value: Any) -> int:
     """A whole number from a form field (gradio gives floats or None); ValueError naming it."""
     if value is None or value == "":
@@ -62,6 +78,26 @@ def as_int(name: str, value: Any) -> int:
     if isinstance(value, float) and not value.is_integer():
         raise ValueError(f"`{name}` = {value!r} must be a whole number.")
     return int(value)
+
+
+def as_float(name: str, value: Any) -> float:
+    """A number from a form field (empty: 0); ValueError naming the field otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return 0.0
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` = {value!r} must be a number.") from None
+
+
+def check_model(caps_any_model: bool, model: str) -> str:
+    """`model`, if this studio may load it: a demo loads only the presets it offers."""
+    if not caps_any_model and model not in PRESETS:
+        raise ValueError(
+            f"`model` = {model!r}: this demo loads only {', '.join(PRESETS)}; "
+            "run the studio locally (python app.py) for other models."
+        )
+    return model
 
 
 def as_names(value: Any) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ import torch
 
 from app import plots
 from app.circuit_svg import circuit_svg
-from app.handlers.common import as_int, as_ints, as_names, guarded
+from app.handlers.common import api_errors, as_int, as_ints, as_names, guarded
 from qpa import (
     AdapterConfig,
     ParamCounts,
@@ -274,6 +274,7 @@ def on_model(model, target_modules):
     return gr.update(choices=choices, value=keep)
 
 
+@api_errors
 def count_api(
     model: str,
     target_modules: str = "lm_head",
@@ -287,4 +288,10 @@ def count_api(
     model, adapter, qpa = configs(
         model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes
     )
-    return count_params(model, adapter, qpa).to_dict()
+    return dict(_counts(model, adapter, qpa))
+
+
+@functools.lru_cache(maxsize=1024)
+def _counts(model: str, adapter: AdapterConfig, qpa: QPAConfig) -> tuple:
+    """`count_params` as a dict's items, cached: the API answers repeated shapes at once."""
+    return tuple(count_params(model, adapter, qpa).to_dict().items())

@@ -4,10 +4,12 @@ config and log, and its exported adapter as a zip.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import shutil
+import secrets
 import tempfile
+import zipfile
 from pathlib import Path
 
 import gradio as gr
@@ -62,27 +64,52 @@ def run_details(studio: Studio, run_id: str) -> tuple[str, str, str | None]:
     return config, log, zip_adapter(studio, run_id)
 
 
+def adapter_files(studio: Studio, run_id: str) -> list[Path]:
+    """The regular files of a run's adapter folder, all inside the runs root: a symlink (to
+    anywhere) is never followed, and a folder that resolves outside the root is refused."""
+    run = open_run(run_id, studio.root)
+    root, folder = studio.root.resolve(), run.adapter_dir
+    if folder.is_symlink() or not folder.resolve().is_relative_to(root):
+        raise ValueError(f"`run` {run_id!r}: its adapter folder is outside {studio.root}.")
+    files = []
+    for path in sorted(folder.iterdir()):
+        if path.is_symlink() or not path.is_file():
+            continue
+        if not path.resolve().is_relative_to(root):
+            raise ValueError(f"`run` {run_id!r}: {path.name} is outside {studio.root}.")
+        files.append(path)
+    return files
+
+
+@functools.cache
+def _downloads_dir() -> Path:
+    """This process's private (0700) folder of adapter zips (gradio serves them from here)."""
+    return Path(tempfile.mkdtemp(prefix="qpa-downloads-"))
+
+
 def zip_adapter(studio: Studio, run_id: str) -> str | None:
-    """A zip of the run's adapter folder under the system temp dir (gradio serves it), or None.
+    """A zip of the run's adapter (see `adapter_files`) in a private temp folder, or None.
 
     Written beside its final name and renamed, so a download never sees half a zip.
     """
-    run = open_run(run_id, studio.root)
-    if not run.has_adapter():
+    if not open_run(run_id, studio.root).has_adapter():
         return None
-    out = Path(tempfile.gettempdir()) / "qpa-adapters"
-    out.mkdir(exist_ok=True)
-    tmp = shutil.make_archive(
-        str(out / f".{run.id}-{os.getpid()}"), "zip", root_dir=run.adapter_dir
-    )
-    final = out / f"{run.id}-adapter.zip"
-    os.replace(tmp, final)
+    final = _downloads_dir() / f"{run_id}-adapter.zip"
+    tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in adapter_files(studio, run_id):
+                archive.write(path, arcname=path.name)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
     return str(final)
 
 
 # -- event handlers -------------------------------------------------------------------------------
 
 
+@guarded(4)
 def on_refresh(studio: Studio, selected: list[str] | None):
     """Refresh: the table, the run pickers (keeping valid choices) and the overlay."""
     rows = table_rows(studio)

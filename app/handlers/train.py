@@ -1,15 +1,16 @@
 """Train tab: turn the form into run configs, launch them as background jobs, watch them.
 
 A launch is checked completely before anything touches the disk (config values, demo caps,
-the model, the corpus, the qubit count); then `app.jobs` writes the job config and starts
-``python -m qpa train``. Watching reads only run directories, so any page, after any restart,
-sees the same progress.
+the model, the corpus, the qubit count); then each run is queued as a run folder and `app.jobs`
+starts ``python -m qpa train --resume <id>`` when a slot is free. Watching reads only run
+directories, so any page, after any restart, sees the same progress and queue positions.
 """
 
 from __future__ import annotations
 
 import html
-import os
+import re
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import gradio as gr
 
 from app import plots
-from app.handlers.common import as_int, guarded
+from app.handlers.common import as_float, as_int, check_model, guarded
 from app.handlers.data import data_config
 from app.handlers.design import FIELDS as DESIGN_FIELDS
 from app.handlers.design import configs
@@ -82,13 +83,14 @@ def build_configs(studio: Studio, form: dict[str, Any]) -> list[RunConfig]:
             f"`model` = {model!r} is a shape-only preset (no weights) for counting; to train "
             "pick smollm2, tiny-llama, tiny-gpt2 or a Hub id."
         )
+    check_model(studio.caps.any_model, model)
     if form["plan"] not in PLANS:
         raise ValueError(f"`plan` = {form['plan']!r} is not one of: {', '.join(PLANS)}.")
     count_params(model, adapter, qpa)  # raises when the qubits are too few for the weights
     train = TrainConfig(
         steps=as_int("steps", form["steps"]),
         batch_size=as_int("batch_size", form["batch_size"]),
-        lr=float(form["lr"] or 0),
+        lr=as_float("lr", form["lr"]),
         eval_every=as_int("eval_every", form["eval_every"]),
         seed=as_int("seed", form["seed"]),
     )
@@ -104,41 +106,51 @@ def build_configs(studio: Studio, form: dict[str, Any]) -> list[RunConfig]:
     return out
 
 
-def _keep_upload(studio: Studio, config: RunConfig, group: str) -> RunConfig:
-    """Copy an uploaded corpus beside the job configs: gradio's temp copy may vanish."""
+def keep_upload(studio: Studio, config: RunConfig) -> RunConfig:
+    """Copy an accepted upload into the studio's private uploads folder (0700, files 0600):
+    gradio's temp copy may vanish, and no other user or visitor may read it."""
     corpus = config.data.corpus
     if corpus == "chatterbot" or corpus.startswith("hf:"):
         return config
-    target = studio.jobs.jobs_dir / "uploads" / f"{group}-{Path(corpus).name}"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(corpus, target)
+    folder = studio.uploads_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(corpus).name)[-80:]
+    target = folder / f"{secrets.token_hex(4)}-{name}"
+    shutil.copyfile(corpus, target)
+    target.chmod(0o600)
     return config.replace(data=config.data.replace(corpus=str(target.resolve())))
 
 
+def _submit(studio: Studio, run_configs: list[RunConfig]) -> list[str]:
+    """Queue one launch under a fresh group id (drawn again if two launches drew the same)."""
+    for _ in range(5):
+        group = new_group_id()
+        if not any(studio.root.glob(f"{group}.*")):
+            break
+    return [
+        studio.jobs.submit(config, f"{group}.{SUFFIX[config.adapter.method]}")
+        for config in run_configs
+    ]
+
+
 def launch(studio: Studio, form: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """Check and start one launch; returns (run ids, their shell commands)."""
+    """Check and queue one launch, then start what may start; returns (run ids, commands)."""
     run_configs = build_configs(studio, form)
     live = studio.jobs.live()
     if len(live) + len(run_configs) > studio.caps.live_runs:
         raise ValueError(
-            f"{len(live)} run(s) are training ({', '.join(live)}); at most "
-            f"{studio.caps.live_runs} may run at once. Wait, or cancel one first."
+            f"{len(live)} run(s) are queued or training; at most {studio.caps.live_runs} may "
+            "wait at once here. Wait, or cancel one first."
         )
-    group = new_group_id()
-    threads = max(1, (os.cpu_count() or 1) // len(run_configs))
-    ids, commands = [], []
-    for config in run_configs:
-        run_id = f"{group}.{SUFFIX[config.adapter.method]}"
-        commands.append(studio.jobs.launch(_keep_upload(studio, config, group), run_id, threads))
-        ids.append(run_id)
-    return ids, commands
+    ids = _submit(studio, [keep_upload(studio, c) for c in run_configs])
+    studio.jobs.schedule()
+    return ids, [studio.jobs.shell_command(i) for i in ids]
 
 
 def watch_choices(studio: Studio) -> list[str]:
-    """Run ids to pick from: jobs still starting, then every run, newest first."""
-    ids = [r.id for r in list_runs(studio.root)]
-    return [i for i in studio.jobs.live() if i not in ids] + ids
+    """Run ids to pick from: every run (queued ones included), newest first."""
+    return [r.id for r in list_runs(studio.root)]
 
 
 def default_watch(studio: Studio) -> list[str]:
@@ -157,22 +169,22 @@ def _fmt_time(seconds: float | None) -> str:
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
-def run_card(studio: Studio, run_id: str) -> str:
-    """One run's progress as HTML: state, bar, step, ETA, tokens/s, latest loss and perplexity."""
-    status = studio.jobs.state(run_id)
-    state, step = status.get("state", "unknown"), status.get("step") or 0
-    total = status.get("total_steps") or 0
-    train = val = []
-    method = ""
-    if (studio.root / run_id / "config.json").is_file():
-        run = open_run(run_id, studio.root)
-        train, val, method = run.metrics("train"), run.metrics("val"), run.config.adapter.method
+def _facts(status: dict, train: list[dict], val: list[dict]) -> list[str]:
+    """The short facts under a run's progress bar."""
+    state, step, total = status.get("state"), status.get("step") or 0, status.get("total_steps")
+    if state == "queued":
+        return [
+            f"queued: position {status.get('position', '?')} of {status.get('queued', '?')}",
+            f"{status.get('training', 0)} training now, at most {status.get('max_runs', 1)} at once",
+        ]
     facts = [f"step {step}/{total}" if total else "starting the training process"]
+    if state == "starting":
+        facts.append("starting the training process")
     if train and state == "running":
         last = train[-1]
         per_step = last["elapsed"] / max(1, last["step"])
         facts += [
-            f"ETA {_fmt_time(per_step * max(0, total - step))}",
+            f"ETA {_fmt_time(per_step * max(0, (total or 0) - step))}",
             f"{last.get('tokens_per_s', 0):,.0f} tokens/s",
         ]
     elif state == "running":
@@ -183,8 +195,23 @@ def run_card(studio: Studio, run_id: str) -> str:
         facts.append(f"val perplexity {val[-1]['perplexity']:.3f}")
     if status.get("trainable_params"):
         facts.append(f"{status['trainable_params']:,} trainable")
+    return facts
+
+
+def run_card(studio: Studio, run_id: str) -> str:
+    """One run's progress as HTML: state (queue position), bar, step, ETA, loss, perplexity."""
+    try:
+        status = studio.jobs.state(run_id)
+        run = open_run(run_id, studio.root)
+        train, val, method = run.metrics("train"), run.metrics("val"), run.config.adapter.method
+    except ValueError as e:  # e.g. its folder was deleted while the page watched it
+        status, train, val, method = {"state": "failed", "error": str(e)}, [], [], ""
+    state, step, total = status.get("state", "unknown"), status.get("step") or 0, 0
+    if state != "queued":
+        total = status.get("total_steps") or 0
     pct = 100 * step / total if total else 0
     error = status.get("error")
+    facts = _facts(status, train, val)
     return (
         f'<div class="qpa-run qpa-{html.escape(state)}"><div class="qpa-run-head">'
         f'<code>{html.escape(run_id)}</code><span class="qpa-badge">{html.escape(state)}</span>'
@@ -224,7 +251,11 @@ def _signature(studio: Studio, ids: list[str]) -> str:
                 parts.append(f"{st.st_mtime_ns}:{st.st_size}")
             except OSError:
                 parts.append("-")
-        parts.append(studio.jobs.state(run_id).get("state", ""))
+        try:
+            state = studio.jobs.state(run_id)
+        except ValueError:
+            state = {}
+        parts.append(f"{state.get('state', '')}:{state.get('position', '')}")
     return f"{ids}|{'|'.join(parts)}"
 
 
@@ -235,11 +266,23 @@ def _signature(studio: Studio, ids: list[str]) -> str:
 def on_launch(studio: Studio, *values):
     """Launch button: start the runs and watch them; show the equivalent CLI commands."""
     ids, commands = launch(studio, dict(zip(FORM_FIELDS, values, strict=True)))
-    gr.Info(f"Started {', '.join(ids)} in the background.")
-    cli = "# the same runs from a terminal\n" + "\n".join(commands)
-    return gr.update(choices=watch_choices(studio), value=ids), cli, ""
+    queued = [i for i in ids if studio.jobs.state(i).get("state") == "queued"]
+    waiting = f"; {len(queued)} wait in the queue" if queued else ""
+    gr.Info(f"Launched {', '.join(ids)} in the background{waiting}.")
+    return gr.update(choices=watch_choices(studio), value=ids), cli_text(studio, ids), ""
 
 
+def cli_text(studio: Studio, ids: list[str]) -> str:
+    """The commands the studio runs for `ids`, and the same training without the studio."""
+    started = [studio.jobs.shell_command(i) for i in ids]
+    fresh = [f"python -m qpa train --config {studio.root / i / 'config.json'}" for i in ids]
+    return "\n".join(
+        ["# the studio starts each queued run with", *started,
+         "# the same training from a terminal, as a new run", *fresh]
+    )  # fmt: skip
+
+
+@guarded(3)
 def on_refresh(studio: Studio, ids: list[str] | None, last: str):
     """Timer tick: redraw progress and curves only when a watched run changed."""
     ids = list(ids or [])
@@ -260,7 +303,7 @@ def on_cancel(studio: Studio, ids: list[str] | None):
     """Cancel button: ask every watched run that is still live to stop."""
     live = [i for i in ids or [] if studio.jobs.state(i).get("state") in LIVE]
     if not live:
-        raise ValueError("None of the watched runs is training; nothing to cancel.")
+        raise ValueError("None of the watched runs is queued or training; nothing to cancel.")
     for run_id in live:
         gr.Info(studio.jobs.stop(run_id))
     return ""

@@ -137,5 +137,5 @@ def build() -> dict:
     c["model"].input(
         h.on_model, [c["model"], c["target_modules"]], c["target_modules"], api_visibility="private"
     ).success(h.on_chunk, inputs, outputs, api_visibility="private", **LIVE)
-    gr.api(h.count_api, api_name="count_params")
+    gr.api(h.count_api, api_name="count_params", concurrency_limit=8)  # cached and light
     return c

@@ -82,13 +82,14 @@ def build(studio: Studio, design: dict) -> dict:
         with gr.Column(scale=4, min_width=320, elem_classes="qpa-controls"):
             gr.Markdown(
                 "### Launch\nThe model and the QPA shape come from the **Design** tab. Each run is a "
-                "background process writing its own folder, so it survives a reload or a restart."
+                "background process writing its own folder, so it survives a reload or a restart. "
+                f"{studio.settings.max_runs} train at once; later launches wait in a queue."
             )
             f = _settings(studio.caps)
             f.update(_data(studio.caps, design["model"]))
             with gr.Row():
                 launch = gr.Button("Launch", variant="primary", elem_id="launch")
-                cancel = gr.Button("Stop", variant="stop", elem_id="cancel")
+                cancel = gr.Button("Stop / cancel", variant="stop", elem_id="cancel")
         with gr.Column(scale=8):
             watch = gr.Dropdown(
                 [], value=[], multiselect=True, label="Watching", elem_id="watch",

@@ -1,0 +1,312 @@
+"""The bad-input matrix: every bad input to the CLI, the library or a UI handler gives a clear
+message naming what is wrong, never a traceback, and leaves the runs folder byte-identical."""
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from app.handlers import chat, data, design, runs, train
+from app.state import Studio
+from qpa import AdapterConfig, QPAConfig, RunConfig, count_params, create_run, open_run
+from qpa.chat import check_messages, get_chat_model
+from qpa.cli import main
+from qpa.data import check_upload
+from qpa.models import load_model
+
+HIDDEN = "32,64,128,128,64,32,32"
+GPT2 = ("gpt2-config", ["lm_head"], 4, 2048, 7, 8, HIDDEN, "ladder")
+UPLOADS = {
+    "empty.txt": b"",
+    "blank.txt": b"  \n\n\t\n",
+    "binary.txt": b"\x00\x01\x02\x03 not text",
+    "latin1.txt": b"caf\xe9 au lait, cr\xe8me br\xfbl\xe9e\n",
+    "tags.yml": b"conversations:\n- !!python/object/apply:os.system ['echo pwned']\n",
+    "custom.yml": b"conversations: !include /etc/passwd\n",
+    "broken.yml": b"conversations: [unclosed\n",
+    "bad.jsonl": b'{"text": "ok"}\n{not json\n',
+    "wrong.jsonl": b'{"messages": [{"role": "wizard", "content": "hi"}]}\n',
+    "program.exe": b"MZ\x90\x00",
+}
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    """A runs root holding one finished run, the bad uploads, and studios on that root."""
+    root = tmp_path_factory.mktemp("runs")
+    folder = tmp_path_factory.mktemp("uploads")
+    for name, content in UPLOADS.items():
+        (folder / name).write_bytes(content)
+    with open(folder / "huge.txt", "wb") as f:
+        f.truncate(21 * 2**20)  # sparse: refused by size before any read
+    (folder / "dir.txt").mkdir()
+    (folder / "bad.json").write_text("{not json")
+    (folder / "unknown-key.json").write_text('{"nope": 1}')
+    run = create_run(RunConfig.from_dict({"model": {"model": "tiny-llama"}}), root, name="done")
+    run.append_metrics({"step": 1, "split": "val", "loss": 1.0, "perplexity": 2.7})
+    run.save_state({"w": torch.ones(2)}, {"step": 1})
+    run.adapter_dir.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (run.adapter_dir / name).write_text("{}")
+    run.set_status("done", step=1)
+    return SimpleNamespace(
+        root=root, up=folder, full=Studio.create(runs_root=root, demo=False),
+        demo=Studio.create(runs_root=root, demo=True),
+    )  # fmt: skip
+
+
+def tree_hash(root: Path) -> dict[str, str]:
+    """sha256 of every file under `root` (hidden ones too), and every folder's name."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return out
+
+
+def form(**overrides):
+    shape = ("tiny-llama", ["lm_head"], 2, 128, 3, 2, "16,16", "ladder")
+    values = dict(zip(design.FIELDS, shape, strict=True))
+    values.update(plan="QPA only", steps=3, batch_size=4, lr=0, eval_every=2, max_length=48,
+                  max_examples=40, seed=0, source=data.SOURCES[0], topics=["ai"], upload=None)  # fmt: skip
+    values.update(overrides)
+    return [values[k] for k in train.FORM_FIELDS]
+
+
+def cli(*argv):
+    return ("cli", list(argv))
+
+
+def lib(fn):
+    return ("lib", fn)
+
+
+def ui(fn):
+    return ("ui", fn)
+
+
+TINY = ("--model", "tiny-llama")
+LONG = "word " * 9_000  # 45,000 characters
+CASES = {  # id: (kind, call, what the message must say)
+    # -- CLI: out of range, wrong type, inconsistent, unknown, bad files, bad ids
+    "cli-steps-zero": (*cli("train", *TINY, "--steps", "0"), "`steps` = 0 must be ≥ 1"),
+    "cli-steps-text": (*cli("train", "--steps", "many"), "invalid int value: 'many'"),
+    "cli-lr-negative": (*cli("train", "--lr", "-1"), "`lr` = -1.0 must be ≥ 0"),
+    "cli-rank-zero": (*cli("count", "--rank", "0"), "`rank` = 0"),
+    "cli-chunk-negative": (*cli("count", "--chunk-size", "-5"), "`chunk_size` = -5"),
+    "cli-too-few-qubits": (
+        *cli("train", *TINY, "--chunk-size", "64", "--n-qubits", "2"),
+        "`n_qubits` = 2 gives 4 chunks",
+    ),  # fmt: skip
+    "cli-entangler": (*cli("count", "--entangler", "star"), "invalid choice: 'star'"),
+    "cli-unknown-model": (
+        *cli("train", "--model", "nobody/no-such-model"),
+        "`model` = 'nobody/no-such-model'",
+    ),  # fmt: skip
+    "cli-unknown-module": (
+        *cli("train", *TINY, "--target-modules", "q_proj,warp_core"),
+        "`target_modules`",
+    ),  # fmt: skip
+    "cli-shape-preset": (*cli("train", "--model", "gpt2-config"), "shape-only preset"),
+    "cli-missing-corpus": (*cli("train", *TINY, "--corpus", "{up}/nope.txt"), "`corpus`"),
+    "cli-empty-corpus": (*cli("train", *TINY, "--corpus", "{up}/empty.txt"), "is empty"),
+    "cli-binary-corpus": (*cli("train", *TINY, "--corpus", "{up}/binary.txt"), "looks binary"),
+    "cli-latin1-corpus": (*cli("train", *TINY, "--corpus", "{up}/latin1.txt"), "not UTF-8"),
+    "cli-huge-corpus": (*cli("train", *TINY, "--corpus", "{up}/huge.txt"), "too large"),
+    "cli-yaml-python-tag": (*cli("train", *TINY, "--corpus", "{up}/tags.yml"), "tags.yml"),
+    "cli-bad-config": (*cli("train", "--config", "{up}/bad.json"), "`config`"),
+    "cli-config-unknown-key": (*cli("train", "--config", "{up}/unknown-key.json"), "nope"),
+    "cli-name-escape": (*cli("train", *TINY, "--name", "../escape"), "not a valid run id"),
+    "cli-resume-escape": (*cli("train", "--resume", "../../etc"), "not a valid run id"),
+    "cli-resume-done": (*cli("train", "--resume", "done"), "is done"),
+    "cli-resume-with-flags": (*cli("train", "--resume", "done", "--steps", "9"), "drop --steps"),
+    "cli-show-escape": (*cli("runs", "show", "../../etc/passwd"), "not a valid run id"),
+    "cli-cancel-unknown": (*cli("runs", "cancel", "nobody"), "`run` = 'nobody' not found"),
+    "cli-export-escape": (*cli("export", "--run", "..", "--out", "{up}/x"), "not a valid run id"),
+    "cli-eval-hidden": (*cli("eval", "--run", ".jobs"), "must not start with '.'"),
+    "cli-chat-tokens": (
+        *cli("chat", *TINY, "--prompt", "hi", "--max-new-tokens", "0"),
+        "`max_new_tokens` = 0",
+    ),  # fmt: skip
+    "cli-chat-top-p": (*cli("chat", *TINY, "--prompt", "hi", "--top-p", "2"), "`top_p` = 2.0"),
+    "cli-chat-long-prompt": (*cli("chat", *TINY, "--prompt", LONG), "the model's context"),
+    # -- library
+    "lib-config-json": (*lib(lambda c: RunConfig.from_json("{not json")), "JSON"),
+    "lib-config-type": (
+        *lib(lambda c: RunConfig.from_dict({"train": {"steps": "many"}})),
+        "`steps` = 'many' must be a whole number",
+    ),  # fmt: skip
+    "lib-config-nan": (
+        *lib(lambda c: RunConfig.from_dict({"train": {"lr": float("nan")}})),
+        "finite",
+    ),  # fmt: skip
+    "lib-too-few-qubits": (
+        *lib(
+            lambda c: count_params(
+                "gpt2-config", AdapterConfig(rank=4), QPAConfig(chunk_size=2048, n_qubits=3)
+            )
+        ),
+        "`n_qubits` = 3",
+    ),  # fmt: skip
+    "lib-open-escape": (*lib(lambda c: open_run("../done", c.root)), "not a valid run id"),
+    "lib-open-absolute": (*lib(lambda c: open_run("/etc", c.root)), "not a valid run id"),
+    "lib-load-shape": (*lib(lambda c: load_model("gemma-config")), "shape-only preset"),
+    "lib-upload-dir": (*lib(lambda c: check_upload(c.up / "dir.txt")), "`corpus`"),
+    "lib-upload-custom-tag": (*lib(lambda c: check_upload(c.up / "custom.yml")), "custom.yml"),
+    "lib-upload-broken-yaml": (*lib(lambda c: check_upload(c.up / "broken.yml")), "broken.yml"),
+    "lib-upload-blank": (*lib(lambda c: check_upload(c.up / "blank.txt")), "blank.txt"),
+    "lib-upload-role": (*lib(lambda c: check_upload(c.up / "wrong.jsonl")), "wizard"),
+    "lib-messages-role": (
+        *lib(lambda c: check_messages([{"role": "wizard", "content": "x"}])),
+        "role 'wizard'",
+    ),  # fmt: skip
+    "lib-chat-long": (
+        *lib(
+            lambda c: get_chat_model("tiny-llama").reply(
+                [{"role": "user", "content": LONG}], max_new_tokens=2
+            )
+        ),
+        "the model's context",
+    ),  # fmt: skip
+    # -- UI handlers (what a visitor or an API client can send)
+    "ui-rank-text": (
+        *ui(lambda c: design.on_change(*GPT2[:2], "four", *GPT2[3:])),
+        "`rank` = 'four'",
+    ),  # fmt: skip
+    "ui-too-few-qubits": (*ui(lambda c: design.on_qubits(*GPT2[:4], 30, *GPT2[5:])), "1 and 24"),
+    "ui-count-api-chunk": (
+        *ui(lambda c: design.count_api("gpt2-config", chunk_size=-1)),
+        "`chunk_size` = -1",
+    ),  # fmt: skip
+    "ui-unknown-module": (
+        *ui(lambda c: design.on_change("gpt2-config", ["warp"], *GPT2[2:])),
+        "`target_modules` entry 'warp'",
+    ),  # fmt: skip
+    "ui-launch-steps": (*ui(lambda c: train.on_launch(c.full, *form(steps=-3))), "`steps` = -3"),
+    "ui-launch-lr": (*ui(lambda c: train.on_launch(c.full, *form(lr="fast"))), "`lr` = 'fast'"),
+    "ui-launch-plan": (*ui(lambda c: train.on_launch(c.full, *form(plan="all"))), "`plan`"),
+    "ui-launch-demo-cap": (
+        *ui(lambda c: train.on_launch(c.demo, *form(steps=10_000))),
+        "demo's cap",
+    ),  # fmt: skip
+    "ui-launch-demo-model": (
+        *ui(lambda c: train.on_launch(c.demo, *form(model="org/huge-70b"))),
+        "this demo loads only",
+    ),  # fmt: skip
+    "ui-launch-binary": (
+        *ui(
+            lambda c: train.on_launch(
+                c.full, *form(source=data.SOURCES[1], upload=str(c.up / "binary.txt"))
+            )
+        ),
+        "looks binary",
+    ),  # fmt: skip
+    "ui-upload-latin1": (*ui(lambda c: data.on_upload(str(c.up / "latin1.txt"))), "not UTF-8"),
+    "ui-upload-tags": (*ui(lambda c: data.on_upload(str(c.up / "tags.yml"))), "tags.yml"),
+    "ui-upload-huge": (*ui(lambda c: data.on_upload(str(c.up / "huge.txt"))), "too large"),
+    "ui-upload-exe": (
+        *ui(lambda c: data.on_upload(str(c.up / "program.exe"))),
+        "unknown file type",
+    ),  # fmt: skip
+    "ui-preview-jsonl": (
+        *ui(
+            lambda c: data.on_preview(
+                "tiny-llama", data.SOURCES[1], [], str(c.up / "bad.jsonl"), 48, 0
+            )
+        ),
+        "bad.jsonl",
+    ),  # fmt: skip
+    "ui-chat-long": (
+        *ui(lambda c: chat.on_send(c.full, LONG, [], "tiny-llama", "", 8, 0.7, 0.9)),
+        "the cap here is 32,000",
+    ),  # fmt: skip
+    "ui-chat-demo-tokens": (
+        *ui(lambda c: chat.on_send(c.demo, "hi", [], "tiny-llama", "", 5000, 0.7, 0.9)),
+        "above the cap of 96",
+    ),  # fmt: skip
+    "ui-chat-escape": (
+        *ui(lambda c: chat.on_send(c.full, "hi", [], "tiny-llama", "../../etc", 8, 0.7, 0.9)),
+        "not a valid run id",
+    ),  # fmt: skip
+    "ui-chat-temperature": (
+        *ui(lambda c: chat.on_send(c.full, "hi", [], "tiny-llama", "", 8, "hot", 0.9)),
+        "`temperature` = 'hot'",
+    ),  # fmt: skip
+    "ui-compare-escape": (
+        *ui(lambda c: chat.on_compare(c.full, "hi", "tiny-llama", "../x", "", 8, 0.7, 0.9)),
+        "not a valid run id",
+    ),  # fmt: skip
+    "ui-pick-escape": (*ui(lambda c: chat.on_pick_run(c.full, "../done")), "not a valid run id"),
+    "ui-open-escape": (
+        *ui(lambda c: runs.on_open(c.full, "../../etc/passwd")),
+        "not a valid run id",
+    ),  # fmt: skip
+    "ui-open-unknown": (*ui(lambda c: runs.on_open(c.full, "nobody")), "not found"),
+    "ui-cancel-escape": (*ui(lambda c: train.on_cancel(c.full, ["../done"])), "not a valid run id"),
+    "ui-cancel-done": (*ui(lambda c: train.on_cancel(c.full, ["done"])), "nothing to cancel"),
+    "ui-watch-escape": (
+        *ui(lambda c: train.on_refresh(c.full, ["../../x"], "")),
+        "not a valid run id",
+    ),  # fmt: skip
+}
+
+
+def call_ui(fn, c) -> list[str]:
+    """Call a handler (draining a generator); what the visitor sees: the gr.Warning texts, a
+    gr.Error's message (API endpoints), and the outputs (an error card)."""
+    import gradio as gr
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = fn(c)
+            if hasattr(result, "__next__"):
+                result = list(result)
+        except gr.Error as e:
+            result = f"gr.Error: {e.message}"
+    return [str(w.message) for w in caught if issubclass(w.category, UserWarning)] + [str(result)]
+
+
+@pytest.fixture
+def offline(ctx, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at import
+    monkeypatch.setenv("QPA_RUNS", str(ctx.root))
+    monkeypatch.setenv("QPA_HOME", str(ctx.up / "home"))
+    monkeypatch.delenv("QPA_DEBUG", raising=False)
+
+
+def test_the_matrix_is_big_and_covers_every_surface():
+    kinds = [kind for kind, _, _ in CASES.values()]
+    assert len(CASES) >= 40 and {kinds.count(k) >= 10 for k in ("cli", "lib", "ui")} == {True}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_a_clear_message_and_changes_nothing(case, ctx, offline, capsys):
+    kind, call, expected = CASES[case]
+    before = tree_hash(ctx.root)
+    if kind == "cli":
+        argv = [a.format(up=ctx.up) for a in call]
+        try:
+            code = main(argv)
+        except SystemExit as e:  # argparse's own usage errors
+            code = e.code
+        err = capsys.readouterr().err
+        assert code == 2 and "error:" in err and "Traceback" not in err, err
+        assert expected in err, err
+    elif kind == "lib":
+        with pytest.raises(ValueError) as error:
+            call(ctx)
+        assert expected in str(error.value)
+    else:
+        messages = call_ui(call, ctx)
+        assert any(expected in m for m in messages), messages
+        assert not any("Traceback" in m for m in messages)
+    assert tree_hash(ctx.root) == before
+    assert os.listdir(ctx.root) == ["done"]  # not even a hidden folder appeared
