@@ -1,4 +1,7 @@
-"""Shared fixtures: tiny models built from a config (no download), seeded."""
+"""Shared fixtures: tiny models built from a config (no download), seeded; a served studio."""
+
+import contextlib
+import socket
 
 import pytest
 import torch
@@ -34,3 +37,22 @@ def llama():
 @pytest.fixture
 def gpt2():
     return tiny_gpt2()
+
+
+@contextlib.contextmanager
+def served_studio(runs_root):
+    """The studio launched on a free loopback port over `runs_root`; yields its URL."""
+    from app.state import Studio
+    from app.ui import build_app, launch_kwargs
+
+    studio = Studio.create(runs_root=runs_root, demo=False)
+    demo = build_app(studio)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kwargs = {**launch_kwargs(studio), "server_name": "127.0.0.1", "server_port": port}
+    demo.launch(**kwargs, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()

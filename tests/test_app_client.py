@@ -1,8 +1,7 @@
 """The app over HTTP: launched in-process on 127.0.0.1 and called with gradio_client."""
 
-import socket
-
 import pytest
+from conftest import served_studio
 
 gradio_client = pytest.importorskip("gradio_client")
 
@@ -14,26 +13,10 @@ QUIET = [  # gradio's own pandas calls warn on pandas 3; not ours to fix
 pytestmark = QUIET
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    from app.state import Studio
-    from app.ui import build_app, launch_kwargs
-
-    studio = Studio.create(runs_root=tmp_path_factory.mktemp("runs"), demo=False)
-    demo = build_app(studio)
-    port = free_port()
-    kwargs = {**launch_kwargs(studio), "server_name": "127.0.0.1", "server_port": port}
-    demo.launch(**kwargs, prevent_thread_lock=True, quiet=True)
-    try:
-        yield gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        demo.close()
+    with served_studio(tmp_path_factory.mktemp("runs")) as url:
+        yield gradio_client.Client(url, verbose=False)
 
 
 def test_count_params_endpoint_gives_the_paper_numbers(client):

@@ -4,10 +4,10 @@ It also saves the Design tab as assets/screenshot.png."""
 
 import os
 import re
-import socket
 from pathlib import Path
 
 import pytest
+from conftest import served_studio
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -30,24 +30,10 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    from app.state import Studio
-    from app.ui import build_app, launch_kwargs
-
-    studio = Studio.create(runs_root=tmp_path_factory.mktemp("runs"), demo=False)
-    demo = build_app(studio)
-    port = free_port()
-    kwargs = {**launch_kwargs(studio), "server_name": "127.0.0.1", "server_port": port}
-    demo.launch(**kwargs, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with served_studio(tmp_path_factory.mktemp("runs")) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
