@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 ACTIVATIONS = {
     "none": nn.Identity,
@@ -43,10 +44,34 @@ def random_bits(
 
 
 def postprocess(probs: torch.Tensor, gamma: float, beta: float, alpha: float) -> torch.Tensor:
-    """(β·tanh(γ·2^(N−1)·p))^α − mean, over all 2^N probabilities."""
-    half_dim = probs.shape[-1] / 2  # 2^(N−1)
-    x = (beta * torch.tanh(gamma * half_dim * probs)).clamp_min(EPS) ** alpha  # (2^N,)
-    return x - x.mean(dim=-1, keepdim=True)
+    """(β·tanh(γ·2^(N−1)·p))^α − mean, over all 2^N probabilities (the last axis).
+
+    One autograd node with its derivative written out: a dozen tiny ops and their backward
+    nodes would cost more than the circuit itself.
+    """
+    return _PostProcess.apply(probs, float(gamma), float(beta), float(alpha))
+
+
+class _PostProcess(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, probs, gamma, beta, alpha):
+        slope = gamma * probs.shape[-1] / 2  # γ·2^(N−1)
+        squashed = torch.tanh(probs * slope)  # (…, 2^N)
+        base = (beta * squashed).clamp_min_(EPS)  # (…, 2^N)
+        x = base.pow(alpha)  # (…, 2^N)
+        ctx.save_for_backward(squashed, base, x)
+        ctx.constants = slope, beta, alpha
+        return x - x.mean(dim=-1, keepdim=True)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        squashed, base, x = ctx.saved_tensors
+        slope, beta, alpha = ctx.constants
+        grad = grad - grad.mean(dim=-1, keepdim=True)  # through the centring
+        grad = grad * alpha * x / base  # d(base^α) = α·base^(α−1)
+        grad = grad.masked_fill_(beta * squashed < EPS, 0.0)  # clamped: no gradient (clamp_min)
+        return grad * (beta * slope) * (1 - squashed * squashed), None, None, None
 
 
 class MappingModel(nn.Module):

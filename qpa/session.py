@@ -1,7 +1,8 @@
 """A training session: the base model, its adapter, the data and the rows the loss runs on.
 
 `prepare` loads everything a run needs once; `split_loss` computes the next-token losses of any
-set of examples, through the cached head (lm_head-only adapters) or a full forward pass.
+set of examples, through the cached head (lm_head-only adapters) or a full forward pass. On the
+cached head the loss is fused (`qpa.headloss`): the (rows × vocabulary) logits are never held.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 
 from qpa.config import RunConfig
 from qpa.features import Rows, backbone_rows, cache_key, cached_rows, target_mask, token_rows
+from qpa.headloss import head_nll, head_parts
 from qpa.tuner import QPALoRA
 
 log = logging.getLogger(__name__)
@@ -145,7 +147,14 @@ def split_loss(
         if session.qpa is not None:
             session.qpa.materialize()
         hidden = rows.hidden[index].to(session.device)  # (R, d)
-        logits = output_head(session.model)(hidden)  # (R, V)
+        head = output_head(session.model)
+        parts = head_parts(head)
+        if parts is not None:  # fused: the (R, V) logits are never held
+            nll = head_nll(
+                hidden, parts.weight, targets, parts.lora_a, parts.lora_b, parts.scaling, parts.bias
+            )  # (R,)
+            return nll, rows.assistant[index]
+        logits = head(hidden)  # (R, V)
     else:
         logits = full_logits(session, split, examples)  # (R, V)
     return F.cross_entropy(logits.float(), targets, reduction="none"), rows.assistant[index]

@@ -150,8 +150,9 @@ class QPALoRA(nn.Module):
     def materialize(self) -> torch.Tensor:
         """Generate the vector and write its slices into the LoRA layers; returns the vector."""
         vector = self.generator()  # (M,)
-        for s in self.slots:
-            s.module.weight = vector[s.offset : s.offset + s.numel].view(s.shape)
+        parts = vector.split([s.numel for s in self.slots])  # one backward node, not one per slot
+        for s, part in zip(self.slots, parts, strict=True):
+            s.module.weight = part.view(s.shape)
         return vector
 
     def lora_state(self) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from qpa.config import QPAConfig
-from qpa.generator import QPAGenerator, qubits_needed
+from qpa.generator import QPAGenerator, centered_output, qubits_needed
 from qpa.mapping import MappingModel, basis_bits, postprocess, random_bits
 
 
@@ -90,3 +90,20 @@ def test_generated_count_is_exact_for_paper_gpt2():
         "total": 106_264,
     }
     assert gen.n_chunks == math.ceil(204_100 / 2048) == 100
+
+
+@pytest.mark.parametrize("n_values", [1000, 1024, 1, 63])
+def test_centring_folded_into_the_bias_equals_subtracting_the_mean(n_values):
+    torch.manual_seed(0)
+    last = torch.nn.Linear(8, 64).double()
+    features = torch.randn(16, 8, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(n_values, dtype=torch.float64)
+    plain = last(features).reshape(-1)[:n_values]
+    plain = plain - plain.mean()
+    folded = centered_output(features, last, n_values)
+    torch.testing.assert_close(folded, plain)
+    inputs = (features, last.weight, last.bias)
+    want = torch.autograd.grad((weights * plain).sum(), inputs)
+    got = torch.autograd.grad((weights * folded).sum(), inputs)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)

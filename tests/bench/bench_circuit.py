@@ -56,8 +56,8 @@ def time_step(probs_fn, angles: torch.Tensor, weights: torch.Tensor, args) -> fl
     return min(times[1:])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This benchmark's options (bench_generator.py reuses them for the same table)."""
     parser.add_argument("--min-qubits", type=int, default=4)
     parser.add_argument("--max-qubits", type=int, default=18)
     parser.add_argument("--depth", type=int, default=8)
@@ -65,9 +65,10 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=2.0, help="stop repeating after this")
     parser.add_argument("--pennylane-limit-s", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads; 0: default")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+
+
+def table(args: argparse.Namespace) -> None:
+    """Print one row per width: ours in float32 and float64, PennyLane, and the ratios."""
     print(
         f"torch {torch.__version__}, pennylane {qml.__version__}, {platform.processor() or 'cpu'}, "
         f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
@@ -96,6 +97,15 @@ def main() -> None:
         print(
             f"PennyLane skipped after its runs took over {args.pennylane_limit_s:.0f} s at one width."
         )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    table(args)
 
 
 if __name__ == "__main__":
