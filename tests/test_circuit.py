@@ -3,9 +3,9 @@
 import functools
 import math
 
-import pennylane as qml
 import pytest
 import torch
+from pennylane_reference import pennylane_probs
 
 from qpa import circuit
 from qpa.circuit import ENTANGLERS, QuantumCircuit, circuit_probs, circuit_state
@@ -20,25 +20,6 @@ def one_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def pennylane_probs(n_qubits: int, entangler: str):
-    """One QNode per circuit width: RY on every wire, then the CNOTs, per row of `angles`."""
-
-    @qml.qnode(
-        qml.device("default.qubit", wires=n_qubits), interface="torch", diff_method="backprop"
-    )
-    def probs(angles):
-        for row in angles:
-            for wire in range(n_qubits):
-                qml.RY(row[wire], wires=wire)
-            for wire in range(n_qubits - 1):
-                qml.CNOT(wires=[wire, wire + 1])
-            if entangler == "ring" and n_qubits >= 2:
-                qml.CNOT(wires=[n_qubits - 1, 0])
-        return qml.probs(wires=range(n_qubits))
-
-    return probs
 
 
 def probs_and_grad(probs_fn, angles: torch.Tensor, weights: torch.Tensor):

@@ -19,23 +19,7 @@ import pennylane as qml
 import torch
 
 from qpa.circuit import circuit_probs
-
-
-def pennylane_probs(n_qubits: int):
-    """The QPA ladder circuit as a PennyLane QNode."""
-
-    @qml.qnode(
-        qml.device("default.qubit", wires=n_qubits), interface="torch", diff_method="backprop"
-    )
-    def probs(angles):
-        for row in angles:
-            for wire in range(n_qubits):
-                qml.RY(row[wire], wires=wire)
-            for wire in range(n_qubits - 1):
-                qml.CNOT(wires=[wire, wire + 1])
-        return qml.probs(wires=range(n_qubits))
-
-    return probs
+from tests.pennylane_reference import pennylane_probs
 
 
 def time_step(probs_fn, angles: torch.Tensor, weights: torch.Tensor, args) -> float:
