@@ -47,12 +47,15 @@ class ParamCounts:
     def to_dict(self) -> dict:
         return {**asdict(self), "ratio": self.ratio}
 
+    def of_layers(self, n: int) -> str:
+        """`n` as a share of the adapted layers' own parameters."""
+        return f"{n / self.target_params:.4%} of the layers"
+
     def table(self) -> list[tuple[str, str, str]]:
         """Rows (what, parameters, note) for display."""
-        pct = lambda n: f"{n / self.target_params:.4%} of the layers"  # noqa: E731
         return [
             ("adapted layers", f"{self.target_params:,}", ", ".join(self.targets)),
-            ("LoRA baseline", f"{self.lora:,}", pct(self.lora)),
+            ("LoRA baseline", f"{self.lora:,}", self.of_layers(self.lora)),
             (
                 "QPA circuit (N·L angles)",
                 f"{self.circuit:,}",
@@ -64,7 +67,7 @@ class ParamCounts:
                 f"{self.last_layer:,}",
                 f"{self.n_chunks} chunks × {self.chunk_size:,}",
             ),
-            ("QPA total", f"{self.qpa:,}", f"{self.ratio:.2%} of LoRA, {pct(self.qpa)}"),
+            ("QPA total", f"{self.qpa:,}", f"{self.ratio:.2%} of LoRA, {self.of_layers(self.qpa)}"),
         ]
 
 
