@@ -23,25 +23,6 @@ from qpa.runs import FINISHED, Run, check_run_id, open_run, runs_root
 CLAIM_ENV = "QPA_CLAIM"  # the token of the claim a studio took before starting this process
 
 
-def validated(config: RunConfig) -> RunConfig:
-    """The resolved config, checked (model, targets, qubits, corpus) before any run folder exists."""
-    from qpa import train as engine
-    from qpa.counts import count_params, lora_layout
-    from qpa.models import SHAPE_PRESETS
-
-    config = config.resolved()
-    if config.model.model in SHAPE_PRESETS:
-        raise ValueError(
-            f"`model` = {config.model.model!r} is a shape-only preset for counting; train "
-            "`smollm2`, a tiny-* preset, a Hub id or a local model folder."
-        )
-    lora_layout(config.model.model, config.adapter.target_modules, config.adapter.rank)  # on meta
-    if config.adapter.method == "qpa-lora":
-        count_params(config.model.model, config.adapter, config.qpa)  # too few qubits raise here
-    check = getattr(engine, "validate_config", None)
-    return check(config) if check else config
-
-
 # -- train --------------------------------------------------------------------------------------
 
 
@@ -84,13 +65,14 @@ def _run_for_training(args: argparse.Namespace) -> tuple[Run, RunConfig, bool]:
     """The run to train, locked to this process: a new one for a fully validated config, a
     queued one (started from step 0) or a stopped one (resumed from its last checkpoint)."""
     from qpa.runs import create_run
+    from qpa.train import validate_config
 
     if not args.resume:
         if args.name is not None:
             check_run_id(args.name, "name")
             if (runs_root(args.runs_dir) / args.name).exists():
                 raise ValueError(f"`name` = {args.name!r} is taken; pick another name.")
-        config = validated(load_config(args))
+        config = validate_config(load_config(args))  # nothing is written for a bad config
         run = create_run(config, args.runs_dir, args.name)
         run.claim(token="cli")  # at once: a studio sharing this folder must not start it too
         run.lock()

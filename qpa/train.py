@@ -25,10 +25,20 @@ Callback = Callable[[dict], None]
 
 
 def validate_config(config: RunConfig) -> RunConfig:
-    """Resolve defaults and check what can be checked before any run directory is created."""
+    """Resolve defaults and check model, targets, qubits and corpus before any run folder exists."""
+    from qpa.counts import count_params, lora_layout
     from qpa.data import check_upload
+    from qpa.models import SHAPE_PRESETS
 
     config = config.resolved()
+    if config.model.model in SHAPE_PRESETS:
+        raise ValueError(
+            f"`model` = {config.model.model!r} is a shape-only preset for counting; train "
+            "`smollm2`, a tiny-* preset, a Hub id or a local model folder."
+        )
+    lora_layout(config.model.model, config.adapter.target_modules, config.adapter.rank)  # on meta
+    if config.adapter.method == "qpa-lora":
+        count_params(config.model.model, config.adapter, config.qpa)  # too few qubits raise here
     corpus = config.data.corpus
     if corpus != "chatterbot" and not corpus.startswith("hf:"):
         if not Path(corpus).is_file():
