@@ -2,7 +2,7 @@
 training curves. Pure functions of plain numbers (no gradio, no engine).
 
 Figures are written as plotly JSON specs and wrapped without plotly's per-property validation
-(`_figure`): validating costs ~100 ms a figure, too slow for redrawing on every slider move.
+(`figure`): validating costs ~100 ms a figure, too slow for redrawing on every slider move.
 
 >>> fig = tradeoff_figure([(1024, 90_000, 8), (2048, 106_264, 7)], 2048, 204_100, [])
 >>> [trace.name for trace in fig.data]
@@ -39,7 +39,7 @@ def _template() -> dict:
     return pio.templates["plotly_white"].to_plotly_json()
 
 
-def _figure(data: list[dict], layout: dict, height: int) -> go.Figure:
+def figure(data: list[dict], layout: dict, height: int) -> go.Figure:
     legend = {"orientation": "h", "yanchor": "bottom", "y": 1.01, "xanchor": "left", "x": 0,
               "font": {"size": 11}}  # fmt: skip
     base = {"template": _template(), "height": height, "font": FONT, "legend": legend,
@@ -57,7 +57,7 @@ def _right_axis(title: str, **extra: Any) -> dict:
     }
 
 
-def _line(x, y, name: str, hover: str, **style: Any) -> dict:
+def line(x, y, name: str, hover: str, **style: Any) -> dict:
     """A scatter trace as plotly JSON."""
     return {"type": "scatter", "x": list(x), "y": list(y), "name": name,
             "hovertemplate": hover + "<extra></extra>", **style}  # fmt: skip
@@ -72,11 +72,11 @@ def tradeoff_figure(
     """QPA parameters and qubits against chunk size; `points` are (chunk_size, qpa, n_qubits)."""
     chunks = [p[0] for p in points]
     data = [
-        _line(chunks, [p[1] for p in points], "QPA parameters", "chunk %{x:,}<br>%{y:,} parameters",
+        line(chunks, [p[1] for p in points], "QPA parameters", "chunk %{x:,}<br>%{y:,} parameters",
               mode="lines+markers", line={"color": QPA_COLOR, "width": 2.5}, marker={"size": 6}),
-        _line(chunks, [p[2] for p in points], "qubits N", "chunk %{x:,}<br>%{y} qubits", yaxis="y2",
+        line(chunks, [p[2] for p in points], "qubits N", "chunk %{x:,}<br>%{y} qubits", yaxis="y2",
               mode="lines", line={"color": QUBIT_COLOR, "width": 1.5, "shape": "hv", "dash": "dot"}),
-        _line([min(chunks), max(chunks)], [lora, lora], f"LoRA {lora:,}", "LoRA baseline",
+        line([min(chunks), max(chunks)], [lora, lora], f"LoRA {lora:,}", "LoRA baseline",
               mode="lines", line={"color": LORA_COLOR, "dash": "dash", "width": 1.5}),
     ]  # fmt: skip
     mine = next((p for p in points if p[0] == current), None)
@@ -88,7 +88,7 @@ def tradeoff_figure(
             "line": {"color": "white", "width": 1.5},
         }
         hover = f"your choice: chunk %{{x:,}}<br>%{{y:,}} = {mine[1] / lora:.2%} of LoRA"
-        data.append(_line([mine[0]], [mine[1]], "your choice", hover, mode="markers", marker=star))
+        data.append(line([mine[0]], [mine[1]], "your choice", hover, mode="markers", marker=star))
     data += [_paper_point(*point) for point in paper]
     ticks = chunks[:: 1 + len(chunks) // 10]
     layout = {
@@ -98,13 +98,13 @@ def tradeoff_figure(
         "yaxis2": _right_axis("qubits N", rangemode="tozero"),
         "annotations": [_paper_label(label, chunk, qpa) for label, chunk, qpa, _ in paper],
     }  # fmt: skip
-    return _figure(data, layout, 290)
+    return figure(data, layout, 290)
 
 
 def _paper_point(label: str, chunk: int, qpa: int, base: int) -> dict:
     marker = {"symbol": "diamond-open", "size": 11, "color": "#475569", "line": {"width": 2}}
     hover = f"{label}<br>chunk {chunk:,}: {qpa:,} = {qpa / base:.2%} of LoRA {base:,}"
-    return _line([chunk], [qpa], label, hover, mode="markers", showlegend=False, marker=marker)
+    return line([chunk], [qpa], label, hover, mode="markers", showlegend=False, marker=marker)
 
 
 def _paper_label(label: str, chunk: int, qpa: int) -> dict:
@@ -122,23 +122,38 @@ def _short(n: int) -> str:
     return f"{n:,}"
 
 
-def probs_figure(probs: Sequence[float], x: Sequence[float], n_chunks: int) -> go.Figure:
-    """Probabilities of all 2^N basis states (used ones coloured) and their post-processed x."""
+def probs_figure(
+    probs: Sequence[float],
+    x: Sequence[float],
+    n_chunks: int,
+    exact: Sequence[float] | None = None,
+    measured: str = "",
+) -> go.Figure:
+    """Probabilities of all 2^N basis states (used ones coloured) and their post-processed x.
+
+    With `exact` (when the bars are noisy or sampled, as `measured` says) the noiseless
+    probabilities are drawn over the bars, so the difference shows.
+    """
     states = list(range(len(probs)))
     colors = [QPA_COLOR if i < n_chunks else MUTED for i in states]
+    name = f"p_i ({measured})" if measured else "p_i = |⟨i|ψ(θ)⟩|²"
     data = [
-        {"type": "bar", "x": states, "y": list(probs), "name": "p_i = |⟨i|ψ(θ)⟩|²",
+        {"type": "bar", "x": states, "y": list(probs), "name": name,
          "marker": {"color": colors}, "hovertemplate": "state %{x}<br>p = %{y:.4g}<extra></extra>"},
-        _line(states[:n_chunks], x[:n_chunks], "x_i fed to the MLP", "state %{x}<br>x = %{y:.4f}",
-              yaxis="y2", mode="markers", marker={"color": "#0f172a", "size": 4 if n_chunks > 64 else 6}),
+        line(states[:n_chunks], x[:n_chunks], "x_i fed to the MLP", "state %{x}<br>x = %{y:.4f}",
+             yaxis="y2", mode="markers", marker={"color": "#0f172a", "size": 4 if n_chunks > 64 else 6}),
     ]  # fmt: skip
+    if exact is not None:
+        data.insert(1, line(states, exact, "exact p_i", "state %{x}<br>exact p = %{y:.4g}",
+                            mode="lines", line={"color": LORA_COLOR, "width": 1.2,
+                                                "shape": "hvh"}))  # fmt: skip
     layout = {
         "xaxis": {"title": {"text": f"basis state i (the first {n_chunks:,} give the chunks)"}},
         "yaxis": {"title": {"text": "probability"}, "rangemode": "tozero"},
         "yaxis2": _right_axis("post-processed x"),
         "bargap": 0.05 if len(states) < 64 else 0,
     }
-    return _figure(data, layout, 290)
+    return figure(data, layout, 290)
 
 
 def message_figure(text: str, height: int = 300) -> go.Figure:
@@ -146,7 +161,7 @@ def message_figure(text: str, height: int = 300) -> go.Figure:
     note = {"text": text.replace("\n", "<br>"), "showarrow": False, "x": 0.5, "y": 0.5,
             "xref": "paper", "yref": "paper", "font": {"size": 13, "color": "#64748b"}}  # fmt: skip
     hidden = {"visible": False}
-    return _figure([], {"annotations": [note], "xaxis": hidden, "yaxis": hidden}, height)
+    return figure([], {"annotations": [note], "xaxis": hidden, "yaxis": hidden}, height)
 
 
 def curves_figure(series: Sequence[dict]) -> go.Figure:
@@ -159,15 +174,15 @@ def curves_figure(series: Sequence[dict]) -> go.Figure:
         return message_figure("No metrics yet: curves appear after the first evaluation.", 340)
     data = []
     for i, s in enumerate(series):
-        line = {"color": RUN_COLORS[i % len(RUN_COLORS)], "width": 2,
+        style = {"color": RUN_COLORS[i % len(RUN_COLORS)], "width": 2,
                 "dash": "dash" if s["method"] == "lora" else "solid"}  # fmt: skip
         for axis, key in (("", "train"), ("2", "val")):
             if s[key]:
                 steps, values = zip(*s[key], strict=True)
-                data.append(_line(
+                data.append(line(
                     steps, values, s["label"], f"{s['label']}<br>step %{{x}}: %{{y:.4g}}",
                     legendgroup=s["label"], showlegend=key == "val" or not s["val"],
-                    xaxis=f"x{axis}", yaxis=f"y{axis}", line=line, marker={"size": 5},
+                    xaxis=f"x{axis}", yaxis=f"y{axis}", line=style, marker={"size": 5},
                     mode="lines" if len(steps) > 30 else "lines+markers",
                 ))  # fmt: skip
     title = {"xref": "paper", "yref": "paper", "y": 1.0, "yanchor": "bottom", "showarrow": False,
@@ -182,4 +197,4 @@ def curves_figure(series: Sequence[dict]) -> go.Figure:
         "legend": {"orientation": "h", "y": -0.22, "yanchor": "top", "x": 0, "xanchor": "left"},
         "margin": {"l": 60, "r": 24, "t": 30, "b": 40},
     }  # fmt: skip
-    return _figure(data, layout, 380)
+    return figure(data, layout, 380)

@@ -31,15 +31,16 @@ class Caps:
     max_prompt_chars: int  # characters of one chat message or prompt
     live_runs: int  # runs queued or training at once (launches beyond it are refused)
     any_model: bool  # train and chat any Hub id or folder (a demo: the presets only)
+    variance_work: int  # gradient-variance explorer: samples × Σ 2^N·L (~3 M a second)
 
 
 FULL = Caps(
     steps=100_000, batch_size=256, max_examples=0, max_length=1024, max_new_tokens=1024,
-    max_prompt_chars=32_000, live_runs=32, any_model=True,
+    max_prompt_chars=32_000, live_runs=32, any_model=True, variance_work=2**31,
 )  # fmt: skip
 DEMO = Caps(
     steps=60, batch_size=16, max_examples=300, max_length=128, max_new_tokens=96,
-    max_prompt_chars=2_000, live_runs=8, any_model=False,
+    max_prompt_chars=2_000, live_runs=8, any_model=False, variance_work=2**25,
 )  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Compose the studio: a header, then the Design, Train, Runs and Chat tabs.
+"""Compose the studio: a header, then the Design, Train, Runs, Results and Chat tabs.
 
 `build_app` returns the Blocks and starts the run queue's poller; `launch_kwargs` the theme,
 CSS, address (127.0.0.1 unless ``QPA_HOST`` or Spaces say otherwise) and upload cap to launch it
@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from app.state import Studio
-from app.tabs import chat, design, runs, train
+from app.tabs import chat, design, results, runs, train
 from qpa import MAX_UPLOAD_BYTES
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -48,10 +48,13 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
                 watch = train.build(studio, shape)
             with gr.Tab("③ Runs", id="runs") as runs_tab:
                 runs_refresh = runs.build(studio)
-            with gr.Tab("④ Chat", id="chat") as chat_tab:
+            with gr.Tab("④ Results", id="results") as results_tab:
+                results_refresh = results.build(studio)
+            with gr.Tab("⑤ Chat", id="chat") as chat_tab:
                 chat_refresh = chat.build(studio)
         demo.load(watch["on_load"], None, watch["watch"], api_visibility="private")
         runs_tab.select(None, js=_click(runs_refresh))
+        results_tab.select(None, js=_click(results_refresh))
         chat_tab.select(None, js=_click(chat_refresh))
     return demo
 

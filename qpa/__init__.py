@@ -27,9 +27,21 @@ _EXPORTS = {
         "SECTIONS",
         "METHODS",
         "DEFAULT_LR",
+        "MAX_NOISY_QUBITS",
         "field_help",
     ],
-    "qpa.circuit": ["ENTANGLERS", "circuit_probs", "circuit_state", "QuantumCircuit"],
+    "qpa.circuit": [
+        "ENTANGLERS",
+        "circuit_probs",
+        "circuit_state",
+        "QuantumCircuit",
+        "make_circuit",
+    ],
+    "qpa.noise": ["noisy_probs", "density_matrix"],
+    "qpa.shots": ["sample_counts", "sample_probs"],
+    "qpa.variance": [
+        "COSTS", "gradient_variance", "fit_decay", "cost_gradients", "random_angles", "one_thread"
+    ],
     "qpa.mapping": ["postprocess", "basis_bits"],
     "qpa.generator": ["QPAGenerator", "qubits_needed", "check_qubits"],
     "qpa.counts": ["ParamCounts", "count_params"],
@@ -65,6 +77,9 @@ _EXPORTS = {
     "qpa.train": ["evaluate", "validate_config"],  # not `train`: it would shadow the module
     "qpa.chat": ["ChatModel", "get_chat_model"],
     "qpa.flags": ["config_to_argv"],
+    "qpa.results": ["label", "markdown_table", "run_record", "summarize"],
+    "qpa.sweep": ["VARIANTS"],
+    "qpa.reproduce": ["RECIPES", "plan_recipe", "run_recipe"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -8,7 +8,9 @@ CNOT 0→1 then CNOT 1→0 (TorchQuantum's ``circular=True`` pairs); one qubit h
 
 R_Y and CNOT keep amplitudes real, so the state is a real vector in the dtype of the angles, in
 PennyLane's basis order (qubit 0 is the most significant bit): `circuit_probs` equals
-``qml.probs(wires=range(n_qubits))`` element by element, gradients included.
+``qml.probs(wires=range(n_qubits))`` element by element, gradients included. `QuantumCircuit`
+(built by `make_circuit` from a `QPAConfig`) adds the options of paper App. G: depolarising
+noise (`qpa.noise`) and finite measurement shots (`qpa.shots`).
 
 How it is fast. A block's R_Y layer is a Kronecker product of 2×2 rotations. Up to
 `_FOLD_QUBITS` qubits it is one dense (2**N, 2**N) matrix with the CNOT permutation folded into
@@ -29,11 +31,16 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
+
+from qpa.shots import sample_probs
+
+if TYPE_CHECKING:
+    from qpa.config import QPAConfig
 
 ENTANGLERS = ("ladder", "ring")
 _FOLD_QUBITS = 6  # up to this many qubits: one dense matrix per block, CNOTs folded in
@@ -80,28 +87,72 @@ def circuit_state(angles: torch.Tensor, entangler: str = "ladder") -> torch.Tens
 class QuantumCircuit(nn.Module):
     """The QPA circuit as a module: trainable `angles` in, probabilities out.
 
+    `noise` > 0 simulates depolarising noise after every block (`qpa.noise`, a density matrix);
+    `shots` > 0 replaces the probabilities by a fresh estimate from that many measurements on
+    every call, with a straight-through gradient (`qpa.shots`). Both 0: the exact statevector.
+
     >>> _ = torch.manual_seed(0)
     >>> circuit = QuantumCircuit(n_qubits=3, depth=2)
     >>> circuit
     QuantumCircuit(n_qubits=3, depth=2, entangler='ladder')
     >>> circuit().shape, round(circuit().sum().item(), 6)
     (torch.Size([8]), 1.0)
+    >>> QuantumCircuit(n_qubits=3, depth=2, noise=0.01, shots=1000)
+    QuantumCircuit(n_qubits=3, depth=2, entangler='ladder', noise=0.01, shots=1000)
     """
 
-    def __init__(self, n_qubits: int, depth: int, entangler: str = "ladder"):
+    def __init__(
+        self,
+        n_qubits: int,
+        depth: int,
+        entangler: str = "ladder",
+        noise: float = 0.0,
+        shots: int = 0,
+    ):
         super().__init__()
         _check_count("n_qubits", n_qubits)
         _check_count("depth", depth)
         _check_entangler(entangler)
+        if noise:
+            from qpa.noise import check_noisy_qubits  # qpa.noise builds on this module
+
+            check_noisy_qubits(n_qubits, noise)
+        if shots:
+            _check_count("shots", shots)
         self.n_qubits, self.depth, self.entangler = n_qubits, depth, entangler
+        self.noise, self.shots = noise, shots
         self.angles = nn.Parameter(torch.empty(depth, n_qubits))  # (depth, N)
         nn.init.uniform_(self.angles, -math.pi, math.pi)
 
     def forward(self) -> torch.Tensor:
-        return circuit_probs(self.angles, self.entangler)  # (2**N,)
+        if self.noise:
+            from qpa.noise import noisy_probs
+
+            probs = noisy_probs(self.angles, self.noise, self.entangler)  # (2**N,)
+        else:
+            probs = circuit_probs(self.angles, self.entangler)  # (2**N,)
+        return sample_probs(probs, self.shots) if self.shots else probs
 
     def extra_repr(self) -> str:
-        return f"n_qubits={self.n_qubits}, depth={self.depth}, entangler={self.entangler!r}"
+        text = f"n_qubits={self.n_qubits}, depth={self.depth}, entangler={self.entangler!r}"
+        if self.noise:
+            text += f", noise={self.noise:g}"
+        if self.shots:
+            text += f", shots={self.shots}"
+        return text
+
+
+def make_circuit(n_qubits: int, config: QPAConfig) -> QuantumCircuit:
+    """The circuit a QPA generator of `n_qubits` uses under `config` (depth, entangler, noise,
+    shots); its one parameter is `angles`, whatever the options.
+
+    >>> from qpa.config import QPAConfig
+    >>> make_circuit(4, QPAConfig(depth=3, noise=0.02))
+    QuantumCircuit(n_qubits=4, depth=3, entangler='ladder', noise=0.02)
+    """
+    return QuantumCircuit(
+        n_qubits, config.depth, config.entangler, noise=config.noise, shots=config.shots
+    )
 
 
 class _Circuit(torch.autograd.Function):
@@ -210,9 +261,17 @@ def _cross(left: torch.Tensor, right: torch.Tensor, first: int, size: int) -> to
 
 
 @functools.lru_cache(maxsize=64)
-def _plan(n_qubits: int, entangler: str, device: torch.device, dtype: torch.dtype) -> _Plan:
-    """Split the qubits into balanced groups (one if few); build every index and table."""
-    n_groups = 1 if n_qubits <= _FOLD_QUBITS else -(-n_qubits // _GROUP_QUBITS)
+def _plan(
+    n_qubits: int, entangler: str, device: torch.device, dtype: torch.dtype, max_group: int = 0
+) -> _Plan:
+    """Split the qubits into balanced groups (one if few); build every index and table.
+
+    `max_group` > 0 caps the group size instead (batched callers want small group matrices).
+    """
+    if max_group:
+        n_groups = -(-n_qubits // max_group)
+    else:
+        n_groups = 1 if n_qubits <= _FOLD_QUBITS else -(-n_qubits // _GROUP_QUBITS)
     sizes = [n_qubits // n_groups + (i < n_qubits % n_groups) for i in range(n_groups)]
     groups = tuple((sum(sizes[:i]), size) for i, size in enumerate(sizes))
     source, destination = _cnot_permutation(n_qubits, entangler)  # (2**N,) each

@@ -1,4 +1,4 @@
-"""``python -m qpa``: count parameters, train, list runs, evaluate, export and chat.
+"""``python -m qpa``: count, train, list runs, evaluate, export, chat, sweep, reproduce, variance.
 
 Config flags are generated from the config dataclasses (`qpa.flags`), so ``--help`` shows the
 same text as the app. Every user error ends as ``error: <message>`` on stderr with exit status 2
@@ -134,13 +134,13 @@ def _show_run(run: Run, as_json: bool) -> int:
 # -- parser and entry point -----------------------------------------------------------------------
 
 
-def _lazy(name: str):
-    """A handler that imports `qpa.commands` only when the subcommand runs."""
+def _lazy(name: str, module: str = "qpa.commands"):
+    """A handler that imports `module` (heavy) only when the subcommand runs."""
 
     def handler(args: argparse.Namespace) -> int:
-        from qpa import commands
+        import importlib
 
-        return getattr(commands, f"cmd_{name}")(args)
+        return getattr(importlib.import_module(module), f"cmd_{name}")(args)
 
     return handler
 
@@ -247,6 +247,50 @@ def _chat_flags(p) -> None:
     _common(p)
 
 
+def _sweep_flags(p) -> None:
+    _flag(p, "--variants", "Comma-separated variant names (see --list).", default="lora,qpa")
+    _flag(p, "--seeds", "Comma-separated seeds, e.g. 0,1,2.", default="0")
+    _flag(p, "--prefix", "Run ids are PREFIX-VARIANT-sSEED; finished ones are reused.",
+          default="sweep")  # fmt: skip
+    _flag(p, "--list", "List the variants and exit.", action="store_true")
+    _flag(p, "--report", "Train nothing: tabulate the finished runs whose id starts with "
+          "PREFIX- (every finished run with --prefix '').", action="store_true")  # fmt: skip
+    _flag(p, "--markdown", "Also write the table to this Markdown file.", metavar="FILE")
+    _common(p, "Print the summary rows as JSON.")
+
+
+def _reproduce_flags(p) -> None:
+    p.add_argument("recipe", nargs="?", help="The recipe to run; none lists them.")
+    _flag(p, "--list", "List the recipes and exit.", action="store_true")
+    _flag(p, "--dry-run", "Print the resolved config, the paper's figures and the parameter "
+          "counts; train nothing.", action="store_true")  # fmt: skip
+    _flag(p, "--epochs", "Passes over the training lines; sets the steps unless --steps is given "
+          "(default: 3, the paper's).", type=int, default=3, metavar="N")  # fmt: skip
+    _flag(p, "--name", "Run id instead of a generated one (letters, digits, '.', '_', '-').")
+    _common(p, "Print JSON: the recipes, the dry-run plan or the result.")
+    add_config_flags(p)
+    p.epilog = (
+        "--method lora runs the recipe's LoRA baseline. Config flags override the recipe's "
+        "settings (the defaults they list are the general ones; --dry-run shows the recipe's), "
+        "e.g. --model tiny-gpt2 --corpus train.txt --eval-corpus test.txt --steps 4."
+    )
+
+
+def _variance_flags(p) -> None:
+    _flag(p, "--qubits", "Comma-separated qubit counts N (default: 2,4,6,8,10).", default="2,4,6,8,10")
+    _flag(p, "--depths", "Comma-separated depths L (default: 1,8,32).", default="1,8,32")
+    _flag(p, "--samples", "Random circuits per (N, L), θ ~ U(−π, π) (default: 200).", type=int,
+          default=200, metavar="S")  # fmt: skip
+    _flag(p, "--cost", "`local` (⟨Z₀⟩), `global` (P(|0…0⟩)) or `generator` (the whole QPA "
+          "generator and a quadratic loss on its output) (default: local).", default="local")  # fmt: skip
+    _flag(p, "--seed", "Seed of the random angles and of the generator (default: 0).", type=int,
+          default=0, metavar="N")  # fmt: skip
+    _flag(p, "--entangler", "`ladder` or `ring` (default: ladder).", default="ladder")
+    _flag(p, "--noise", "Depolarising probability per qubit after each block (default: 0).",
+          type=float, default=0.0, metavar="P")  # fmt: skip
+    _flag(p, "--json", "Print the rows and the fitted decay rates as JSON.", action="store_true")
+
+
 COMMANDS = {  # name: (help, handler, config sections given as flags, extra flags)
     "count": ("Count trainable parameters of LoRA and QPA for a model.", cmd_count,
               ("model", "adapter", "qpa"), lambda p: _flag(p, "--json", "Print JSON.", action="store_true")),
@@ -256,14 +300,21 @@ COMMANDS = {  # name: (help, handler, config sections given as flags, extra flag
              ("model", "data", "train"), _eval_flags),
     "export": ("Copy a run's adapter, or save the base model with it merged.", _lazy("export"), (), _export_flags),
     "chat": ("Chat with a base model or a trained run.", _lazy("chat"), (), _chat_flags),
+    "reproduce": ("Reproduce a paper result (WikiText-2 test perplexity) with its protocol.",
+                  _lazy("reproduce", "qpa.studies"), (), _reproduce_flags),
+    "sweep": ("Train named QPA variants and LoRA over seeds; print a comparison table.",
+              _lazy("sweep", "qpa.studies"), tuple(SECTIONS), _sweep_flags),
+    "variance": ("Barren plateaus: variance of cost gradients over random circuits, by N and L.",
+                 _lazy("variance", "qpa.studies"), (), _variance_flags),
 }  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `python -m qpa` parser with its six subcommands."""
+    """The `python -m qpa` parser with its subcommands."""
     parser = argparse.ArgumentParser(
         prog="python -m qpa",
-        description="QPA Studio: count parameters, train, list runs, evaluate, export and chat.",
+        description="QPA Studio: count parameters, train, list runs, evaluate, export, chat, "
+        "compare variants, reproduce the paper and explore gradient variance.",
         allow_abbrev=False,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

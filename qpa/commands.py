@@ -136,7 +136,7 @@ def _lower_priority() -> None:
             pass
 
 
-def _settle(run: Run, state: str, error: str | None) -> None:
+def settle_run(run: Run, state: str, error: str | None) -> None:
     """Leave a consistent status if training ended without recording how."""
     if run.status().get("state") not in FINISHED:
         run.set_status(state, error=error, pid=None, message=error or "")
@@ -172,16 +172,18 @@ def _train(run: Run, config: RunConfig, resume: bool) -> int:
     try:
         engine.train(config, run, callbacks=[bar], resume=resume)
     except KeyboardInterrupt:
-        _settle(run, "cancelled", "interrupted (Ctrl-C)")
+        settle_run(run, "cancelled", "interrupted (Ctrl-C)")
         raise
     except Exception as e:
-        _settle(run, "failed", f"{type(e).__name__}: {e}")
+        settle_run(run, "failed", f"{type(e).__name__}: {e}")
         raise
     finally:
         bar.close()
         signal.signal(signal.SIGINT, previous)
     row = run.summary()
     ppl = format_number(row["val_perplexity"])
+    replies = (run.status().get("result") or {}).get("val_assistant_perplexity")
+    ppl += f" (assistant tokens {format_number(replies)})" if replies is not None else ""
     print(
         f"run {run.id}: {row['state']}, step {row['step']}/{row['total_steps']}, val perplexity {ppl}"
     )

@@ -23,6 +23,7 @@ from typing import Any
 
 METHODS = ("qpa-lora", "lora")
 DEFAULT_LR = {"qpa-lora": 1e-2, "lora": 3e-2}
+MAX_NOISY_QUBITS = 10  # the noisy simulation holds a 4**N density matrix (qpa.noise)
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] = (), **range_: float) -> Any:
@@ -145,6 +146,18 @@ class AdapterConfig(Config):
         8.0, "LoRA alpha; the update is scaled by lora_alpha / rank.", above=0
     )
     lora_dropout: float = option(0.0, "Dropout on the LoRA input during training.", min=0, max=0.9)
+    use_dora: bool = option(
+        False,
+        "DoRA (peft `use_dora`): each adapted weight becomes a magnitude per output row times a "
+        "direction that LoRA updates; with `lora` the DoRA baseline, with `qpa-lora` QPA-DoRA.",
+    )
+    dora_magnitude: str = option(
+        "trainable",
+        "QPA-DoRA's magnitude vector (one value per output row, starting at the row norms ‖W‖): "
+        "`trainable` keeps peft's vector as ordinary trainable parameters next to the generator; "
+        "`generated` has the generator emit it too, as a delta added to the starting ‖W‖.",
+        ("trainable", "generated"),
+    )
 
 
 @dataclass(frozen=True)
@@ -188,17 +201,59 @@ class QPAConfig(Config):
     gamma: float = option(0.1, "Post-processing γ in (β·tanh(γ·2^(N−1)·p))^α.", above=0)
     beta: float = option(0.6, "Post-processing β.", above=0)
     alpha: float = option(0.15, "Post-processing exponent α.", above=0, max=4)
+    shots: int = option(
+        0,
+        "Measurement shots per circuit run; 0: exact probabilities. Otherwise each run (every "
+        "training step, evaluation batch and the export) uses counts/shots from a fresh "
+        "multinomial sample, as a device would; gradients are straight-through (exact ∂p/∂θ).",
+        min=0,
+        max=1_000_000_000,
+    )
+    noise: float = option(
+        0.0,
+        "Depolarising probability on every qubit after each block, simulated exactly with a "
+        f"density matrix (at most {MAX_NOISY_QUBITS} qubits); 0: noiseless.",
+        min=0,
+        max=1,
+    )
+    start: str = option(
+        "random",
+        "How the generated adapter starts: `random` (as generated: non-zero, away from the base "
+        "model); `zero-scale` (a trainable scalar per adapted layer, starting at 0, multiplies "
+        "its generated B: starts at the base model); `offset` (B minus the B generated at "
+        "initialisation: starts at the base model, with full gradients to the generator).",
+        ("random", "zero-scale", "offset"),
+    )
+    layers: str = option(
+        "shared",
+        "`shared`: one generator emits every adapted layer's LoRA matrices; `per-layer`: one "
+        "generator per adapted layer, sized to that layer (same chunk size, its own qubits).",
+        ("shared", "per-layer"),
+    )
+    fourier_features: int = option(
+        0,
+        "Extra row context: sin/cos of the chunk index at this many frequencies (2 inputs each); "
+        "lifts the rank ceiling of an activation-free mapping by 2 per frequency.",
+        min=0,
+        max=256,
+    )
 
     def validate(self) -> None:
         if not self.hidden_sizes:
             raise ValueError("`hidden_sizes` must list at least one width.")
+        if self.noise > 0 and self.n_qubits > MAX_NOISY_QUBITS:
+            raise ValueError(
+                f"`noise` = {self.noise:g} is simulated with a density matrix, at most "
+                f"{MAX_NOISY_QUBITS} qubits; `n_qubits` = {self.n_qubits}: set one of them lower."
+            )
 
 
 @dataclass(frozen=True)
 class DataConfig(Config):
     corpus: str = option(
         "chatterbot",
-        "`chatterbot` (embedded chat corpus), a .txt/.md/.jsonl/.csv/.yml file, or `hf:NAME[:CONFIG]` (Hub dataset).",
+        "`chatterbot` (embedded chat corpus), a .txt/.md/.jsonl/.csv/.yml file, or "
+        "`hf:NAME[:CONFIG][@SPLIT]` (a Hub dataset's `text` column; split `train` by default).",
     )
     topics: tuple[str, ...] = option(
         (), "chatterbot topics to use (empty: all), e.g. `ai,science`."
@@ -209,8 +264,29 @@ class DataConfig(Config):
         "`example`: one padded example per text; `block`: concatenate and cut into blocks.",
         ("example", "block"),
     )
+    text_unit: str = option(
+        "paragraph",
+        "How plain text becomes examples: `paragraph` (text files split at blank lines, empty "
+        "texts dropped) or `line` (each line of a .txt/.md file or row of an `hf:` dataset, "
+        "verbatim, empty ones kept as all-padding examples: the paper's WikiText-2 protocol).",
+        ("paragraph", "line"),
+    )
+    pad_with: str = option(
+        "pad",
+        "Token filling padded positions: the tokenizer's `pad` token (its eos when it has none) "
+        "or `eos` (the official QPA code).",
+        ("pad", "eos"),
+    )
     val_fraction: float = option(
-        0.1, "Share of examples held out for validation.", above=0, max=0.5
+        0.1,
+        "Share of examples held out for validation (unless `eval_corpus` is given).",
+        above=0,
+        max=0.5,
+    )
+    eval_corpus: str = option(
+        "",
+        "Validate on this corpus instead, whole and in order (same forms as `corpus`, e.g. "
+        "`hf:NAME:CONFIG@test`), and train on all of `corpus`; empty: hold out `val_fraction`.",
     )
     split_seed: int = option(0, "Seed of the train/validation shuffle.", min=0)
     max_examples: int = option(0, "Use at most this many examples (0: all).", min=0)
@@ -236,6 +312,13 @@ class TrainConfig(Config):
         50, "Validate every this many steps (and at the start and end).", min=1
     )
     seed: int = option(0, "Seed of initialisation, batch order and dropout.", min=0)
+    loss_on: str = option(
+        "assistant",
+        "Tokens the training loss counts: `assistant` (the replies of chat data, the default: "
+        "measured better on replies for both methods; every token of plain text) or `all` (the "
+        "system and user turns too).",
+        ("all", "assistant"),
+    )
     perplexity: str = option(
         "masked",
         "`masked`: padding excluded (standard); `paper`: padding counted as in the official code.",

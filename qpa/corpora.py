@@ -23,8 +23,11 @@ import functools
 import importlib.util
 import io
 import json
+import os
 import pathlib
 import re
+import socket
+import urllib.parse
 from typing import Any
 
 import yaml
@@ -206,24 +209,90 @@ PARSERS = {
 }
 
 
-def read_hub(corpus: str) -> list[str]:
-    """``hf:NAME[:CONFIG]`` → the `text` column of the dataset's train split (needs `datasets`)."""
-    name, _, config = corpus.removeprefix("hf:").partition(":")
+def parse_lines(text: str) -> list[str]:
+    """Plain text → one text per line, verbatim with its line end; blank lines become "".
+
+    This is how the Hub's WikiText rows look, so a local file can stand in for them.
+
+    >>> parse_lines(" = A = \\n\\n x y \\n")
+    [' = A = \\n', '', ' x y \\n']
+    """
+    return [line if line.strip() else "" for line in text.splitlines(keepends=True)]
+
+
+def hub_source(corpus: str) -> tuple[str, str | None, str]:
+    """``hf:NAME[:CONFIG][@SPLIT]`` → (dataset name, config or None, split; `train` by default).
+
+    >>> hub_source("hf:Salesforce/wikitext:wikitext-2-raw-v1@test")
+    ('Salesforce/wikitext', 'wikitext-2-raw-v1', 'test')
+    """
+    spec, _, split = corpus.removeprefix("hf:").partition("@")
+    name, _, config = spec.partition(":")
+    if not name or "@" in split:
+        raise ValueError(f"`corpus` = {corpus!r} is not of the form `hf:NAME[:CONFIG][@SPLIT]`.")
+    return name, config or None, split or "train"
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub endpoint (``$HF_ENDPOINT``) accepts a TCP connection within `timeout` s.
+
+    Behind a proxy, or in the libraries' offline mode, nothing is probed and True is returned:
+    the download itself (or the local cache) decides.
+    """
+    names = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_HUB_OFFLINE",
+             "HF_DATASETS_OFFLINE")  # fmt: skip
+    if any(os.environ.get(n) for n in names):
+        return True
+    url = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        import datasets
-    except ImportError:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def check_hub(corpus: str) -> None:
+    """Fail at once, naming the dataset, when an ``hf:`` corpus cannot be downloaded here."""
+    name, config, split = hub_source(corpus)
+    where = [f"config {config!r}"] * bool(config) + [f"split {split!r}"]
+    what = f"dataset {name!r} ({', '.join(where)})"
+    need = (
+        "a network connection to the Hugging Face Hub (the first time; later, "
+        "HF_DATASETS_OFFLINE=1 uses the cached copy)"
+    )
+    if importlib.util.find_spec("datasets") is None:
         raise ValueError(
-            f"`corpus` = {corpus!r} needs the `datasets` package: pip install datasets."
-        ) from None
+            f"`corpus` = {corpus!r}: loading {what} needs the `datasets` package "
+            f"(pip install datasets) and {need}."
+        )
+    if not hub_reachable():
+        raise ValueError(
+            f"`corpus` = {corpus!r}: the Hugging Face Hub is unreachable; loading {what} "
+            f"needs {need}."
+        )
+
+
+def read_hub(corpus: str, lines: bool = False) -> list[str]:
+    """The `text` column of an ``hf:NAME[:CONFIG][@SPLIT]`` dataset (needs `datasets`).
+
+    Texts are stripped and empty ones dropped; with `lines`, every row is kept verbatim.
+    """
+    check_hub(corpus)
+    import datasets
+
+    name, config, split = hub_source(corpus)
     try:
-        ds = datasets.load_dataset(name, config or None, split="train")
-    except (OSError, ValueError) as e:  # offline, unknown dataset or config
+        ds = datasets.load_dataset(name, config, split=split)
+    except (OSError, ValueError) as e:  # offline and not cached, unknown dataset/config/split
         raise ValueError(
-            f"`corpus` = {corpus!r} could not be loaded (Hub unreachable, or no such dataset "
-            f"or config): {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            f"`corpus` = {corpus!r} could not be loaded (no network and not cached, or no such "
+            f"dataset, config or split): {str(e).splitlines()[0] if str(e) else type(e).__name__}"
         ) from None
     if "text" not in ds.column_names:
         raise ValueError(
             f"`corpus` = {corpus!r} has no `text` column; columns: {', '.join(ds.column_names)}."
         )
+    if lines:
+        return [t or "" for t in ds["text"]]
     return [t.strip() for t in ds["text"] if t and t.strip()]

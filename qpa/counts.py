@@ -1,8 +1,9 @@
 """Exact trainable-parameter counts for QPA-LoRA, its LoRA baseline and the adapted layers.
 
 Everything is read from real modules: the base model is built from its config on the meta
-device (no weights, milliseconds), wrapped with peft, and the LoRA shapes are taken from the
-wrapped layers; the QPA generator is built on the meta device and its parameters counted.
+device (no weights, milliseconds), wrapped with peft, and the adapter's shapes are taken from
+the wrapped layers; the `QPALoRA` of the config (generators, start scales, DoRA magnitudes) is
+built on the meta device and its parameters counted.
 
 >>> from qpa.config import AdapterConfig, QPAConfig
 >>> c = count_params("gpt2-config", AdapterConfig(rank=4), QPAConfig(chunk_size=2048, depth=8))
@@ -25,19 +26,26 @@ from qpa.generator import QPAGenerator
 
 @dataclass(frozen=True)
 class ParamCounts:
-    """The numbers the app and `qpa count` show."""
+    """The numbers the app and `qpa count` show; QPA parts are sums over the generators."""
 
     targets: tuple[str, ...]  # adapted layer names
     target_params: int  # parameters of the adapted layers themselves
-    lora: int  # LoRA baseline trainable parameters = M, the values QPA generates
+    lora: int  # the LoRA (DoRA with `use_dora`) baseline's trainable parameters
+    dora: bool  # `use_dora`: the baseline is DoRA and QPA generates DoRA's LoRA matrices
+    n_values: int  # values QPA generates (M): the LoRA matrices, and generated magnitudes
+    max_values: int  # values of the largest generator (what its chunks must hold)
+    n_generators: int
     chunk_size: int
-    n_chunks: int
-    n_qubits: int
+    n_chunks: int  # chunks of all generators
+    n_qubits: int  # of the largest generator
+    max_rank: int  # rank ceiling of the largest generator's (n_chunks × chunk_size) matrix
     depth: int
     circuit: int
     mapping: int
     last_layer: int
-    qpa: int
+    scales: int  # `zero-scale` start scalars
+    magnitude: int  # DoRA magnitudes trained directly next to QPA
+    qpa: int  # QPA's trainable parameters, all of the above
 
     @property
     def ratio(self) -> float:
@@ -52,36 +60,48 @@ class ParamCounts:
         return f"{n / self.target_params:.4%} of the layers"
 
     def table(self) -> list[tuple[str, str, str]]:
-        """Rows (what, parameters, note) for display."""
-        return [
+        """Rows (what, parameters, note) for display; parts a config lacks are left out."""
+        many = self.n_generators > 1
+        qubits = f"N ≤ {self.n_qubits} qubits" if many else f"N = {self.n_qubits} qubits"
+        gens = f", {self.n_generators} generators" if many else ""
+        baseline = "DoRA baseline" if self.dora else "LoRA baseline"
+        rows = [
             ("adapted layers", f"{self.target_params:,}", ", ".join(self.targets)),
-            ("LoRA baseline", f"{self.lora:,}", self.of_layers(self.lora)),
-            (
-                "QPA circuit (N·L angles)",
-                f"{self.circuit:,}",
-                f"N = {self.n_qubits} qubits, L = {self.depth}",
-            ),
+            (baseline, f"{self.lora:,}", self.of_layers(self.lora)),
+            ("QPA circuit (N·L angles)", f"{self.circuit:,}", f"{qubits}, L = {self.depth}{gens}"),
             ("QPA mapping MLP", f"{self.mapping:,}", "all layers but the last"),
-            (
-                "QPA last layer",
-                f"{self.last_layer:,}",
-                f"{self.n_chunks} chunks × {self.chunk_size:,}",
-            ),
-            ("QPA total", f"{self.qpa:,}", f"{self.ratio:.2%} of LoRA, {self.of_layers(self.qpa)}"),
-        ]
+            ("QPA last layer", f"{self.last_layer:,}",
+             f"{self.n_chunks} chunks × {self.chunk_size:,}, rank ≤ {self.max_rank}"),
+        ]  # fmt: skip
+        if self.scales:
+            rows.append(("QPA start scales", f"{self.scales:,}", "zero-scale: B, magnitude"))
+        if self.magnitude:
+            rows.append(("DoRA magnitudes", f"{self.magnitude:,}", "trained next to QPA"))
+        total = f"{self.ratio:.2%} of {baseline.split()[0]}, {self.of_layers(self.qpa)}"
+        return [*rows, ("QPA total", f"{self.qpa:,}", total)]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What counting reads from the peft-wrapped model."""
+
+    targets: tuple[str, ...]
+    target_params: int
+    slots: tuple  # qpa.tuner.Slot, per layer: lora_B, lora_A (and DoRA's magnitude)
 
 
 @functools.lru_cache(maxsize=32)
 def lora_layout(
-    model: str, target_modules: tuple[str, ...], rank: int
-) -> tuple[tuple[str, ...], int, int]:
-    """(targets, their parameter count, LoRA parameter count) for a named model, on meta."""
+    model: str, target_modules: tuple[str, ...], rank: int, use_dora: bool = False
+) -> Layout:
+    """The adapted layers and adapter slots for a named model, read on the meta device."""
     from qpa.models import build_model
 
+    adapter = AdapterConfig(target_modules=target_modules, rank=rank, use_dora=use_dora)
     with _young_garbage():
         base = build_model(model, device="meta")
         with torch.device("meta"):  # peft would allocate and initialise the LoRA matrices
-            return _layout(base, AdapterConfig(target_modules=target_modules, rank=rank))
+            return _layout(base, adapter)
 
 
 @contextlib.contextmanager
@@ -103,37 +123,56 @@ def _young_garbage():
         gc.collect(1)
 
 
-def _layout(base: torch.nn.Module, adapter: AdapterConfig) -> tuple[tuple[str, ...], int, int]:
+def _layout(base: torch.nn.Module, adapter: AdapterConfig) -> Layout:
     from qpa.tuner import lora_slots, resolve_targets, wrap_lora
 
     targets = tuple(resolve_targets(base, adapter.target_modules))
     modules = dict(base.named_modules())
     target_params = sum(p.numel() for t in targets for p in modules[t].parameters())
-    lora = sum(s.numel for s in lora_slots(wrap_lora(base, adapter)))
-    return targets, target_params, lora
+    return Layout(targets, target_params, lora_slots(wrap_lora(base, adapter)))
+
+
+@functools.lru_cache(maxsize=256)
+def _meta_generator(n_values: int, config: QPAConfig) -> QPAGenerator:
+    """One meta-device generator per size and config, shared by the layers of that size."""
+    with torch.device("meta"):
+        return QPAGenerator(n_values, config)
 
 
 def count_params(
     model: str | torch.nn.Module, adapter: AdapterConfig, qpa: QPAConfig
 ) -> ParamCounts:
-    """Exact counts for `model` (a name, or a module that is wrapped in place) with LoRA and QPA."""
+    """Exact counts for `model` (a name, or a module that is wrapped in place) with LoRA and QPA.
+
+    The QPA side is the real `QPALoRA` for this config, built on the meta device.
+    """
+    from qpa.tuner import QPALoRA
+
     if isinstance(model, str):
-        targets, target_params, lora = lora_layout(model, adapter.target_modules, adapter.rank)
+        layout = lora_layout(model, adapter.target_modules, adapter.rank, adapter.use_dora)
     else:
-        targets, target_params, lora = _layout(model, adapter)
+        layout = _layout(model, adapter)
     with torch.device("meta"):
-        gen = QPAGenerator(lora, qpa)
-    parts = gen.param_counts()
+        tuner = QPALoRA(layout.slots, qpa, adapter.dora_magnitude, make_generator=_meta_generator)
+    parts, gens = tuner.param_counts(), list(tuner.generators)
+    largest = max(gens, key=lambda g: g.n_values)
     return ParamCounts(
-        targets=targets,
-        target_params=target_params,
-        lora=lora,
+        targets=layout.targets,
+        target_params=layout.target_params,
+        lora=sum(s.numel for s in layout.slots),
+        dora=adapter.use_dora,
+        n_values=tuner.n_values,
+        max_values=largest.n_values,
+        n_generators=len(gens),
         chunk_size=qpa.chunk_size,
-        n_chunks=gen.n_chunks,
-        n_qubits=gen.n_qubits,
+        n_chunks=sum(g.n_chunks for g in gens),
+        n_qubits=largest.n_qubits,
+        max_rank=largest.max_rank,
         depth=qpa.depth,
         circuit=parts["circuit"],
         mapping=parts["mapping"],
         last_layer=parts["last_layer"],
+        scales=parts["scales"],
+        magnitude=parts["magnitude"],
         qpa=parts["total"],
     )

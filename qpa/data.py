@@ -24,7 +24,14 @@ from typing import Any
 import torch
 
 from qpa.config import DataConfig
-from qpa.corpora import PARSERS, Conversation, chatterbot_topics, read_chatterbot, read_hub
+from qpa.corpora import (
+    PARSERS,
+    Conversation,
+    chatterbot_topics,
+    parse_lines,
+    read_chatterbot,
+    read_hub,
+)
 
 __all__ = [
     "MAX_UPLOAD_BYTES",
@@ -84,16 +91,17 @@ def load_conversations(cfg: DataConfig) -> list[Conversation] | list[str]:
     corpus = cfg.corpus.strip()
     if cfg.topics and corpus != "chatterbot":
         logger.warning("`topics` apply to the chatterbot corpus only; ignored for %r.", corpus)
+    lines = cfg.text_unit == "line"
     if corpus == "chatterbot":
         items = read_chatterbot(cfg.topics)
     elif corpus.startswith("hf:"):
-        items = read_hub(corpus)
+        items = read_hub(corpus, lines=lines)
     else:
-        items = _read_file(pathlib.Path(corpus).expanduser())
-    items = [x for x in items if (x if isinstance(x, list) else x.strip())]
-    if not items:
+        items = _read_file(pathlib.Path(corpus).expanduser(), lines=lines)
+    texts = [x for x in items if (x if isinstance(x, list) else x.strip())]
+    if not texts:
         raise ValueError(f"`corpus` = {cfg.corpus!r} holds no text.")
-    return items
+    return items if lines else texts
 
 
 def check_upload(path: str | pathlib.Path) -> None:
@@ -102,7 +110,8 @@ def check_upload(path: str | pathlib.Path) -> None:
         raise ValueError(f"`corpus` = {pathlib.Path(path).name!r} holds no text.")
 
 
-def _read_file(path: pathlib.Path) -> list[Conversation] | list[str]:
+def _read_file(path: pathlib.Path, lines: bool = False) -> list[Conversation] | list[str]:
+    """The corpus in `path`; with `lines`, a .txt/.md file gives one text per line."""
     name = path.name
     if not path.is_file():
         raise ValueError(
@@ -130,6 +139,8 @@ def _read_file(path: pathlib.Path) -> list[Conversation] | list[str]:
         ) from None
     if not text.strip():
         raise ValueError(f"`corpus` = {name!r} is empty.")
+    if lines and ext in (".txt", ".md"):
+        return parse_lines(text)
     return PARSERS[ext](text, name)
 
 
@@ -138,7 +149,7 @@ def _split_order(n: int, cfg: DataConfig) -> tuple[list[int], int]:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.split_seed)).tolist()
     if cfg.max_examples:
         order = order[: cfg.max_examples]
-    n_val = max(1, round(cfg.val_fraction * len(order)))
+    n_val = 0 if cfg.eval_corpus else max(1, round(cfg.val_fraction * len(order)))
     if len(order) - n_val < 1:
         raise ValueError(
             f"`corpus` = {cfg.corpus!r} is too small: {len(order)} example(s) leave none for "
@@ -153,11 +164,17 @@ def build_splits(cfg: DataConfig, tokenizer: Any) -> Splits:
     order, n_val = _split_order(len(items), cfg)
     items = [items[i] for i in order]
     chat = isinstance(items[0], list)
+    if cfg.eval_corpus:
+        held = load_eval_corpus(cfg, chat)
+        items, n_val = held + items, len(held)
     ids, masks = tokenize(items, tokenizer)
-    pack = _pack_examples if cfg.packing == "example" else _pack_blocks
+    if cfg.packing == "example":  # the filler of each row, or the separator between texts
+        pack, token = _pack_examples, _pad_id(tokenizer, cfg.pad_with)
+    else:
+        pack, token = _pack_blocks, tokenizer.eos_token_id
     parts = {}
     for part, rows in (("validation", slice(0, n_val)), ("training", slice(n_val, None))):
-        parts[part] = pack(ids[rows], masks[rows], tokenizer, cfg.max_length, chat)
+        parts[part] = pack(ids[rows], masks[rows], token, cfg.max_length, chat)
         _check_split(parts[part], part, cfg, sum(len(x) for x in ids[rows]))
     n_truncated = sum(len(x) > cfg.max_length for x in ids) if cfg.packing == "example" else 0
     return Splits(
@@ -168,6 +185,29 @@ def build_splits(cfg: DataConfig, tokenizer: Any) -> Splits:
         n_tokens=sum(len(x) for x in ids),
         n_truncated=n_truncated,
     )
+
+
+def load_eval_corpus(cfg: DataConfig, chat: bool) -> list[Conversation] | list[str]:
+    """The examples of `cfg.eval_corpus`, whole and in order, of the same kind as the corpus."""
+    try:
+        held = load_conversations(cfg.replace(corpus=cfg.eval_corpus, eval_corpus=""))
+    except ValueError as e:
+        raise ValueError(f"`eval_corpus`: {e}") from None
+    if isinstance(held[0], list) != chat:
+        kinds = ("plain texts", "conversations")
+        raise ValueError(
+            f"`eval_corpus` = {cfg.eval_corpus!r} holds {kinds[not chat]} but `corpus` = "
+            f"{cfg.corpus!r} holds {kinds[chat]}; validate on the same kind of data."
+        )
+    return held
+
+
+def _pad_id(tokenizer: Any, pad_with: str) -> int:
+    """The id that fills padded positions: the pad token (else eos, else 0), or eos."""
+    ids = (tokenizer.pad_token_id, tokenizer.eos_token_id)
+    if pad_with == "eos":
+        ids = ids[::-1]
+    return next((i for i in ids if i is not None), 0)
 
 
 def _check_split(enc: Encoded, part: str, cfg: DataConfig, n_tokens: int) -> None:
@@ -278,11 +318,10 @@ def render_chat(conv: Conversation, tokenizer: Any) -> tuple[str, list[tuple[int
     return text, spans
 
 
-def _pack_examples(ids, masks, tokenizer, T: int, chat: bool) -> Encoded:
-    """One row per example: truncated to T tokens, right-padded with the pad id."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+def _pack_examples(ids, masks, pad: int, T: int, chat: bool) -> Encoded:
+    """One row per example: truncated to T tokens, right-padded with `pad`."""
     n = len(ids)
-    input_ids = torch.full((n, T), pad if pad is not None else 0, dtype=torch.long)  # (n, T)
+    input_ids = torch.full((n, T), pad, dtype=torch.long)  # (n, T)
     attention = torch.zeros((n, T), dtype=torch.long)  # (n, T)
     learn = torch.zeros((n, T), dtype=torch.long)  # (n, T)
     for i, (x, m) in enumerate(zip(ids, masks, strict=True)):
@@ -293,12 +332,12 @@ def _pack_examples(ids, masks, tokenizer, T: int, chat: bool) -> Encoded:
     return Encoded(input_ids, attention, learn)
 
 
-def _pack_blocks(ids, masks, tokenizer, T: int, chat: bool) -> Encoded:
+def _pack_blocks(ids, masks, eos: int | None, T: int, chat: bool) -> Encoded:
     """All tokens concatenated and cut into full blocks of T (the remainder is dropped).
 
     Plain texts are separated by eos; chat texts are already delimited by their template.
     """
-    sep = [] if chat or tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    sep = [] if chat or eos is None else [eos]
     stream, learn = [], []
     for x, m in zip(ids, masks, strict=True):
         stream += [*x, *sep]

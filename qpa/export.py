@@ -22,13 +22,13 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def adapter_state(peft_model: nn.Module, qpa: QPALoRA | None) -> dict[str, torch.Tensor]:
-    """LoRA weights under peft's saved key names (adapter name stripped)."""
+    """Adapter weights (LoRA matrices, DoRA magnitudes) under peft's saved key names: the
+    model's own adapter Parameters, and the tensors `qpa` generates (as the model uses them)."""
     from peft.utils import get_peft_model_state_dict
 
+    state = {n: p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" in n}
     if qpa is not None:
-        state = qpa.lora_state()
-    else:
-        state = {n: p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" in n}
+        state.update(qpa.lora_state())
     saved = get_peft_model_state_dict(
         peft_model, state_dict=state, adapter_name=ADAPTER, save_embedding_layers=False
     )
@@ -97,7 +97,8 @@ def load_adapter(base: nn.Module, adapter_dir: str | Path) -> nn.Module:
 
 
 def merge_adapter(base: nn.Module, adapter_dir: str | Path) -> nn.Module:
-    """A plain transformers model with ΔW = (α/r)·B·A merged in; a tied lm_head is untied first."""
+    """A plain transformers model with the adapter merged in (ΔW = (α/r)·B·A, DoRA's magnitude
+    rescaling too); a tied lm_head is untied first."""
     out = base.get_output_embeddings()
     inp = base.get_input_embeddings()
     if out is not None and inp is not None and out.weight is inp.weight:

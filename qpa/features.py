@@ -118,14 +118,22 @@ def backbone_rows(
     return rows
 
 
-def cache_key(model_id: str, model: nn.Module, data_config, protocol: str, encoded_split) -> str:
-    """Hash of everything the cached hidden states depend on."""
+def cache_key(model_id: str, model: nn.Module, protocol: str, encoded_split) -> str:
+    """Hash of everything the cached rows depend on: model, protocol and the encoded split.
+
+    The split's tensors are hashed rather than the data config, so settings that leave the tokens
+    alone (or new config fields at their defaults) keep using the cache.
+    """
+    def digest(t: torch.Tensor) -> str:
+        return hashlib.sha256(t.numpy().tobytes()).hexdigest()
+
     fingerprint = {
         "model": model_id,
         "config": model.config.to_json_string(use_diff=False) if hasattr(model, "config") else "",
-        "data": data_config.to_dict(),
         "protocol": protocol,
-        "tokens": hashlib.sha256(encoded_split.input_ids.numpy().tobytes()).hexdigest(),
+        "tokens": digest(encoded_split.input_ids),
+        "attention": digest(encoded_split.attention_mask),
+        "assistant": digest(encoded_split.assistant_mask),
     }
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:24]
 

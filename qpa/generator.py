@@ -7,8 +7,8 @@ folded into the last layer's bias (`centered_output`), so it costs no pass over 
 
 >>> from qpa.config import QPAConfig
 >>> gen = QPAGenerator(204_100, QPAConfig(chunk_size=2048, depth=8))
->>> gen.n_qubits, gen.n_chunks, gen.param_counts()["total"]
-(7, 100, 106264)
+>>> gen.n_qubits, gen.n_chunks, gen.param_counts()["total"], gen.max_rank
+(7, 100, 106264, 9)
 >>> gen().shape
 torch.Size([204100])
 """
@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qpa.circuit import QuantumCircuit
+from qpa.circuit import make_circuit
 from qpa.config import QPAConfig
-from qpa.mapping import MappingModel, basis_bits, postprocess, random_bits
+from qpa.mapping import MappingModel, basis_bits, index_features, postprocess, random_bits
 
 
 def qubits_needed(n_values: int, chunk_size: int) -> int:
@@ -76,18 +76,22 @@ class QPAGenerator(nn.Module):
         self.n_values = n_values
         self.n_qubits = check_qubits(n_values, config)
         self.n_chunks = math.ceil(n_values / config.chunk_size)
-        self.circuit = QuantumCircuit(self.n_qubits, config.depth, config.entangler)
+        self.circuit = make_circuit(self.n_qubits, config)  # exact, noisy and/or sampled
+        extra = index_features(self.n_chunks, config.fourier_features)  # (n_chunks, 2F)
         self.mapping = MappingModel(
-            self.n_qubits, config.hidden_sizes, config.chunk_size, config.activation
+            self.n_qubits, config.hidden_sizes, config.chunk_size, config.activation, extra.shape[1]
         )
         self.register_buffer("bits", basis_bits(self.n_qubits, self.n_chunks), persistent=False)
+        self.register_buffer("extra", extra, persistent=False)
+        # rank of the (n_chunks × chunk_size) matrix of chunks can never exceed this
+        self.max_rank = min(self.n_chunks, config.chunk_size, self.mapping.rank_ceiling())
 
     def forward(self) -> torch.Tensor:
         c = self.config
         probs = self.circuit()  # (2^N,)
         x = postprocess(probs, c.gamma, c.beta, c.alpha)[: self.n_chunks]  # (n_chunks,)
         bits = self.bits if c.pairing == "matched" else random_bits(self.n_qubits, self.n_chunks)
-        rows = torch.cat([bits.to(x), x.unsqueeze(1)], dim=1)  # (n_chunks, N+1)
+        rows = torch.cat([bits.to(x), x.unsqueeze(1), self.extra.to(x)], dim=1)  # (n_chunks, ·)
         features = self.mapping.body(rows)  # (n_chunks, hidden_sizes[-1])
         return centered_output(features, self.mapping.last, self.n_values)  # (M,)
 

@@ -5,7 +5,9 @@ Row i of the mapping model's input is ``[s_1 … s_N, x_i]``: the N bits of basi
 
     x = (β · tanh(γ · 2^(N−1) · p))^α − mean(x)
 
-The MLP maps each row to ``chunk_size`` values; the generator concatenates the chunks.
+optionally followed by Fourier features of the row index (`index_features`). The MLP maps each
+row to ``chunk_size`` values; the generator concatenates the chunks. Stacked, the chunks form an
+(n_chunks × chunk_size) matrix whose rank the MLP's shape caps (`MappingModel.rank_ceiling`).
 
 >>> basis_bits(2, 4).tolist()
 [[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]]
@@ -43,6 +45,18 @@ def random_bits(
     return ((idx >> shifts) & 1).float() * 2 - 1  # (n_rows, N)
 
 
+def index_features(n_rows: int, n_frequencies: int) -> torch.Tensor:
+    """sin and cos of 2π·k·i / n_rows for k = 1 … n_frequencies: (n_rows, 2·n_frequencies).
+
+    >>> index_features(4, 1).round(decimals=3).tolist()
+    [[0.0, 1.0], [1.0, 0.0], [0.0, -1.0], [-1.0, -0.0]]
+    """
+    i = torch.arange(n_rows, dtype=torch.float64).unsqueeze(1)  # (n_rows, 1)
+    k = torch.arange(1, n_frequencies + 1, dtype=torch.float64)  # (F,)
+    phase = 2 * torch.pi * i * k / n_rows  # (n_rows, F)
+    return torch.cat([phase.sin(), phase.cos()], dim=1).float()  # (n_rows, 2F)
+
+
 def postprocess(probs: torch.Tensor, gamma: float, beta: float, alpha: float) -> torch.Tensor:
     """(β·tanh(γ·2^(N−1)·p))^α − mean, over all 2^N probabilities (the last axis).
 
@@ -75,7 +89,7 @@ class _PostProcess(torch.autograd.Function):
 
 
 class MappingModel(nn.Module):
-    """MLP (N+1) → hidden_sizes … → chunk_size; the last Linear is the "last layer" in counts."""
+    """MLP (N+1+extra) → hidden_sizes … → chunk_size; the last Linear is the "last layer"."""
 
     def __init__(
         self,
@@ -83,13 +97,16 @@ class MappingModel(nn.Module):
         hidden_sizes: tuple[int, ...],
         chunk_size: int,
         activation: str = "none",
+        extra_inputs: int = 0,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"`activation` = {activation!r} is not one of: {', '.join(ACTIVATIONS)}."
             )
-        widths = (n_qubits + 1, *hidden_sizes)
+        self.activation = activation
+        widths = (n_qubits + 1 + extra_inputs, *hidden_sizes)
+        self.widths = widths
         layers: list[nn.Module] = []
         for d_in, d_out in zip(widths[:-1], widths[1:], strict=True):
             layers += [nn.Linear(d_in, d_out), ACTIVATIONS[activation]()]
@@ -98,3 +115,17 @@ class MappingModel(nn.Module):
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         return self.last(self.body(rows))  # (n_chunks, N+1) → (n_chunks, chunk_size)
+
+    def rank_ceiling(self) -> int:
+        """Most linearly independent outputs (bias included) whatever the rows and weights.
+
+        Without activations the map is affine, so its outputs span at most the narrowest width
+        plus one (the bias); with them, the last hidden width plus one.
+
+        >>> MappingModel(7, (32, 64, 32), 2048).rank_ceiling()
+        9
+        >>> MappingModel(7, (32, 64, 32), 2048, "gelu").rank_ceiling()
+        33
+        """
+        width = min(self.widths) if self.activation == "none" else self.widths[-1]
+        return width + 1

@@ -362,6 +362,7 @@ class Run(RunControl):
             "step": status.get("step", 0),
             "total_steps": status.get("total_steps", config.train.steps),
             "val_perplexity": val[-1].get("perplexity") if val else None,
+            "val_assistant_perplexity": val[-1].get("assistant_perplexity") if val else None,
             "created": status.get("created"),
             "wall_time_s": _wall_time(status),
             "has_adapter": self.has_adapter(),

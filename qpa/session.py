@@ -40,10 +40,15 @@ class Session:
         return self.rows["train"].hidden is not None
 
     def trainable(self) -> list[tuple[str, nn.Parameter]]:
-        """Named trainable tensors: the generator's for QPA, the LoRA matrices otherwise."""
+        """Named trainable tensors: QPA's (generators, start scales, DoRA magnitudes peft
+        trains), or the LoRA matrices (and DoRA magnitudes) otherwise."""
         if self.qpa is not None:
-            return [(f"qpa.{n}", p) for n, p in self.qpa.generator.named_parameters()]
+            return [(f"qpa.{n}", p) for n, p in self.qpa.named_trainable()]
         return [(f"lora.{n}", p) for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def start_state(self) -> list[tuple[str, torch.Tensor]]:
+        """Named frozen tensors a resume restores with `trainable`: QPA's start shifts."""
+        return [] if self.qpa is None else [(f"qpa.{n}", t) for n, t in self.qpa.named_start()]
 
     def n_trainable(self) -> int:
         return sum(p.numel() for _, p in self.trainable())
@@ -87,7 +92,7 @@ def build_rows(
         if cache_dir is None:
             rows[split] = compute()
         else:
-            key = cache_key(config.model.model, base, config.data, protocol, encoded)
+            key = cache_key(config.model.model, base, protocol, encoded)
             rows[split] = cached_rows(cache_dir, key, compute)
     return rows
 
@@ -137,11 +142,22 @@ def output_head(model: nn.Module) -> nn.Module:
 
 
 def split_loss(
-    session: Session, split: str, examples: torch.Tensor
+    session: Session, split: str, examples: torch.Tensor, assistant_only: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row next-token NLL (R,) of the given examples, and their assistant flags (R,)."""
+    """Per-row next-token NLL (R,) of the given examples, and their assistant flags (R,).
+
+    With `assistant_only`, only the rows whose target is an assistant token (every real token of
+    plain text); on the cached head the others are then never computed.
+    """
     rows = session.rows[split]
     index = rows.select(examples)
+    if assistant_only and not session.head_only:
+        nll, assistant = split_loss(session, split, examples)
+        return nll[assistant.to(nll.device)], assistant[assistant]
+    if assistant_only:
+        index = index[rows.assistant[index]]
+        if not len(index):  # no reply token in these examples
+            return torch.zeros(0, device=session.device), rows.assistant[index]
     targets = rows.targets[index].to(session.device)
     if session.head_only:
         if session.qpa is not None:
@@ -151,7 +167,14 @@ def split_loss(
         parts = head_parts(head)
         if parts is not None:  # fused: the (R, V) logits are never held
             nll = head_nll(
-                hidden, parts.weight, targets, parts.lora_a, parts.lora_b, parts.scaling, parts.bias
+                hidden,
+                parts.weight,
+                targets,
+                parts.lora_a,
+                parts.lora_b,
+                parts.scaling,
+                parts.bias,
+                dora=parts.dora,
             )  # (R,)
             return nll, rows.assistant[index]
         logits = head(hidden)  # (R, V)

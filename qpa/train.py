@@ -90,7 +90,7 @@ def evaluate_split(session: Session, split: str = "val", batch_size: int = 32) -
 
 
 def _state(session: Session, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    tensors = {name: p.detach().cpu() for name, p in session.trainable()}
+    tensors = {name: p.detach().cpu() for name, p in [*session.trainable(), *session.start_state()]}
     for idx, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu()
@@ -107,6 +107,9 @@ def _restore(
                     f"`resume`: saved state lacks {name}; it was made by another config."
                 )
             p.copy_(tensors[name])
+        for name, t in session.start_state():  # older checkpoints lack them: rebuilt from the seed
+            if name in tensors:
+                t.copy_(tensors[name])
     state = optimizer.state_dict()
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -264,7 +267,9 @@ def train_step(session: Session, optimizer: torch.optim.Optimizer, step: int) ->
         group["lr"] = cfg.lr * lr_factor(step, cfg)
     tic = time.perf_counter()
     examples = batch_examples(session.rows["train"].n_examples, cfg.batch_size, cfg.seed, step)
-    nll, _ = split_loss(session, "train", examples)
+    nll, _ = split_loss(session, "train", examples, assistant_only=cfg.loss_on == "assistant")
+    if not nll.numel():  # prompts filled every example of the batch: learn from all its tokens
+        nll, _ = split_loss(session, "train", examples)
     loss = nll.mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -1,9 +1,17 @@
-"""Attach LoRA to any causal LM through peft, and let QPA generate its weights.
+"""Attach LoRA (or DoRA) to any causal LM through peft, and let QPA generate its weights.
 
-`wrap_lora` resolves target names and wraps the model with peft; `QPALoRA` then removes every
-lora_A/lora_B Parameter and, before each forward, writes slices of one generated vector in
-their place. The layout (names, shapes, offsets) is read from the peft-wrapped model, so counts
-and slices can never drift from what peft builds.
+`wrap_lora` resolves target names and wraps the model with peft; `lora_slots` reads the adapter's
+layout (names, shapes) from the wrapped layers, so counts and slices never drift from what peft
+builds. `QPALoRA` holds the generators, built from that layout alone: `attach` then removes
+every generated Parameter from the peft model and, before each forward, writes the generated
+tensors in their place.
+
+`layers`: one generator emits every slot (`shared`, up (B) before down (A) per layer, as in the
+paper) or each adapted layer has its own (`per-layer`). `start`: a tensor that is zero in a model
+equal to the base (B; the change of a generated DoRA magnitude) is used as generated (`random`),
+times a trainable scalar that starts at 0 (`zero-scale`), or minus its generated value at
+`attach`, a frozen shift (`offset`). A generated magnitude is peft's initial one (‖W‖ per output
+row) plus the generated values.
 
 >>> import torch
 >>> from transformers import LlamaConfig, LlamaForCausalLM
@@ -19,8 +27,11 @@ torch.Size([1, 3, 64])
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -94,6 +105,7 @@ def wrap_lora(model: nn.Module, config: AdapterConfig):
         lora_dropout=config.lora_dropout,
         target_modules=targets,
         fan_in_fan_out=kinds == {True},
+        use_dora=config.use_dora,
     )
     with warnings.catch_warnings():  # tied lm_head: merging is handled by qpa.export
         warnings.filterwarnings("ignore", message=".*tie_word_embeddings.*")
@@ -101,70 +113,201 @@ def wrap_lora(model: nn.Module, config: AdapterConfig):
         return get_peft_model(model, lora, adapter_name=ADAPTER)
 
 
+PARTS = {"lora_B": "lora_B", "lora_A": "lora_A", "magnitude": "lora_magnitude_vector"}
+
+
 @dataclass(frozen=True)
 class Slot:
-    """One LoRA matrix inside the generated vector."""
+    """One adapter tensor of one adapted layer: a LoRA matrix or DoRA's magnitude vector."""
 
-    name: str  # e.g. "lm_head.lora_B"
-    module: nn.Module
-    shape: tuple[int, int]
-    offset: int
+    layer: str  # e.g. "lm_head"
+    part: str  # "lora_B", "lora_A" or "magnitude"
+    shape: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.layer}.{self.part}"
 
     @property
     def numel(self) -> int:
-        return self.shape[0] * self.shape[1]
+        return math.prod(self.shape)
+
+    @property
+    def key(self) -> str:
+        """The tensor's parameter name in the peft model."""
+        return f"base_model.model.{self.layer}.{PARTS[self.part]}.{ADAPTER}.weight"
+
+    @property
+    def starts_at_zero(self) -> bool:
+        """True when the tensor (a magnitude: its change) is 0 in a model equal to the base."""
+        return self.part != "lora_A"
+
+    def owner(self, peft_model: nn.Module) -> nn.Module:
+        """The module whose `weight` holds this tensor."""
+        layer = peft_model.base_model.model.get_submodule(self.layer)
+        return getattr(layer, PARTS[self.part])[ADAPTER]
 
 
-def lora_slots(peft_model: nn.Module) -> list[Slot]:
-    """Every LoRA matrix of the wrapped model, up (B) before down (A) per layer, as in the paper."""
+def lora_slots(peft_model: nn.Module) -> tuple[Slot, ...]:
+    """Every adapter tensor of the wrapped model; per layer up (B) before down (A), as in the
+    paper, then DoRA's magnitude."""
     from peft.tuners.lora import LoraLayer
 
-    slots, offset = [], 0
+    slots = []
     for name, layer in peft_model.base_model.model.named_modules():
         if not isinstance(layer, LoraLayer) or ADAPTER not in layer.lora_A:
             continue
-        for part in ("lora_B", "lora_A"):
-            module = getattr(layer, part)[ADAPTER]
-            shape = tuple(module.weight.shape)
-            slots.append(Slot(f"{name}.{part}", module, shape, offset))
-            offset += shape[0] * shape[1]
-    return slots
+        for part, attr in PARTS.items():
+            if ADAPTER in getattr(layer, attr):
+                slots.append(Slot(name, part, tuple(getattr(layer, attr)[ADAPTER].weight.shape)))
+    return tuple(slots)
+
+
+def group_slots(slots: tuple[Slot, ...], layers: str) -> list[list[Slot]]:
+    """The slots each generator emits: all in one (`shared`) or one generator per layer."""
+    if layers == "shared":
+        return [list(slots)] if slots else []
+    groups: dict[str, list[Slot]] = {}
+    for slot in slots:
+        groups.setdefault(slot.layer, []).append(slot)
+    return list(groups.values())
 
 
 class QPALoRA(nn.Module):
-    """The trainable part of a QPA-LoRA model: a generator whose output *is* the LoRA weights."""
+    """The trainable part of a QPA model: generators whose output *is* the adapter's weights.
 
-    def __init__(self, peft_model: nn.Module, config: QPAConfig):
+    Built from a layout alone (counting builds it on the meta device; `make_generator` lets it
+    share one meta generator between layers of one size), then `attach`ed to a peft model.
+    With `magnitude` = "trainable", DoRA's magnitude vectors stay peft Parameters.
+    """
+
+    def __init__(
+        self,
+        slots: tuple[Slot, ...],
+        config: QPAConfig,
+        magnitude: str = "trainable",
+        make_generator: Callable[[int, QPAConfig], nn.Module] = QPAGenerator,
+    ):
         super().__init__()
-        self.slots = lora_slots(peft_model)
-        self.n_values = sum(s.numel for s in self.slots)
-        self.generator = QPAGenerator(self.n_values, config)
-        for slot in self.slots:
-            del slot.module._parameters["weight"]  # the generator now owns these weights
+        self.config, self.slots = config, slots
+        direct = magnitude == "trainable"
+        generated = tuple(s for s in slots if s.part != "magnitude" or not direct)
+        self.direct = [s for s in slots if s.part == "magnitude" and direct]  # peft trains these
+        self.groups = group_slots(generated, config.layers)
+        sizes = [sum(s.numel for s in group) for group in self.groups]
+        self.generators = nn.ModuleList(make_generator(n, config) for n in sizes)
+        self.n_values = sum(sizes)
+        zeroed = [s for s in generated if s.starts_at_zero]
+        self._scale_of = (
+            {s: i for i, s in enumerate(zeroed)} if config.start == "zero-scale" else {}
+        )
+        self.scales = nn.Parameter(torch.zeros(len(zeroed))) if self._scale_of else None
+        for g, (group, size) in enumerate(zip(self.groups, sizes, strict=True)):
+            shifted = config.start == "offset" or any(s.part == "magnitude" for s in group)
+            self.register_buffer(f"shift{g}", torch.zeros(size) if shifted else None)
+        self._owners: list[nn.Module] = []  # filled by `attach`, kept out of the module tree
+        self._direct_params: list[nn.Parameter] = []
+
+    @property
+    def generator(self) -> QPAGenerator:
+        """The one generator of a single-generator layout."""
+        if len(self.generators) != 1:
+            raise ValueError(f"{len(self.generators)} generators (`layers` = 'per-layer').")
+        return self.generators[0]
+
+    def attach(self, peft_model: nn.Module) -> QPALoRA:
+        """Take over `peft_model`'s generated tensors; they are regenerated before each forward."""
+        self._owners = [s.owner(peft_model) for group in self.groups for s in group]
+        self._direct_params = [s.owner(peft_model).weight for s in self.direct]
+        self._record_start(peft_model)
+        for owner in self._owners:
+            del owner._parameters["weight"]  # the generator now owns these weights
         self.materialize()
         peft_model.register_forward_pre_hook(self._before_forward)
+        return self
+
+    @torch.no_grad()
+    def _record_start(self, peft_model: nn.Module) -> None:
+        """Fill the shifts: peft's initial magnitude on generated magnitudes and, for `offset`,
+        minus the initial generated values on every slot that starts at zero."""
+        for g, (group, gen) in enumerate(zip(self.groups, self.generators, strict=True)):
+            shift = getattr(self, f"shift{g}")
+            if shift is None:
+                continue
+            sizes = [s.numel for s in group]
+            initial = gen().split(sizes) if self.config.start == "offset" else [None] * len(group)
+            for slot, piece, start in zip(group, shift.split(sizes), initial, strict=True):
+                if start is not None and slot.starts_at_zero:
+                    piece.copy_(-start)
+                if slot.part == "magnitude":  # still peft's Parameter: ‖W‖ per output row
+                    piece.add_(slot.owner(peft_model).weight.reshape(-1))
 
     def _before_forward(self, *_) -> None:
         self.materialize()  # a pre-hook's return value would replace the inputs
 
-    def materialize(self) -> torch.Tensor:
-        """Generate the vector and write its slices into the LoRA layers; returns the vector."""
-        vector = self.generator()  # (M,)
-        parts = vector.split([s.numel for s in self.slots])  # one backward node, not one per slot
-        for s, part in zip(self.slots, parts, strict=True):
-            s.module.weight = part.view(s.shape)
-        return vector
+    def values(self) -> Iterator[tuple[Slot, torch.Tensor]]:
+        """Each generated slot's tensor as the model uses it: scale · generated + shift."""
+        for g, (group, gen) in enumerate(zip(self.groups, self.generators, strict=True)):
+            sizes = [s.numel for s in group]
+            parts = gen().split(sizes)  # one backward node per generator, not one per slot
+            shift = getattr(self, f"shift{g}")
+            shifts = shift.split(sizes) if shift is not None else [None] * len(group)
+            for slot, part, add in zip(group, parts, shifts, strict=True):
+                index = self._scale_of.get(slot)
+                if index is not None:
+                    part = part * self.scales[index]
+                if add is not None and self._shifted(slot):
+                    part = part + add
+                yield slot, part.view(slot.shape)
+
+    def _shifted(self, slot: Slot) -> bool:
+        return slot.part == "magnitude" or (self.config.start == "offset" and slot.starts_at_zero)
+
+    def materialize(self) -> None:
+        """Generate every tensor and write it into its layer."""
+        for owner, (_, value) in zip(self._owners, self.values(), strict=True):
+            owner.weight = value
+
+    def named_trainable(self) -> list[tuple[str, nn.Parameter]]:
+        """Every trainable tensor under a stable name: the generators' (prefixed with the layer
+        when `per-layer`), `scales`, and `LAYER.magnitude` for DoRA magnitudes peft trains."""
+        named = [
+            (prefix + name, p)
+            for prefix, gen in zip(self._prefixes(), self.generators, strict=True)
+            for name, p in gen.named_parameters()
+        ]
+        if self.scales is not None:
+            named.append(("scales", self.scales))
+        magnitudes = zip(self.direct, self._direct_params, strict=False)  # none before `attach`
+        return named + [(f"{s.layer}.magnitude", p) for s, p in magnitudes]
+
+    def named_start(self) -> list[tuple[str, torch.Tensor]]:
+        """The frozen shifts recorded at `attach` (the `offset` start, generated magnitudes'
+        base), named like `named_trainable`; a resume restores them with the parameters."""
+        shifts = [getattr(self, f"shift{g}") for g in range(len(self.groups))]
+        named = zip(self._prefixes(), shifts, strict=True)
+        return [(prefix + "shift", t) for prefix, t in named if t is not None]
+
+    def _prefixes(self) -> list[str]:
+        if self.config.layers == "shared":
+            return [""] * len(self.groups)
+        return [f"{group[0].layer}." for group in self.groups]
+
+    def param_counts(self) -> dict[str, int]:
+        """Trainable parameters by part, summed over generators, plus `scales` and the DoRA
+        `magnitude` vectors peft trains; `total` includes everything."""
+        counts: Counter[str] = Counter()
+        for gen in self.generators:
+            counts.update(gen.param_counts())
+        counts["scales"] = 0 if self.scales is None else self.scales.numel()
+        counts["magnitude"] = sum(s.numel for s in self.direct)
+        counts["total"] += counts["scales"] + counts["magnitude"]
+        return dict(counts)
 
     def lora_state(self) -> dict[str, torch.Tensor]:
-        """The current LoRA weights as detached tensors keyed by peft's parameter names."""
+        """The generated tensors, detached, keyed by peft's parameter names."""
         with torch.no_grad():
-            vector = self.generator()
-        return {
-            f"base_model.model.{s.name}.{ADAPTER}.weight": vector[s.offset : s.offset + s.numel]
-            .view(s.shape)
-            .clone()
-            for s in self.slots
-        }
+            return {slot.key: value.clone() for slot, value in self.values()}
 
 
 def build_adapter(model: nn.Module, adapter: AdapterConfig, qpa: QPAConfig | None = None):
@@ -172,4 +315,5 @@ def build_adapter(model: nn.Module, adapter: AdapterConfig, qpa: QPAConfig | Non
     peft_model = wrap_lora(model, adapter)
     if adapter.method == "lora":
         return peft_model, None
-    return peft_model, QPALoRA(peft_model, qpa or QPAConfig())
+    generators = QPALoRA(lora_slots(peft_model), qpa or QPAConfig(), adapter.dora_magnitude)
+    return peft_model, generators.attach(peft_model)

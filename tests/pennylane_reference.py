@@ -3,12 +3,12 @@
 import pennylane as qml
 
 
-def pennylane_probs(n_qubits: int, entangler: str = "ladder"):
-    """One QNode per circuit width: RY on every wire, then the CNOTs, per row of `angles`."""
+def pennylane_probs(n_qubits: int, entangler: str = "ladder", noise: float | None = None):
+    """One QNode per circuit width: RY on every wire, then the CNOTs, per row of `angles`;
+    with `noise`, on default.mixed with a depolarising channel on every wire after each block."""
+    device = "default.qubit" if noise is None else "default.mixed"
 
-    @qml.qnode(
-        qml.device("default.qubit", wires=n_qubits), interface="torch", diff_method="backprop"
-    )
+    @qml.qnode(qml.device(device, wires=n_qubits), interface="torch", diff_method="backprop")
     def probs(angles):
         for row in angles:
             for wire in range(n_qubits):
@@ -17,6 +17,8 @@ def pennylane_probs(n_qubits: int, entangler: str = "ladder"):
                 qml.CNOT(wires=[wire, wire + 1])
             if entangler == "ring" and n_qubits >= 2:
                 qml.CNOT(wires=[n_qubits - 1, 0])
+            for wire in range(n_qubits if noise is not None else 0):
+                qml.DepolarizingChannel(noise, wires=wire)
         return qml.probs(wires=range(n_qubits))
 
     return probs

@@ -43,3 +43,23 @@ def test_bad_input_is_a_warning_not_an_error(client):
     )
     job.result(timeout=30)  # no exception: the handler warned and changed nothing
     assert job.status().success
+
+
+def test_advanced_shape_over_the_api(client):
+    counts = client.predict(
+        "gpt2-config", "lm_head", 4, 2048, 0, 8, HIDDEN, "ladder", "gelu", api_name="/count_params"
+    )
+    assert (counts["qpa"], counts["rank_ceiling"]) == (106_264, 33)
+    out = client.predict(
+        "gpt2-config", ["lm_head"], 4, 2048, 7, 8, HIDDEN, "ladder", "none", 0, "random",
+        "shared", True, "trainable", 0, 0.0, api_name="/design_chunk",
+    )  # fmt: skip
+    rows = {row[0]: row[1] for row in out[2]["data"]}
+    assert rows["DoRA magnitudes"] == "50,257" and "--use-dora" in out[7]
+
+
+def test_results_and_gradient_variance_endpoints(client):
+    _, table, _ = client.predict("all tokens", api_name="/results")
+    assert table == "*No finished runs yet.*"  # a fresh runs folder
+    _, note = client.predict("2,4", "2", "global", 20, api_name="/gradient_variance")
+    assert note.startswith("2 points in") and "P(|0…0⟩)" in note

@@ -1,15 +1,20 @@
 """The app's handlers without a browser: live counts, linked controls, warnings instead of
 exceptions, a tiny background run from launch to table, and a streamed chat reply."""
 
+import re
 import time
 import warnings
 import zipfile
 
 import pytest
 
-from app.handlers import chat, data, design, runs, train
+from app.handlers import chat, data, design, runs, shape, train
 from app.settings import Settings
 from app.state import Studio
+from qpa import TrainConfig, field_help, open_run
+
+LOSS_ON = field_help(TrainConfig)["loss_on"]
+OTHER_LOSS = next(c for c in LOSS_ON["choices"] if c != LOSS_ON["default"])  # shows as a flag
 
 HIDDEN = "32,64,128,128,64,32,32"
 GPT2 = ("gpt2-config", ["lm_head"], 4, 2048, 7, 8, HIDDEN, "ladder")
@@ -32,11 +37,8 @@ def warned(fn, *args):
 
 
 def tiny_form(**overrides):
-    form = dict(
-        zip(
-            design.FIELDS, ("tiny-llama", ["lm_head"], 2, 128, 0, 2, "16,16", "ladder"), strict=True
-        )
-    )
+    basic = ("tiny-llama", ["lm_head"], 2, 128, 0, 2, "16,16", "ladder")
+    form = {**shape.DEFAULTS, **dict(zip(shape.BASIC, basic, strict=True))}
     form.update(
         plan="QPA only",
         steps=3,
@@ -46,6 +48,7 @@ def tiny_form(**overrides):
         max_length=64,
         max_examples=40,
         seed=0,
+        loss_on=LOSS_ON["default"],
         source=data.SOURCES[0],
         topics=["ai"],
         upload=None,
@@ -60,12 +63,13 @@ def tiny_form(**overrides):
 def test_design_counts_paper_gpt2_under_200ms():
     design.on_change(*GPT2[:3], 1024, 8, *GPT2[5:])  # warm-up: imports, meta model, sweep
     start = time.perf_counter()
-    chunk, n, table, headline, tradeoff, circuit, probs = design.on_change(*GPT2)
+    chunk, n, table, headline, tradeoff, circuit, probs, command = design.on_change(*GPT2)
     elapsed = time.perf_counter() - start
     rows = {row[0]: row[1] for row in table}
     assert (chunk, n) == (2048, 7)
     assert rows["QPA total"] == "106,264" and rows["LoRA baseline"] == "204,100"
-    assert "52.06%" in headline
+    assert "52.06%" in headline and "≤ 9" in headline  # the affine mapping's rank ceiling
+    assert command == "python -m qpa count --model gpt2-config --n-qubits 7"
     assert "× L = 8" in circuit and len(tradeoff.data) >= 4 and len(probs.data) == 2
     assert elapsed < 0.2, f"design update took {elapsed * 1000:.0f} ms"
 
@@ -109,6 +113,59 @@ def test_too_few_qubits_warns():
     assert skipped(result) and "between 1 and 24" in messages[0]
 
 
+def advanced(**changes) -> tuple:
+    """The Design form's advanced values (in `shape.ADVANCED` order) with `changes` applied."""
+    return tuple({**{k: shape.DEFAULTS[k] for k in shape.ADVANCED}, **changes}.values())
+
+
+def stats(headline: str) -> list[str]:
+    return re.findall(r'qpa-num">([^<]*)<', headline)
+
+
+def test_advanced_options_move_the_counts_rank_ceiling_and_command():
+    *_, table, headline, _, _, _, command = design.on_change(*GPT2, *advanced(activation="gelu"))
+    assert stats(headline) == ["106,264", "204,100", "52.06%", "7 × 8", "≤ 33"]  # 32 + bias
+    assert command.endswith("--n-qubits 7 --activation gelu")
+    out = design.on_change(*GPT2, *advanced(fourier_features=4, start="zero-scale"))
+    rows = {row[0]: row[1] for row in out[2]}
+    assert rows["QPA start scales"] == "1" and rows["QPA mapping MLP"] == f"{38_624 + 8 * 32:,}"
+    dora = design.on_chunk(*GPT2, *advanced(use_dora=True, dora_magnitude="generated"))
+    assert stats(dora[3])[1] == f"{204_100 + 50_257:,}" and "DoRA baseline" in dora[3]
+    assert "125 chunks" in dora[3] and dora[:2] == (2048, 7)  # it generates the magnitudes too
+    assert "--use-dora --dora-magnitude generated" in dora[7]
+
+
+def test_per_layer_generators_link_qubits_to_the_largest():
+    attn = ("gpt2-config", ["c_attn"], 4, 2048, 7, 8, HIDDEN, "ladder")
+    shared = design.on_chunk(*attn)
+    per_layer = design.on_chunk(*attn, *advanced(layers="per-layer"))
+    assert shared[:2] == (2048, 7)  # 12 layers × 4 · (768 + 2304) = 147,456 values: 72 chunks
+    assert per_layer[:2] == (2048, 3)  # one layer's 12,288 values: 6 chunks
+    assert "12 generators" in per_layer[3]
+    assert design.on_qubits(*attn[:4], 5, *attn[5:], *advanced(layers="per-layer"))[:2] == (
+        512,
+        5,
+    )
+
+
+def test_shots_and_noise_draw_the_measured_probabilities_over_the_exact_ones():
+    probs = design.on_change(*GPT2, *advanced(shots=100, noise=0.02))[6]
+    measured, exact, _ = probs.data
+    assert measured.name == "p_i (noise p = 0.02, 100 shots)" and exact.name == "exact p_i"
+    assert sum(measured.y) == pytest.approx(1) and len(set(measured.y)) <= 101  # counts / 100
+    assert all(abs(p * 100 - round(p * 100)) < 1e-4 for p in measured.y)  # float32 counts / 100
+    again = design.on_change(*GPT2, *advanced(shots=100, noise=0.02))[6]
+    assert list(again.data[0].y) == list(measured.y)  # seeded: the same sample on every redraw
+    result, messages = warned(design.on_qubits, *GPT2[:4], 11, *GPT2[5:], *advanced(noise=0.01))
+    assert skipped(result) and "at most 10 qubits" in messages[0]
+
+
+def test_dora_switch_enables_its_magnitude_and_the_api_counts_advanced_shapes():
+    assert design.on_dora(True)["interactive"] and not design.on_dora(False)["interactive"]
+    counts = design.count_api("gpt2-config", "lm_head", 4, 2048, 0, 8, HIDDEN, "ring", "gelu")
+    assert (counts["qpa"], counts["rank_ceiling"], counts["n_generators"]) == (106_264, 33, 1)
+
+
 # -- Train: refusals write nothing -----------------------------------------------------------------
 
 
@@ -133,6 +190,17 @@ def test_bad_launch_warns_and_writes_nothing(studio, overrides, message):
     assert skipped(result)
     assert any(message in m for m in messages), messages
     assert not studio.root.exists()
+
+
+def test_launch_configs_carry_the_advanced_shape_and_loss_on(studio):
+    form = tiny_form(plan="QPA + matched LoRA baseline", loss_on=OTHER_LOSS, use_dora=True,
+                     activation="gelu", shots=64, start="offset")  # fmt: skip
+    qpa, lora = train.build_configs(studio, form)
+    assert qpa.train.loss_on == lora.train.loss_on == OTHER_LOSS
+    assert qpa.adapter.use_dora and lora.adapter.use_dora  # the matched baseline is DoRA
+    assert (qpa.qpa.activation, qpa.qpa.shots, qpa.qpa.start) == ("gelu", 64, "offset")
+    with pytest.raises(ValueError, match="`loss_on` = 'some'"):
+        train.build_configs(studio, tiny_form(loss_on="some"))
 
 
 def test_demo_caps_refuse_big_runs(tmp_path):
@@ -184,7 +252,8 @@ def test_preview_shows_templated_examples(tmp_path):
 def finished(tmp_path_factory):
     """A tiny QPA run and its LoRA baseline, launched as background processes, finished."""
     studio = Studio.create(runs_root=tmp_path_factory.mktemp("runs"), demo=False)
-    ids, commands = train.launch(studio, tiny_form(plan="QPA + matched LoRA baseline"))
+    form = tiny_form(plan="QPA + matched LoRA baseline", loss_on=OTHER_LOSS)
+    ids, commands = train.launch(studio, form)
     assert [i.rsplit(".", 1)[1] for i in ids] == ["qpa", "lora"]
     assert all("-m qpa train --resume" in c and "--runs-dir" in c for c in commands)
     states = [studio.jobs.wait(i, timeout=150) for i in ids]
@@ -200,6 +269,9 @@ def test_launch_runs_in_background_and_reports_progress(finished):
     assert cards.count("qpa-done") == 2 and "step 3/3" in cards
     assert {t.name for t in figure.data} == set(ids)
     assert skipped(train.on_refresh(studio, ids, signature)[:2])  # unchanged: nothing redrawn
+    cli = train.cli_text(studio, ids)
+    assert "python -m qpa train --model tiny-llama --rank 2 --chunk-size 128 --depth 2" in cli
+    assert cli.count(f"--loss-on {OTHER_LOSS}") == 2 and "--method lora" in cli
 
 
 def test_runs_table_lists_runs_and_zips_adapter(finished):
@@ -207,6 +279,11 @@ def test_runs_table_lists_runs_and_zips_adapter(finished):
     rows = runs.table_rows(studio)
     assert {r[0] for r in rows} == set(ids)
     assert {r[1] for r in rows} == {"qpa-lora", "lora"} and all(r[-1] == "done" for r in rows)
+    for row in rows:  # validation perplexity over all tokens, then over the assistant replies
+        summary = open_run(row[0], studio.root).summary()
+        assert row[4:6] == [f"{summary['val_perplexity']:.3f}",
+                            f"{summary['val_assistant_perplexity']:.3f}"]  # fmt: skip
+        assert row[4] != row[5]
     config, log, archive = runs.run_details(studio, ids[0])
     assert '"method": "qpa-lora"' in config and "done at step 3" in log
     assert {"adapter_config.json", "adapter_model.safetensors"} <= set(

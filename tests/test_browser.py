@@ -1,6 +1,7 @@
 """A real browser (Debian's chromium driven by Playwright) against the app launched in-process:
-the parameter table follows the rank, a tiny run trains and draws its curve, the chat replies.
-It also saves the Design tab as assets/screenshot.png."""
+the parameter table follows the rank and the advanced options, a tiny run trains and draws its
+curve, the Results tab charts it and computes gradient variances, the chat replies. It also
+saves the Design tab as assets/screenshot.png."""
 
 import os
 import re
@@ -71,6 +72,12 @@ def test_design_tab_follows_the_rank_and_looks_right(page):
     expect(table).to_contain_text("397,824")  # LoRA at r=8: 8 · (49152 + 576)
     page.get_by_label("number input for LoRA rank r").fill("2")
     page.get_by_label("number input for LoRA rank r").press("Enter")
+    page.get_by_text("Advanced QPA").click()
+    pick(page, "design-activation", "gelu")
+    expect(page.locator(".qpa-stats")).to_contain_text("≤ 33")  # GELU: last width 32 + bias
+    expect(page.locator("#count-command")).to_contain_text("--rank 2 --n-qubits 6 --activation gelu")
+    pick(page, "design-activation", "none")
+    expect(page.locator(".qpa-stats")).to_contain_text("≤ 8")  # affine: 6 bits + p, + bias
     pick(page, "design-model", "tiny-llama")
     expect(table).to_contain_text("582")  # tiny-llama lm_head, r=2: 2 · (259 + 32)
 
@@ -97,10 +104,24 @@ def test_a_tiny_run_trains_and_draws_its_curve(page):
     expect(page.locator("#cli")).to_contain_text("-m qpa train --config")
 
 
+def test_results_tab_charts_the_run_and_computes_variances(page):
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="④ Results").click()  # opening it refreshes it
+    expect(page.locator("#results-table")).to_contain_text("qpa-lora")
+    points = page.locator("#results-params .js-plotly-plot .scatterlayer .trace")
+    expect(points.first).to_be_attached()
+    page.locator("#variance-qubits textarea").fill("2,4")
+    page.locator("#variance-depths textarea").fill("2")
+    page.locator("#variance-compute").click()
+    expect(page.locator("#variance-note")).to_contain_text("2 points in", timeout=60_000)
+    expect(page.locator("#variance .js-plotly-plot .scatterlayer .trace").first).to_be_attached()
+
+
 def test_chat_replies(page):
     from playwright.sync_api import expect
 
-    page.get_by_role("tab", name="④ Chat").click()
+    page.get_by_role("tab", name="⑤ Chat").click()
     pick(page, "chat-model", "tiny-llama")
     page.locator("#chat-input textarea").fill("Hello, model!")
     page.locator("#chat-send").click()

@@ -8,7 +8,7 @@ import torch
 from pennylane_reference import pennylane_probs
 
 from qpa import circuit
-from qpa.circuit import ENTANGLERS, QuantumCircuit, circuit_probs, circuit_state
+from qpa.circuit import ENTANGLERS, QuantumCircuit, circuit_probs, circuit_state, make_circuit
 
 MAX_DEPTH = 16
 
@@ -176,3 +176,33 @@ def test_bad_function_inputs_name_the_argument(angles, entangler, error, match):
 def test_bad_module_arguments_name_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         QuantumCircuit(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("noise", "shots", "repr_tail"),
+    [(0.0, 0, "entangler='ring')"), (0.0, 64, "shots=64)"), (0.02, 0, "noise=0.02)")],
+)
+def test_make_circuit_follows_the_config_and_keeps_one_angles_parameter(noise, shots, repr_tail):
+    from qpa.config import QPAConfig
+
+    config = QPAConfig(depth=3, entangler="ring", noise=noise, shots=shots)
+    module = make_circuit(4, config)
+    assert repr(module).endswith(repr_tail)
+    assert list(module.state_dict()) == ["angles"] and module.angles.shape == (3, 4)
+    probs = module()
+    if noise == 0 and shots == 0:  # the exact path is the statevector itself
+        assert torch.equal(probs, circuit_probs(module.angles, "ring"))
+    assert probs.shape == (16,) and probs.sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"shots": -1}, "`shots` = -1"),
+        ({"shots": 1.5}, "`shots` = 1.5"),
+        ({"noise": 2.0}, "`noise`"),
+    ],
+)
+def test_bad_noise_and_shots_name_the_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        QuantumCircuit(3, 2, **kwargs)

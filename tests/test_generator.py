@@ -107,3 +107,27 @@ def test_centring_folded_into_the_bias_equals_subtracting_the_mean(n_values):
     got = torch.autograd.grad((weights * folded).sum(), inputs)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize(
+    ("activation", "fourier", "ceiling"), [("none", 0, 7), ("none", 3, 13), ("gelu", 0, 17)]
+)
+def test_generated_chunk_matrix_rank_reaches_the_stated_ceiling(activation, fourier, ceiling):
+    config = QPAConfig(
+        chunk_size=64, depth=2, hidden_sizes=(16, 16), activation=activation,
+        fourier_features=fourier,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    gen = QPAGenerator(64 * 32, config)  # 32 chunks, N = 5
+    assert gen.max_rank == ceiling
+    with torch.no_grad():
+        chunks = gen().view(gen.n_chunks, config.chunk_size).double()  # (32, 64)
+    assert torch.linalg.matrix_rank(chunks, rtol=1e-5).item() == ceiling  # float32 noise above
+
+
+def test_fourier_features_add_inputs_not_outputs():
+    plain = QPAGenerator(4096, QPAConfig(chunk_size=128, depth=2))
+    richer = QPAGenerator(4096, QPAConfig(chunk_size=128, depth=2, fourier_features=4))
+    grown = richer.param_counts()["mapping"] - plain.param_counts()["mapping"]
+    assert grown == 8 * plain.config.hidden_sizes[0]  # 2·4 more inputs to the first layer
+    assert richer().shape == plain().shape == (4096,)

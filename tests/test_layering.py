@@ -10,7 +10,7 @@ import pytest
 import qpa
 
 ROOT = Path(__file__).resolve().parent.parent
-PLAIN_APP_MODULES = ("jobs.py", "plots.py", "state.py", "settings.py", "circuit_svg.py")
+PLAIN_APP_MODULES = ("jobs.py", "plots.py", "state.py", "settings.py", "circuit_svg.py", "result_plots.py")
 
 
 def imports(path: Path) -> list[tuple[str, tuple[str, ...]]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.handlers import data, design, train
+from app.handlers import data, shape, train
 from app.jobs import Jobs
 from app.settings import Settings
 from app.state import Studio
@@ -33,10 +33,11 @@ def quick(tmp_path, monkeypatch):
 
 
 def tiny_form(**overrides) -> dict:
-    shape = ("tiny-llama", ["lm_head"], 2, 128, 3, 2, "16,16", "ladder")
-    form = dict(zip(design.FIELDS, shape, strict=True))
+    basic = ("tiny-llama", ["lm_head"], 2, 128, 3, 2, "16,16", "ladder")
+    form = {**shape.DEFAULTS, **dict(zip(shape.BASIC, basic, strict=True))}
     form.update(plan="QPA only", steps=3, batch_size=4, lr=0, eval_every=2, max_length=48,
-                max_examples=40, seed=0, source=data.SOURCES[0], topics=["ai"], upload=None)  # fmt: skip
+                max_examples=40, seed=0, loss_on="all", source=data.SOURCES[0], topics=["ai"],
+                upload=None)  # fmt: skip
     return {**form, **overrides}
 
 

@@ -1,11 +1,13 @@
 """The training loop: cached head equals the full forward, both methods learn, runs are recorded."""
 
+import math
+
 import pytest
 import torch
 
 from qpa.config import AdapterConfig, DataConfig, ModelConfig, QPAConfig, RunConfig, TrainConfig
 from qpa.session import prepare, split_loss
-from qpa.train import batch_examples, evaluate, lr_factor, train
+from qpa.train import batch_examples, evaluate, lr_factor, make_optimizer, train, train_step
 
 DATA = DataConfig(topics=("ai", "science", "computers"), max_length=48, max_examples=120)
 
@@ -92,3 +94,44 @@ def test_bad_training_values_name_the_field():
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="`lr` = -0.1"):
         TrainConfig(lr=-0.1)
+
+
+def test_assistant_only_loss_skips_other_tokens():
+    session = prepare(tiny())
+    examples = torch.tensor([0, 1, 2, 3])
+    nll, assistant = split_loss(session, "train", examples)
+    only, flags = split_loss(session, "train", examples, assistant_only=True)
+    assert 0 < only.numel() < nll.numel() and bool(flags.all())
+    torch.testing.assert_close(only, nll[assistant])
+
+
+def test_assistant_only_training_learns_replies():
+    result = train(tiny(loss_on="assistant", steps=30))
+    base = evaluate(tiny())
+    assert result["val_assistant_perplexity"] < 0.5 * base["assistant_perplexity"]
+
+
+def test_a_batch_without_replies_still_trains_on_its_tokens():
+    session = prepare(tiny(loss_on="assistant"))
+    rows = session.rows["train"]
+    no_reply = [
+        i
+        for i in range(rows.n_examples)
+        if not rows.assistant[rows.select(torch.tensor([i]))].any()
+    ]
+    if not no_reply:  # make one: drop the reply flags of example 0
+        rows.assistant[rows.select(torch.tensor([0]))] = False
+        no_reply = [0]
+    only, _ = split_loss(session, "train", torch.tensor(no_reply[:1]), assistant_only=True)
+    assert only.numel() == 0
+    optimizer = make_optimizer(session)
+    session.config = session.config.replace(train=session.config.train.replace(batch_size=1))
+    step = next(
+        s
+        for s in range(10_000)
+        if batch_examples(rows.n_examples, 1, 0, s).tolist() == no_reply[:1]
+    )
+    before = [p.detach().clone() for _, p in session.trainable()]
+    metrics = train_step(session, optimizer, step)
+    assert math.isfinite(metrics["loss"])
+    assert any(not torch.equal(b, p) for b, (_, p) in zip(before, session.trainable(), strict=True))

@@ -1,5 +1,6 @@
-"""Design tab: from the QPA shape (model, targets, rank, chunk size, qubits, depth, MLP) to the
-parameter table, the trade-off chart, the circuit drawing and its probabilities, on every change.
+"""Design tab: from the QPA shape (model, targets, rank, chunk size, qubits, depth, MLP and the
+advanced options) to the parameter table, the rank ceiling, the trade-off chart, the circuit
+drawing and its probabilities, and the equivalent ``qpa count`` command, on every change.
 
 Counting never loads weights: `qpa.counts.count_params` reads LoRA shapes from the model built on
 the meta device (cached per model, targets and rank), so one update takes milliseconds.
@@ -11,9 +12,9 @@ the meta device (cached per model, targets and rank), so one update takes millis
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,38 +23,32 @@ import torch
 
 from app import plots
 from app.circuit_svg import circuit_svg
-from app.handlers.common import api_errors, as_int, as_ints, as_names, guarded
+from app.handlers.common import api_errors, as_names, guarded
+from app.handlers.shape import MAX_CHUNK, chunk_for_qubits, configs, form, key, linked
 from qpa import (
     AdapterConfig,
     ParamCounts,
     QPAConfig,
+    QuantumCircuit,
+    RunConfig,
     build_model,
     circuit_probs,
+    config_to_argv,
     count_params,
-    field_help,
+    one_thread,
     postprocess,
-    qubits_needed,
 )
 
-FIELDS = (
-    "model",
-    "target_modules",
-    "rank",
-    "chunk_size",
-    "n_qubits",
-    "depth",
-    "hidden_sizes",
-    "entangler",
-)
 PROBS_BUDGET = 2**16  # draw the probabilities live when 2^N · L is at most this
+NOISY_BUDGET = 2**21  # and, under noise, when 4^N · L is (a density matrix: ~40 ms at most)
 PROBS_SEED = 0
 TABLE_HEADERS = ["", "parameters", "note"]
-MAX_CHUNK = field_help(QPAConfig)["chunk_size"]["max"]
 
 
 @dataclass(frozen=True)
 class DesignView:
     counts: ParamCounts
+    rank_ceiling: int  # rank bound of the largest generator's chunk matrix
     chunk_size: int
     n_qubits: int
     table: list[list[str]]
@@ -61,98 +56,43 @@ class DesignView:
     tradeoff: Any  # plotly Figure
     circuit: str  # SVG
     probs: Any  # plotly Figure
-
-
-def configs(
-    model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler="ladder"
-):
-    """Validated (model name, AdapterConfig, QPAConfig) from the form's raw values."""
-    model = (model or "").strip()
-    if not model:
-        raise ValueError("`model` is empty; pick a preset or type a Hub id.")
-    adapter = AdapterConfig(target_modules=as_names(target_modules), rank=as_int("rank", rank))
-    qpa = QPAConfig(
-        chunk_size=as_int("chunk_size", chunk_size),
-        n_qubits=as_int("n_qubits", n_qubits),
-        depth=as_int("depth", depth),
-        hidden_sizes=as_ints("hidden_sizes", hidden_sizes),
-        entangler=entangler or "ladder",
-    )
-    if not adapter.target_modules:
-        raise ValueError("`target_modules` is empty; choose at least one layer (e.g. lm_head).")
-    return model, adapter, qpa
-
-
-def chunk_for_qubits(n_values: int, n_qubits: int) -> int:
-    """The smallest power-of-two chunk size whose 2^N chunks hold `n_values` weights.
-
-    >>> chunk_for_qubits(204_100, 7), chunk_for_qubits(204_100, 8)
-    (2048, 1024)
-    """
-    return 1 << max(0, math.ceil(math.log2(math.ceil(n_values / 2**n_qubits))))
-
-
-def linked(model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler, lead):
-    """(chunk_size, n_qubits) after a change: `lead` is the control the user moved.
-
-    ``chunk``: qubits become the fewest that fit; ``qubits``: the chunk size becomes the smallest
-    power of two that fits; anything else: qubits rise to the minimum if they no longer fit.
-    """
-    model, adapter, qpa = configs(
-        model, target_modules, rank, chunk_size, 0, depth, hidden_sizes, entangler
-    )
-    lora = count_params(model, adapter, qpa).lora
-    n = as_int("n_qubits", n_qubits)
-    if lead == "qubits":
-        if not 1 <= n <= 24:
-            raise ValueError(f"`n_qubits` = {n} must be between 1 and 24.")
-        return chunk_for_qubits(lora, n), n
-    need = qubits_needed(lora, qpa.chunk_size)
-    if need > 24:
-        raise ValueError(
-            f"`chunk_size` = {qpa.chunk_size:,} would need {need} qubits for {lora:,} LoRA weights; "
-            f"the simulator allows 24: use a chunk size ≥ {chunk_for_qubits(lora, 24):,}."
-        )
-    return qpa.chunk_size, need if lead == "chunk" else max(n, need)
+    command: str  # the same count from a terminal
 
 
 @functools.lru_cache(maxsize=256)
-def _view(model, targets, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler) -> DesignView:
-    model, adapter, qpa = configs(
-        model, targets, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler
-    )
+def _view(values: tuple) -> DesignView:
+    model, adapter, qpa = configs(*values)
     counts = count_params(model, adapter, qpa)
+    ceiling = counts.max_rank
     return DesignView(
         counts=counts,
+        rank_ceiling=ceiling,
         chunk_size=qpa.chunk_size,
         n_qubits=counts.n_qubits,
         table=[list(row) for row in counts.table()],
-        headline=headline_html(counts),
+        headline=headline_html(counts, ceiling, adapter.use_dora),
         tradeoff=_tradeoff(model, adapter, qpa, counts),
         circuit=circuit_svg(counts.n_qubits, qpa.depth, qpa.entangler),
-        probs=_probs(counts.n_qubits, qpa, counts.n_chunks),
+        probs=_probs(counts.n_qubits, qpa, math.ceil(counts.max_values / qpa.chunk_size)),
+        command=count_command(model, adapter, qpa),
     )
 
 
-def design_view(
-    model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler="ladder"
-):
-    """Everything the Design tab shows for one set of values (cached; ValueError if invalid)."""
-    return _view(
-        model,
-        ",".join(as_names(target_modules)),
-        rank,
-        chunk_size,
-        n_qubits,
-        depth,
-        ",".join(as_names(hidden_sizes)),
-        entangler,
-    )
+def design_view(*values) -> DesignView:
+    """Everything the Design tab shows for the form's values (cached; ValueError if invalid)."""
+    return _view(key(values))
+
+
+def count_command(model: str, adapter: AdapterConfig, qpa: QPAConfig) -> str:
+    """The ``python -m qpa count`` line that prints these counts in a terminal."""
+    config = RunConfig(model={"model": model}, adapter=adapter, qpa=qpa)
+    return shlex.join(["python", "-m", "qpa", "count", *config_to_argv(config)])
 
 
 def _tradeoff(model: str, adapter: AdapterConfig, qpa: QPAConfig, counts: ParamCounts):
     """The trade-off chart: the sweep, with the current choice on it (its real total)."""
-    points = list(_sweep(model, adapter, qpa.replace(chunk_size=1, n_qubits=0), counts.lora))
+    plain = qpa.replace(chunk_size=1, n_qubits=0, shots=0, noise=0.0)  # neither changes counts
+    points = list(_sweep(model, adapter, plain, counts.max_values))
     if all(size != qpa.chunk_size for size, _, _ in points):
         points = sorted([*points, (qpa.chunk_size, counts.qpa, counts.n_qubits)])
     points = [
@@ -162,10 +102,11 @@ def _tradeoff(model: str, adapter: AdapterConfig, qpa: QPAConfig, counts: ParamC
 
 
 @functools.lru_cache(maxsize=64)
-def _sweep(model: str, adapter: AdapterConfig, qpa: QPAConfig, lora: int) -> tuple:
-    """(chunk_size, QPA parameters, qubits) at power-of-two chunk sizes, fewest qubits each."""
-    lo = max(16, chunk_for_qubits(lora, 20))  # at most 20 qubits on the chart
-    hi = min(max(lo, 1 << math.ceil(math.log2(lora))), MAX_CHUNK)
+def _sweep(model: str, adapter: AdapterConfig, qpa: QPAConfig, n_values: int) -> tuple:
+    """(chunk_size, QPA parameters, qubits) at power-of-two chunk sizes, fewest qubits each;
+    `n_values` is what the largest generator emits."""
+    lo = max(16, chunk_for_qubits(n_values, 20))  # at most 20 qubits on the chart
+    hi = min(max(lo, 1 << math.ceil(math.log2(n_values))), MAX_CHUNK)
     points = []
     for k in range(lo.bit_length() - 1, hi.bit_length()):
         c = count_params(model, adapter, qpa.replace(chunk_size=1 << k))
@@ -173,51 +114,60 @@ def _sweep(model: str, adapter: AdapterConfig, qpa: QPAConfig, lora: int) -> tup
     return tuple(points)
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Tiny simulations run fastest on one thread (no OpenMP hand-off on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def _too_big(n_qubits: int, qpa: QPAConfig) -> str:
+    """Why the probabilities are not drawn live, or "" when they are."""
+    states, depth = 2**n_qubits, qpa.depth
+    if states * depth > PROBS_BUDGET:
+        return f"2^{n_qubits} = {states:,} states × L = {depth}: too many to draw live."
+    if qpa.noise and states**2 * depth > NOISY_BUDGET:
+        return f"A noisy {n_qubits}-qubit density matrix (4^{n_qubits} entries) × L = {depth}."
+    return ""
 
 
 def _probs(n_qubits: int, qpa: QPAConfig, n_chunks: int):
-    if 2**n_qubits * qpa.depth > PROBS_BUDGET:
+    """The probabilities the MLP reads for seeded random angles (noisy and/or sampled as the
+    config says, next to the exact ones then), and their post-processed x."""
+    reason = _too_big(n_qubits, qpa)
+    if reason:
         return plots.message_figure(
-            f"2^{n_qubits} = {2**n_qubits:,} states × L = {qpa.depth}: too many to draw live.\n"
-            "Training simulates them exactly; lower the qubits or depth to see them here."
+            f"{reason}\nTraining simulates them; lower the qubits or depth to see them here."
         )
+    circuit = QuantumCircuit(n_qubits, qpa.depth, qpa.entangler, noise=qpa.noise, shots=qpa.shots)
     generator = torch.Generator().manual_seed(PROBS_SEED)
     angles = (torch.rand(qpa.depth, n_qubits, generator=generator) * 2 - 1) * math.pi  # (L, N)
-    with torch.no_grad(), _one_thread():
-        probs = circuit_probs(angles, qpa.entangler)  # (2^N,)
+    with torch.no_grad(), one_thread(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(PROBS_SEED)  # the same shots on every redraw
+        circuit.angles.copy_(angles)
+        probs = circuit()  # (2^N,)
+        exact = circuit_probs(angles, qpa.entangler) if qpa.noise or qpa.shots else None
         x = postprocess(probs, qpa.gamma, qpa.beta, qpa.alpha)  # (2^N,)
-    return plots.probs_figure(probs.tolist(), x.tolist(), n_chunks)
+    exact = exact.tolist() if exact is not None else None
+    return plots.probs_figure(probs.tolist(), x.tolist(), n_chunks, exact, _measured(qpa))
 
 
-def headline_html(c: ParamCounts) -> str:
-    """The counts in one glance: QPA vs LoRA and the circuit shape."""
+def _measured(qpa: QPAConfig) -> str:
+    """How the probabilities the MLP reads are obtained, for the chart's legend."""
+    parts = [f"noise p = {qpa.noise:g}"] if qpa.noise else []
+    parts += [f"{qpa.shots:,} shots"] if qpa.shots else []
+    return ", ".join(parts)
+
+
+def headline_html(c: ParamCounts, ceiling: int, use_dora: bool = False) -> str:
+    """The counts in one glance: QPA vs LoRA, the circuit shape and the rank ceiling."""
     stat = (
         '<div class="qpa-stat"><span class="qpa-num">{}</span><span class="qpa-lbl">{}</span></div>'
     )
-    return (
-        '<div class="qpa-stats">'
-        + "".join(
-            (
-                stat.format(f"{c.qpa:,}", "QPA trainable parameters"),
-                stat.format(f"{c.lora:,}", "LoRA baseline (values QPA generates)"),
-                stat.format(f"{c.ratio:.2%}", "QPA / LoRA"),
-                stat.format(
-                    f"{c.n_qubits} × {c.depth}",
-                    f"qubits N × depth L, {c.n_chunks:,} chunks of {c.chunk_size:,}",
-                ),
-            )
-        )
-        + "</div>"
+    base = "DoRA" if use_dora else "LoRA"
+    gens = f" ({c.n_generators} generators, the largest shown)" if c.n_generators > 1 else ""
+    stats = (
+        (f"{c.qpa:,}", "QPA trainable parameters"),
+        (f"{c.lora:,}", f"{base} baseline ({c.n_values:,} values QPA generates)"),
+        (f"{c.ratio:.2%}", f"QPA / {base}"),
+        (f"{c.n_qubits} × {c.depth}", f"qubits N × depth L{gens}, {c.n_chunks:,} chunks"),
+        (f"≤ {ceiling}", f"rank ceiling of the {math.ceil(c.max_values / c.chunk_size):,} × "
+                         f"{c.chunk_size:,} chunk matrix, whatever is learnt"),
     )
+    return '<div class="qpa-stats">' + "".join(stat.format(*s) for s in stats) + "</div>"
 
 
 @functools.lru_cache(maxsize=16)
@@ -230,40 +180,36 @@ def target_choices(model: str) -> list[str]:
     return sorted(names, key=lambda n: (n != "lm_head", n))
 
 
-# -- event handlers (the tab wires these) ----------------------------------------------------------
+# -- event handlers (the tab wires these; values come in `shape.FIELDS` order) ---------------------
 
-N_OUTPUTS = 7  # chunk_size, n_qubits, table, headline, tradeoff, circuit, probs
+N_OUTPUTS = 8  # chunk_size, n_qubits, table, headline, tradeoff, circuit, probs, command
 
 
 def _outputs(values: tuple, lead: str) -> tuple:
-    chunk, n = linked(*values, lead)
-    view = design_view(values[0], values[1], values[2], chunk, n, *values[5:])
-    return chunk, n, view.table, view.headline, view.tradeoff, view.circuit, view.probs
+    chunk, n = linked(values, lead)
+    view = design_view(*{**form(values), "chunk_size": chunk, "n_qubits": n}.values())
+    return (chunk, n, view.table, view.headline, view.tradeoff, view.circuit, view.probs,
+            view.command)  # fmt: skip
 
 
 @guarded(N_OUTPUTS)
-def on_change(model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler):
-    """Depth, MLP or entangler moved: the qubits stay (raised to the minimum if they must)."""
-    return _outputs(
-        (model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler), "other"
-    )
+def on_change(*values):
+    """Depth, MLP, entangler or an advanced option moved: the qubits stay (raised to the
+    minimum if they must)."""
+    return _outputs(values, "other")
 
 
 @guarded(N_OUTPUTS)
-def on_chunk(model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler):
-    """Chunk size, rank, targets or model moved: qubits follow (the fewest that fit)."""
-    return _outputs(
-        (model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler), "chunk"
-    )
+def on_chunk(*values):
+    """Chunk size, rank, targets, model or what is generated moved: qubits follow (the fewest
+    that fit)."""
+    return _outputs(values, "chunk")
 
 
 @guarded(N_OUTPUTS)
-def on_qubits(model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler):
+def on_qubits(*values):
     """Qubits moved: the chunk size follows (the smallest power of two that fits)."""
-    return _outputs(
-        (model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler),
-        "qubits",
-    )
+    return _outputs(values, "qubits")
 
 
 @guarded(1)
@@ -272,6 +218,11 @@ def on_model(model, target_modules):
     choices = target_choices((model or "").strip())
     keep = [t for t in as_names(target_modules) if t in choices] or choices[:1]
     return gr.update(choices=choices, value=keep)
+
+
+def on_dora(use_dora: bool):
+    """DoRA switched: its magnitude option means something only with DoRA on."""
+    return gr.update(interactive=bool(use_dora))
 
 
 @api_errors
@@ -283,15 +234,23 @@ def count_api(
     n_qubits: int = 0,
     depth: int = 8,
     hidden_sizes: str = "32,64,128,128,64,32,32",
+    entangler: str = "ladder",
+    activation: str = "none",
+    fourier_features: int = 0,
+    start: str = "random",
+    layers: str = "shared",
+    use_dora: bool = False,
+    dora_magnitude: str = "trainable",
 ) -> dict:
-    """Exact trainable-parameter counts (QPA parts, LoRA, adapted layers, ratio) as a dict."""
-    model, adapter, qpa = configs(
-        model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes
-    )
-    return dict(_counts(model, adapter, qpa))
+    """Exact trainable-parameter counts (QPA parts, LoRA, adapted layers, ratio, rank ceiling)."""
+    values = (model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler,
+              activation, fourier_features, start, layers, use_dora, dora_magnitude)  # fmt: skip
+    return dict(_counts(*configs(*values)))
 
 
 @functools.lru_cache(maxsize=1024)
 def _counts(model: str, adapter: AdapterConfig, qpa: QPAConfig) -> tuple:
-    """`count_params` as a dict's items, cached: the API answers repeated shapes at once."""
-    return tuple(count_params(model, adapter, qpa).to_dict().items())
+    """`count_params` (and the rank ceiling) as a dict's items, cached: the API answers repeated
+    shapes at once."""
+    counts = count_params(model, adapter, qpa)
+    return (*counts.to_dict().items(), ("rank_ceiling", counts.max_rank))

@@ -16,11 +16,14 @@ import gradio as gr
 
 from app import plots
 from app.handlers.common import guarded
-from app.handlers.train import series
+from app.handlers.progress import series
 from app.state import Studio
 from qpa import list_runs, open_run
 
-HEADERS = ["run", "method", "model", "trainable params", "val perplexity", "time", "status"]
+HEADERS = [
+    "run", "method", "model", "trainable params", "val PPL, all tokens", "val PPL, assistant",
+    "time", "status",
+]  # fmt: skip
 
 
 def _duration(seconds: float | None) -> str:
@@ -30,25 +33,24 @@ def _duration(seconds: float | None) -> str:
     return f"{m // 60}h {m % 60:02d}m" if m >= 60 else f"{m}m {s:02d}s" if m else f"{s}s"
 
 
+def _number(value, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) else "–"
+
+
 def table_rows(studio: Studio) -> list[list]:
-    """One row per run, newest first."""
+    """One row per run, newest first; perplexity over all tokens and over assistant replies."""
     rows = []
     for run in list_runs(studio.root):
         r = run.summary()
-        ppl = r["val_perplexity"]
-        params = r["trainable_params"]
-        state = (
-            r["state"]
-            if r["state"] in ("done",)
-            else f"{r['state']} ({r['step']}/{r['total_steps']})"
-        )
+        state = r["state"] if r["state"] == "done" else f"{r['state']} ({r['step']}/{r['total_steps']})"
         rows.append(
             [
                 r["id"],
                 r["method"],
                 r["model"],
-                f"{params:,}" if params else "–",
-                f"{ppl:.3f}" if isinstance(ppl, (int, float)) else "–",
+                _number(r["trainable_params"] or None, ","),
+                _number(r["val_perplexity"], ".3f"),
+                _number(r["val_assistant_perplexity"], ".3f"),
                 _duration(r["wall_time_s"]),
                 state,
             ]

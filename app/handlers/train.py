@@ -8,9 +8,9 @@ directories, so any page, after any restart, sees the same progress and queue po
 
 from __future__ import annotations
 
-import html
 import re
 import secrets
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,16 @@ import gradio as gr
 from app import plots
 from app.handlers.common import as_float, as_int, check_model, guarded
 from app.handlers.data import data_config
-from app.handlers.design import FIELDS as DESIGN_FIELDS
-from app.handlers.design import configs
+from app.handlers.progress import run_card, series, signature
+from app.handlers.shape import FIELDS as DESIGN_FIELDS
+from app.handlers.shape import configs
 from app.jobs import LIVE, group_of, new_group_id
 from app.state import Studio
 from qpa import (
     SHAPE_PRESETS,
     RunConfig,
     TrainConfig,
+    config_to_argv,
     count_params,
     list_runs,
     open_run,
@@ -49,6 +51,7 @@ TRAIN_FIELDS = (
     "max_length",
     "max_examples",
     "seed",
+    "loss_on",
     "source",
     "topics",
     "upload",
@@ -93,6 +96,7 @@ def build_configs(studio: Studio, form: dict[str, Any]) -> list[RunConfig]:
         lr=as_float("lr", form["lr"]),
         eval_every=as_int("eval_every", form["eval_every"]),
         seed=as_int("seed", form["seed"]),
+        loss_on=form["loss_on"] or TrainConfig().loss_on,
     )
     data = data_config(
         form["source"], form["topics"], form["upload"], form["max_length"], form["max_examples"]
@@ -162,103 +166,6 @@ def default_watch(studio: Studio) -> list[str]:
     return [i for i in ids if group_of(i) == group_of(ids[0])] if ids else []
 
 
-def _fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    m, s = divmod(int(seconds), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
-
-
-def _facts(status: dict, train: list[dict], val: list[dict]) -> list[str]:
-    """The short facts under a run's progress bar."""
-    state, step, total = status.get("state"), status.get("step") or 0, status.get("total_steps")
-    if state == "queued":
-        return [
-            f"queued: position {status.get('position', '?')} of {status.get('queued', '?')}",
-            f"{status.get('training', 0)} training now, at most {status.get('max_runs', 1)} at once",
-        ]
-    facts = [f"step {step}/{total}" if total else "starting the training process"]
-    if state == "starting":
-        facts.append("starting the training process")
-    if train and state == "running":
-        last = train[-1]
-        per_step = last["elapsed"] / max(1, last["step"])
-        facts += [
-            f"ETA {_fmt_time(per_step * max(0, (total or 0) - step))}",
-            f"{last.get('tokens_per_s', 0):,.0f} tokens/s",
-        ]
-    elif state == "running":
-        facts.append(status.get("message") or "loading the model and data")
-    if train:
-        facts.append(f"loss {train[-1]['loss']:.4f}")
-    if val:
-        facts.append(f"val perplexity {val[-1]['perplexity']:.3f}")
-    if status.get("trainable_params"):
-        facts.append(f"{status['trainable_params']:,} trainable")
-    return facts
-
-
-def run_card(studio: Studio, run_id: str) -> str:
-    """One run's progress as HTML: state (queue position), bar, step, ETA, loss, perplexity."""
-    try:
-        status = studio.jobs.state(run_id)
-        run = open_run(run_id, studio.root)
-        train, val, method = run.metrics("train"), run.metrics("val"), run.config.adapter.method
-    except ValueError as e:  # e.g. its folder was deleted while the page watched it
-        status, train, val, method = {"state": "failed", "error": str(e)}, [], [], ""
-    state, step, total = status.get("state", "unknown"), status.get("step") or 0, 0
-    if state != "queued":
-        total = status.get("total_steps") or 0
-    pct = 100 * step / total if total else 0
-    error = status.get("error")
-    facts = _facts(status, train, val)
-    return (
-        f'<div class="qpa-run qpa-{html.escape(state)}"><div class="qpa-run-head">'
-        f'<code>{html.escape(run_id)}</code><span class="qpa-badge">{html.escape(state)}</span>'
-        f'<span class="qpa-method">{html.escape(method)}</span></div>'
-        f'<div class="qpa-bar"><div style="width:{pct:.1f}%"></div></div>'
-        f'<div class="qpa-facts">{" · ".join(html.escape(f) for f in facts)}</div>'
-        + (f'<div class="qpa-error">{html.escape(str(error))}</div>' if error else "")
-        + "</div>"
-    )
-
-
-def series(studio: Studio, ids: list[str]) -> list[dict]:
-    """Curve data for `plots.curves_figure`: train loss and val perplexity per run."""
-    out = []
-    for run_id in ids:
-        if not (studio.root / run_id / "config.json").is_file():
-            continue
-        run = open_run(run_id, studio.root)
-        out.append(
-            {
-                "label": run_id,
-                "method": run.config.adapter.method,
-                "train": [(m["step"], m["loss"]) for m in run.metrics("train")],
-                "val": [(m["step"], m["perplexity"]) for m in run.metrics("val")],
-            }
-        )
-    return out
-
-
-def _signature(studio: Studio, ids: list[str]) -> str:
-    """Changes whenever a watched run's status or metrics change (cheap stat calls)."""
-    parts = []
-    for run_id in ids:
-        for name in ("status.json", "metrics.jsonl"):
-            try:
-                st = (studio.root / run_id / name).stat()
-                parts.append(f"{st.st_mtime_ns}:{st.st_size}")
-            except OSError:
-                parts.append("-")
-        try:
-            state = studio.jobs.state(run_id)
-        except ValueError:
-            state = {}
-        parts.append(f"{state.get('state', '')}:{state.get('position', '')}")
-    return f"{ids}|{'|'.join(parts)}"
-
-
 # -- event handlers ---------------------------------------------------------------------------------
 
 
@@ -276,9 +183,14 @@ def cli_text(studio: Studio, ids: list[str]) -> str:
     """The commands the studio runs for `ids`, and the same training without the studio."""
     started = [studio.jobs.shell_command(i) for i in ids]
     fresh = [f"python -m qpa train --config {studio.root / i / 'config.json'}" for i in ids]
+    flags = [
+        shlex.join(["python", "-m", "qpa", "train", *config_to_argv(open_run(i, studio.root).config)])
+        for i in ids
+    ]
     return "\n".join(
         ["# the studio starts each queued run with", *started,
-         "# the same training from a terminal, as a new run", *fresh]
+         "# the same training from a terminal, as a new run", *fresh,
+         "# or with flags (every other setting at its default)", *flags]
     )  # fmt: skip
 
 
@@ -286,16 +198,16 @@ def cli_text(studio: Studio, ids: list[str]) -> str:
 def on_refresh(studio: Studio, ids: list[str] | None, last: str):
     """Timer tick: redraw progress and curves only when a watched run changed."""
     ids = list(ids or [])
-    signature = _signature(studio, ids)
-    if signature == last:
+    now = signature(studio, ids)
+    if now == last:
         return gr.skip(), gr.skip(), last
     if not ids:
         note = (
             '<div class="qpa-empty">No run selected. Launch one above, or pick runs to watch.</div>'
         )
-        return note, plots.curves_figure([]), signature
+        return note, plots.curves_figure([]), now
     cards = "".join(run_card(studio, i) for i in ids)
-    return cards, plots.curves_figure(series(studio, ids)), signature
+    return cards, plots.curves_figure(series(studio, ids)), now
 
 
 @guarded(1)

@@ -87,10 +87,12 @@ def start_training(url: str, root: Path, timeout: float = 120) -> str:
     """Launch a long tiny run through the app and wait until it trains; returns its id."""
     from gradio_client import Client
 
+    from app.handlers.shape import DEFAULTS
     from app.handlers.train import FORM_FIELDS
     from qpa import list_runs
 
-    Client(url, verbose=False).predict(*[TRAIN_FORM[k] for k in FORM_FIELDS], api_name="/launch")
+    form = {**DEFAULTS, "loss_on": "assistant", **TRAIN_FORM}  # advanced shape: the defaults
+    Client(url, verbose=False).predict(*[form[k] for k in FORM_FIELDS], api_name="/launch")
     (run,) = list_runs(root)
     deadline = time.time() + timeout
     while (status := run.status()).get("step", 0) < 1:

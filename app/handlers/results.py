@@ -1,0 +1,145 @@
+"""Results tab: every finished run grouped over seeds (`qpa.summarize`), as perplexity against
+parameters and as a table; perplexity against shots and noise for runs that vary them (paper
+App. G); and the gradient-variance explorer (barren plateaus, App. H).
+
+Results are read from the run folders on every refresh, so runs from the app, ``python -m qpa
+train`` and ``python -m qpa sweep`` all show up. The explorer computes in this process, on one
+thread, within the studio's `Caps.variance_work`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app import result_plots
+from app.handlers.common import as_int, as_ints, guarded
+from app.state import Studio
+from qpa import (
+    COSTS,
+    fit_decay,
+    gradient_variance,
+    label,
+    list_runs,
+    markdown_table,
+    one_thread,
+    run_record,
+    summarize,
+)
+
+METRICS = {"all tokens": "perplexity", "assistant tokens": "assistant_perplexity"}
+VARIANCE_DEFAULTS = {"qubits": "2,4,6,8,10", "depths": "2,8,32", "cost": "local", "samples": 200}
+GENERATOR_WORK = 64  # the generator cost's mapping costs about as much as 64 circuit blocks
+
+
+def summary_rows(studio: Studio) -> list[dict[str, Any]]:
+    """Every finished run under the studio's root, grouped over seeds (mean ± std)."""
+    return summarize([r for r in map(run_record, list_runs(studio.root)) if r is not None])
+
+
+def _metric(name: str | None) -> str:
+    if (name or "all tokens") not in METRICS:
+        raise ValueError(f"`metric` = {name!r} is not one of: {', '.join(METRICS)}.")
+    return METRICS[name or "all tokens"]
+
+
+def param_points(rows: list[dict], metric: str) -> list[dict]:
+    """Chart points (plain numbers) of the rows that have this perplexity."""
+    return [
+        {
+            "label": r["label"],
+            "method": "dora" if r["method"] == "lora" and r["config"].adapter.use_dora else r["method"],
+            "params": r["params"],
+            "mean": r[metric],
+            "std": r[f"{metric}_std"],
+            "seeds": r["seeds"],
+            "share": r["vs_lora_params"],
+        }
+        for r in rows
+        if r[metric] is not None and r["params"]
+    ]
+
+
+def _family(config) -> tuple[str, str]:
+    """(key, label) of a QPA config with its shots and noise set aside (and its seed)."""
+    data = config.to_dict()
+    data["train"].pop("seed")
+    for name in ("shots", "noise"):
+        data["qpa"].pop(name)
+    exact = config.replace(qpa=config.qpa.replace(shots=0, noise=0.0))
+    return json.dumps(data, sort_keys=True), label(exact)
+
+
+def measurement_points(rows: list[dict], metric: str) -> list[dict]:
+    """Points of the QPA shapes trained at ≥ 2 settings of shots and noise, for `shots_figure`."""
+    families: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["method"] != "qpa-lora" or r[metric] is None:
+            continue
+        key, name = _family(r["config"])
+        q = r["config"].qpa
+        families.setdefault(key, []).append(
+            {"family": name, "shots": q.shots, "noise": q.noise, "mean": r[metric],
+             "std": r[f"{metric}_std"], "seeds": r["seeds"]}
+        )  # fmt: skip
+    return [p for group in families.values() if len(group) > 1 for p in group]
+
+
+def results_view(studio: Studio, metric_name: str | None) -> tuple:
+    """(parameters figure, Markdown table, shots and noise figure) for the chosen perplexity."""
+    metric = _metric(metric_name)
+    shown = metric_name or "all tokens"
+    rows = summary_rows(studio)
+    table = markdown_table(rows) if rows else "*No finished runs yet.*"
+    return (
+        result_plots.params_figure(param_points(rows, metric), shown),
+        table,
+        result_plots.shots_figure(measurement_points(rows, metric), shown),
+    )
+
+
+def variance_work(qubits: list[int], depths: list[int], samples: int, cost: str) -> int:
+    """Amplitude updates the explorer will make: samples × Σ 2^N · (L + the mapping's share)."""
+    extra = GENERATOR_WORK if cost == "generator" else 0
+    return samples * sum(2**n * (depth + extra) for n in qubits for depth in depths)
+
+
+def _check_work(studio: Studio, qubits: list[int], depths: list[int], samples: int, cost: str):
+    work, cap = variance_work(qubits, depths, samples, cost), studio.caps.variance_work
+    if work > cap:
+        raise ValueError(
+            f"`samples` × Σ 2^N·L = {work:,} amplitude updates is above this studio's cap of "
+            f"{cap:,}; use fewer samples, qubits or depths (or run the studio locally)."
+        )
+
+
+# -- event handlers -------------------------------------------------------------------------------
+
+
+@guarded(3)
+def on_refresh(studio: Studio, metric_name: str | None):
+    """Refresh (or the perplexity switch): redraw both charts and the table from the runs."""
+    return results_view(studio, metric_name)
+
+
+@guarded(2)
+def on_variance(studio: Studio, qubits, depths, cost: str | None, samples):
+    """Compute: gradient variances over the grid (within the studio's cap), and their fits."""
+    cost = cost or VARIANCE_DEFAULTS["cost"]
+    samples = as_int("samples", samples)
+    grid = sorted(set(as_ints("qubits", qubits))), sorted(set(as_ints("depths", depths)))
+    _check_work(studio, *grid, samples, cost)
+    with one_thread():
+        rows = gradient_variance(*grid, samples, cost)
+    fits = fit_decay(rows)
+    seconds = sum(r["seconds"] for r in rows)
+    note = f"{len(rows)} points in {seconds:.1f} s. Cost: {COSTS[cost]}." + _fit_text(fits)
+    return result_plots.variance_figure(rows, fits, cost), note
+
+
+def _fit_text(fits: list[dict]) -> str:
+    """The fitted decay per depth, in words."""
+    if not fits:
+        return ""
+    parts = [f"L = {f['depth']}: ×{f['factor_per_qubit']:.3f}" for f in fits]
+    return " Variance per added qubit (least-squares fit of log₂ Var): " + "; ".join(parts) + "."

@@ -1,0 +1,135 @@
+"""The Design form as configs: its fields and defaults, the checked (model, AdapterConfig,
+QPAConfig) they give, and the link between chunk size and qubits.
+
+The form lists the basic shape first (`BASIC`), then the "Advanced QPA" options (`ADVANCED`);
+handlers take the values in `FIELDS` order, and values left off at the end take the configs'
+defaults, so a caller that knows only the basic shape still works.
+
+>>> model, adapter, qpa = configs("gpt2-config", ["lm_head"], 4, 2048, 0, 8, "32,64", "ring")
+>>> adapter.rank, qpa.entangler, qpa.activation, qpa.shots
+(4, 'ring', 'none', 0)
+>>> linked(("gpt2-config", ["lm_head"], 4, 1024, 7), "chunk")  # 200 chunks need 8 qubits
+(1024, 8)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from app.handlers.common import as_float, as_int, as_ints, as_names
+from qpa import AdapterConfig, ModelConfig, QPAConfig, count_params, field_help, qubits_needed
+
+BASIC = (
+    "model",
+    "target_modules",
+    "rank",
+    "chunk_size",
+    "n_qubits",
+    "depth",
+    "hidden_sizes",
+    "entangler",
+)
+ADVANCED = (
+    "activation",
+    "fourier_features",
+    "start",
+    "layers",
+    "use_dora",
+    "dora_magnitude",
+    "shots",
+    "noise",
+)
+FIELDS = BASIC + ADVANCED
+HELP = {**field_help(ModelConfig), **field_help(AdapterConfig), **field_help(QPAConfig)}
+DEFAULTS = {name: HELP[name]["default"] for name in FIELDS}
+MAX_QUBITS = HELP["n_qubits"]["max"]
+MAX_CHUNK = HELP["chunk_size"]["max"]
+
+
+def form(values: Sequence) -> dict[str, Any]:
+    """The form's values by field name, in `FIELDS` order; missing trailing ones are defaults."""
+    if len(values) > len(FIELDS):
+        raise TypeError(f"The Design form has {len(FIELDS)} fields; got {len(values)} values.")
+    return {**DEFAULTS, **dict(zip(FIELDS, values, strict=False))}
+
+
+def key(values: Sequence) -> tuple:
+    """The values as a hashable tuple in `FIELDS` order (lists joined), for caching."""
+    f = form(values)
+    f["target_modules"] = ",".join(as_names(f["target_modules"]))
+    f["hidden_sizes"] = ",".join(as_names(f["hidden_sizes"]))
+    return tuple(f.values())
+
+
+def _choice(f: dict[str, Any], name: str) -> str:
+    """A radio or dropdown value; an empty one (gradio's None) is the field's default."""
+    return f[name] or DEFAULTS[name]
+
+
+def configs(*values) -> tuple[str, AdapterConfig, QPAConfig]:
+    """Validated (model name, AdapterConfig, QPAConfig) from the form's raw values."""
+    f = form(values)
+    model = (f["model"] or "").strip()
+    if not model:
+        raise ValueError("`model` is empty; pick a preset or type a Hub id.")
+    adapter = AdapterConfig(
+        target_modules=as_names(f["target_modules"]),
+        rank=as_int("rank", f["rank"]),
+        use_dora=bool(f["use_dora"]),
+        dora_magnitude=_choice(f, "dora_magnitude"),
+    )
+    qpa = QPAConfig(
+        chunk_size=as_int("chunk_size", f["chunk_size"]),
+        n_qubits=as_int("n_qubits", f["n_qubits"]),
+        depth=as_int("depth", f["depth"]),
+        hidden_sizes=as_ints("hidden_sizes", f["hidden_sizes"]),
+        **{name: _choice(f, name) for name in ("entangler", "activation", "start", "layers")},
+        fourier_features=as_int("fourier_features", f["fourier_features"]),
+        shots=as_int("shots", f["shots"]),
+        noise=as_float("noise", f["noise"]),
+    )
+    if not adapter.target_modules:
+        raise ValueError("`target_modules` is empty; choose at least one layer (e.g. lm_head).")
+    return model, adapter, qpa
+
+
+def chunk_for_qubits(n_values: int, n_qubits: int) -> int:
+    """The smallest power-of-two chunk size whose 2^N chunks hold `n_values` weights.
+
+    >>> chunk_for_qubits(204_100, 7), chunk_for_qubits(204_100, 8)
+    (2048, 1024)
+    """
+    return 1 << max(0, math.ceil(math.log2(math.ceil(n_values / 2**n_qubits))))
+
+
+def largest_generator(model: str, adapter: AdapterConfig, qpa: QPAConfig) -> int:
+    """Values the largest generator emits (all of them when `layers` is shared): what its
+    chunks must hold. Counted at the biggest chunk size, so one qubit or few suffice."""
+    roomy = qpa.replace(chunk_size=MAX_CHUNK, n_qubits=0, noise=0.0, shots=0)
+    return count_params(model, adapter, roomy).max_values
+
+
+def linked(values: Sequence, lead: str) -> tuple[int, int]:
+    """(chunk_size, n_qubits) after a change: `lead` is the control the user moved.
+
+    ``chunk``: qubits become the fewest that fit; ``qubits``: the chunk size becomes the smallest
+    power of two that fits; anything else: qubits rise to the minimum if they no longer fit.
+    """
+    f = form(values)
+    model, adapter, qpa = configs(*{**f, "n_qubits": 0}.values())
+    n_values = largest_generator(model, adapter, qpa)
+    n = as_int("n_qubits", f["n_qubits"])
+    if lead == "qubits":
+        if not 1 <= n <= MAX_QUBITS:
+            raise ValueError(f"`n_qubits` = {n} must be between 1 and {MAX_QUBITS}.")
+        return chunk_for_qubits(n_values, n), n
+    need = qubits_needed(n_values, qpa.chunk_size)
+    if need > MAX_QUBITS:
+        raise ValueError(
+            f"`chunk_size` = {qpa.chunk_size:,} would need {need} qubits for {n_values:,} "
+            f"generated weights; the simulator allows {MAX_QUBITS}: use a chunk size ≥ "
+            f"{chunk_for_qubits(n_values, MAX_QUBITS):,}."
+        )
+    return qpa.chunk_size, need if lead == "chunk" else max(n, need)

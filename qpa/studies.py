@@ -1,0 +1,121 @@
+"""The research subcommands: ``sweep`` (variants × seeds), ``reproduce`` (the paper's recipes)
+and ``variance`` (barren plateaus). Imported lazily by `qpa.cli` like `qpa.commands`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from qpa.cli import format_table, load_config
+from qpa.commands import ProgressBar, settle_run
+from qpa.runs import Run, list_runs
+
+# -- sweep --------------------------------------------------------------------------------------
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from qpa.sweep import VARIANTS, plan, run_one
+
+    if args.list:
+        for name, variant in VARIANTS.items():
+            print(f"{name:<16} {variant.help}")
+        return 0
+    if args.report:
+        start = f"{args.prefix}-" if args.prefix else ""
+        return _print_summary([r for r in list_runs(args.runs_dir) if r.id.startswith(start)], args)
+    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"`seeds` = {args.seeds!r} must be whole numbers, e.g. 0,1,2.") from None
+    jobs = plan(load_config(args), names, seeds, args.prefix)  # every config checked up front
+    runs = []
+    for i, (run_id, config) in enumerate(jobs, 1):
+        print(f"[{i}/{len(jobs)}] {run_id}", file=sys.stderr)
+        bar = ProgressBar()
+        try:
+            runs.append(run_one(run_id, config, args.runs_dir, callbacks=[bar]))
+        finally:
+            bar.close()
+    return _print_summary(runs, args)
+
+
+def _print_summary(runs: list[Run], args: argparse.Namespace) -> int:
+    from qpa.results import markdown_table, run_record, summarize
+
+    rows = summarize([r for r in map(run_record, runs) if r is not None])
+    if not rows:
+        raise ValueError("No finished runs to tabulate; train some first (`python -m qpa sweep`).")
+    table = markdown_table(rows)
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "config"} for r in rows], indent=2))
+    else:
+        print(table)
+    return 0
+
+
+# -- reproduce ----------------------------------------------------------------------------------
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from qpa import reproduce as recipes
+    from qpa.flags import set_flags
+
+    if args.list or not args.recipe:
+        listing = {name: r.title for name, r in recipes.RECIPES.items()}
+        print(json.dumps(listing, indent=2) if args.json else recipes.list_recipes())
+        return 0
+    plan = recipes.plan_recipe(args.recipe, overrides=set_flags(args), epochs=args.epochs)
+    if args.dry_run:
+        print(json.dumps(plan.to_dict(), indent=2) if args.json else recipes.format_plan(plan))
+        return 0
+    from qpa.runs import create_run
+
+    config = recipes.check_plan(plan)  # unreachable data, bad flags: nothing is written
+    run = create_run(config, args.runs_dir, args.name)
+    run.claim(token="cli")
+    run.lock()
+    print(f"run {run.id} in {run.path}", file=sys.stderr)
+    bar = ProgressBar()
+    try:
+        result = recipes.run_recipe(plan, run, callbacks=[bar])
+    except Exception as e:
+        settle_run(run, "failed", f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        bar.close()
+        run.unlock()
+    print(json.dumps(result, indent=2) if args.json else recipes.format_result(result))
+    return {"done": 0, "cancelled": 130}.get(result["state"], 1)
+
+
+# -- variance -----------------------------------------------------------------------------------
+
+
+def cmd_variance(args: argparse.Namespace) -> int:
+    from qpa.config import QPAConfig
+    from qpa.variance import COSTS, fit_decay, gradient_variance
+
+    config = QPAConfig(entangler=args.entangler, noise=args.noise)
+    rows = gradient_variance(args.qubits, args.depths, args.samples, args.cost, args.seed, config)
+    fits = fit_decay(rows)
+    if args.json:
+        print(json.dumps({"rows": rows, "fits": fits}, indent=2))
+        return 0
+    print(f"Var[∂C/∂θ] over {args.samples} random circuits, θ ~ U(−π, π); {args.entangler}, "
+          f"noise {args.noise:g}; cost {args.cost}: {COSTS[args.cost]}")  # fmt: skip
+    header = ("N", "L", "Var, mean over angles", "Var of θ[0,0]", "seconds")
+    table = [(r["n_qubits"], r["depth"], f"{r['variance']:.3e}", f"{r['variance_first']:.3e}",
+              f"{r['seconds']:.2f}") for r in rows]  # fmt: skip
+    print(format_table(table, header, right=(0, 1, 2, 3, 4)))
+    for fit in fits:
+        qubits = ",".join(map(str, fit["qubits"]))
+        print(f"L = {fit['depth']}: variance × {fit['factor_per_qubit']:.3f} per added qubit "
+              f"(log₂ slope {fit['log2_slope']:.3f}, fit over N = {qubits})")  # fmt: skip
+    return 0
+

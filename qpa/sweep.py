@@ -1,0 +1,141 @@
+"""Named QPA variants and LoRA trained over several seeds, one run folder each, then tabulated.
+
+A variant is a set of config overrides on top of a base config (the defaults, or the CLI's
+flags). Runs are named ``<prefix>-<variant>-s<seed>``, so an interrupted sweep started again
+reuses every finished run, resumes stopped ones from their checkpoint and trains the rest.
+
+>>> sorted(VARIANTS)[:3]
+['lora', 'qpa', 'qpa-fourier']
+>>> variant_config(RunConfig(), "qpa-gelu", seed=2).qpa.activation
+'gelu'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qpa.config import RunConfig
+from qpa.results import run_record, summarize
+from qpa.runs import Run, create_run, open_run, runs_root
+
+
+@dataclass(frozen=True)
+class Variant:
+    help: str
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+VARIANTS = {
+    "lora": Variant("plain LoRA, the baseline", {"adapter": {"method": "lora"}}),
+    "qpa": Variant("the paper's QPA: affine mapping MLP, chunk 2048, random start"),
+    "qpa-gelu": Variant(
+        "GELU between the mapping layers: rank ceiling 33 instead of 9",
+        {"qpa": {"activation": "gelu"}},
+    ),
+    "qpa-fourier": Variant(
+        "16 Fourier frequencies of the chunk index as extra inputs (affine; the width-32 layers cap the rank at 33)",
+        {"qpa": {"fourier_features": 16}},
+    ),
+    "qpa-shallow": Variant(
+        "one hidden layer of 48 instead of seven: the same rank ceiling 9, less depth",
+        {"qpa": {"hidden_sizes": (48,)}},
+    ),
+    "qpa-shallow-fourier": Variant(
+        "one hidden layer of 48 and 16 Fourier frequencies: affine, rank ceiling 41",
+        {"qpa": {"hidden_sizes": (48,), "fourier_features": 16}},
+    ),
+    "qpa-shallow-gelu": Variant(
+        "two GELU layers (64, 48) and 16 Fourier frequencies: rank ceiling 49",
+        {"qpa": {"hidden_sizes": (64, 48), "activation": "gelu", "fourier_features": 16}},
+    ),
+    "qpa-wide-gelu": Variant(
+        "chunk 1024 (N = 8), one GELU layer of 96, 16 Fourier frequencies: rank ceiling 97",
+        {"qpa": {"chunk_size": 1024, "hidden_sizes": (96,), "activation": "gelu",
+                 "fourier_features": 16}},
+    ),
+}
+
+
+def variant_config(base: RunConfig, name: str, seed: int) -> RunConfig:
+    """`base` with variant `name`'s overrides and the seed applied, resolved."""
+    if name not in VARIANTS:
+        raise ValueError(f"`variants` entry {name!r} is not one of: {', '.join(VARIANTS)}.")
+    data = base.to_dict()
+    for section, changes in VARIANTS[name].overrides.items():
+        data[section].update(changes)
+    data["train"]["seed"] = seed
+    return RunConfig.from_dict(data).resolved()
+
+
+def plan(base: RunConfig, names: Sequence[str], seeds: Sequence[int], prefix: str):
+    """(run id, config) for every variant and seed, checked before anything is trained."""
+    from qpa.runs import check_run_id
+    from qpa.train import validate_config
+
+    if not names or not seeds:
+        raise ValueError("`variants` and `seeds` must each name at least one.")
+    out = []
+    for name in dict.fromkeys(names):
+        for seed in dict.fromkeys(seeds):
+            config = validate_config(variant_config(base, name, seed))
+            out.append((check_run_id(f"{prefix}-{name}-s{seed}", "prefix"), config))
+    return out
+
+
+def _existing(run_id: str, config: RunConfig, root) -> Run | None:
+    """The run already named `run_id`, if its config is `config`; ValueError if it differs."""
+    if not (runs_root(root) / run_id).exists():
+        return None
+    run = open_run(run_id, root)
+    if run.config.to_dict() != config.to_dict():
+        raise ValueError(
+            f"`prefix`: run {run_id!r} exists with another config; pick another prefix."
+        )
+    return run
+
+
+def run_one(run_id: str, config: RunConfig, root=None, callbacks=()) -> Run:
+    """Train (or reuse, or resume) the run `run_id` of `config`; returns it when finished."""
+    from qpa.train import train
+
+    run = _existing(run_id, config, root)
+    if run is not None and run.status().get("state") == "done":
+        return run
+    if run is None:
+        run = create_run(config, root, run_id)
+        run.claim(token="sweep")
+    run.lock()  # ValueError while another process trains it
+    try:
+        state = run.status().get("state")
+        if state != "queued" and not run.has_state():
+            raise ValueError(
+                f"`prefix`: run {run_id!r} ended {state} before its first checkpoint; delete "
+                "its folder or pick another prefix."
+            )
+        run.clear_stop()
+        train(config, run, callbacks=callbacks, resume=state != "queued")
+    finally:
+        run.unlock()
+    return run
+
+
+def sweep(
+    base: RunConfig,
+    names: Sequence[str],
+    seeds: Sequence[int],
+    prefix: str = "sweep",
+    root: str | Path | None = None,
+    on_run: Callable[[str, int, int], None] | None = None,
+    callbacks=(),
+) -> list[dict[str, Any]]:
+    """Train every variant × seed (reusing finished runs) and return the summary rows."""
+    jobs = plan(base, names, seeds, prefix)
+    runs = []
+    for i, (run_id, config) in enumerate(jobs):
+        if on_run is not None:
+            on_run(run_id, i, len(jobs))
+        runs.append(run_one(run_id, config, root, callbacks))
+    return summarize([r for r in map(run_record, runs) if r is not None])
