@@ -11,13 +11,14 @@ from pathlib import Path
 
 from qpa.cli import format_table, load_config
 from qpa.commands import ProgressBar, settle_run
-from qpa.runs import Run, list_runs
+from qpa.runs import list_runs
 
 # -- sweep --------------------------------------------------------------------------------------
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from qpa.sweep import VARIANTS, plan, run_one
+    from qpa.results import run_record, summarize
+    from qpa.sweep import VARIANTS, sweep
 
     if args.list:
         for name, variant in VARIANTS.items():
@@ -25,28 +26,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     if args.report:
         start = f"{args.prefix}-" if args.prefix else ""
-        return _print_summary([r for r in list_runs(args.runs_dir) if r.id.startswith(start)], args)
+        runs = [r for r in list_runs(args.runs_dir) if r.id.startswith(start)]
+        return _print_summary(summarize([r for r in map(run_record, runs) if r is not None]), args)
     names = [n.strip() for n in args.variants.split(",") if n.strip()]
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         raise ValueError(f"`seeds` = {args.seeds!r} must be whole numbers, e.g. 0,1,2.") from None
-    jobs = plan(load_config(args), names, seeds, args.prefix)  # every config checked up front
-    runs = []
-    for i, (run_id, config) in enumerate(jobs, 1):
-        print(f"[{i}/{len(jobs)}] {run_id}", file=sys.stderr)
-        bar = ProgressBar()
-        try:
-            runs.append(run_one(run_id, config, args.runs_dir, callbacks=[bar]))
-        finally:
-            bar.close()
-    return _print_summary(runs, args)
+
+    def announce(run_id: str, i: int, n: int) -> None:
+        print(f"[{i + 1}/{n}] {run_id}", file=sys.stderr)
+
+    bar = ProgressBar()  # closes itself when a run is done and reopens for the next
+    try:
+        rows = sweep(load_config(args), names, seeds, args.prefix, args.runs_dir, announce, [bar])
+    finally:
+        bar.close()
+    return _print_summary(rows, args)
 
 
-def _print_summary(runs: list[Run], args: argparse.Namespace) -> int:
-    from qpa.results import markdown_table, run_record, summarize
+def _print_summary(rows: list[dict], args: argparse.Namespace) -> int:
+    from qpa.results import markdown_table
 
-    rows = summarize([r for r in map(run_record, runs) if r is not None])
     if not rows:
         raise ValueError("No finished runs to tabulate; train some first (`python -m qpa sweep`).")
     table = markdown_table(rows)

@@ -5,22 +5,15 @@ import statistics
 import warnings
 
 import pytest
+from tiny_run import TINY_RUN as BASE
 
 from app.handlers import results
 from app.state import Studio
-from qpa.config import AdapterConfig, DataConfig, ModelConfig, QPAConfig, RunConfig, TrainConfig
+from qpa.config import RunConfig
 from qpa.results import label, run_record
 from qpa.runs import list_runs
 from qpa.sweep import run_one
 from qpa.variance import fit_decay, gradient_variance
-
-BASE = RunConfig(
-    model=ModelConfig(model="tiny-llama"),
-    adapter=AdapterConfig(rank=2),
-    qpa=QPAConfig(chunk_size=64, depth=2),
-    data=DataConfig(topics=("ai",), max_length=48, max_examples=24),
-    train=TrainConfig(steps=2, eval_every=2, batch_size=4),
-)
 
 
 def config(seed=0, method="qpa-lora", **qpa) -> RunConfig:

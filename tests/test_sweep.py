@@ -3,20 +3,12 @@
 import json
 
 import pytest
+from tiny_run import TINY_RUN as BASE
 
 from qpa.cli import main
-from qpa.config import AdapterConfig, DataConfig, ModelConfig, QPAConfig, RunConfig, TrainConfig
 from qpa.results import label, markdown_table, run_record, summarize
 from qpa.runs import list_runs
 from qpa.sweep import sweep, variant_config
-
-BASE = RunConfig(
-    model=ModelConfig(model="tiny-llama"),
-    adapter=AdapterConfig(rank=2),
-    qpa=QPAConfig(chunk_size=64, depth=2),
-    data=DataConfig(topics=("ai",), max_length=48, max_examples=24),
-    train=TrainConfig(steps=2, eval_every=2, batch_size=4),
-)
 
 
 def test_sweep_groups_seeds_and_compares_with_lora(tmp_path):
