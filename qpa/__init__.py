@@ -78,7 +78,7 @@ _EXPORTS = {
     "qpa.chat": ["ChatModel", "get_chat_model"],
     "qpa.flags": ["config_to_argv"],
     "qpa.results": ["label", "markdown_table", "run_record", "summarize"],
-    "qpa.sweep": ["VARIANTS"],
+    "qpa.sweep": ["VARIANTS", "BEST_MEASURED", "apply_variant"],
     "qpa.reproduce": ["RECIPES", "plan_recipe", "run_recipe"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

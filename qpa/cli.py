@@ -8,6 +8,7 @@ Set ``QPA_DEBUG=1`` to see the traceback behind an ``error:`` line.
 
     python -m qpa count --model gpt2-config --rank 4 --chunk-size 2048 --depth 8
     python -m qpa train --model tiny-llama --steps 3 --name demo
+    python -m qpa train --variant qpa-shallow-gelu --depth 4  # a named shape, then flags
     python -m qpa runs; python -m qpa chat --run demo --prompt "Hi"
 """
 
@@ -24,6 +25,7 @@ from qpa.config import SECTIONS, ModelConfig, RunConfig, field_help
 from qpa.files import redact
 from qpa.flags import add_config_flags, config_from_args
 from qpa.runs import Run, list_runs, open_run
+from qpa.sweep import BEST_MEASURED, VARIANTS, apply_variant
 
 DEFAULT_MODEL = field_help(ModelConfig)["model"]["default"]  # = qpa.models.DEFAULT_MODEL
 
@@ -47,13 +49,16 @@ def format_table(
 
 
 def load_config(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
-    """``--config FILE`` (else `base`, else defaults) with the given flags applied."""
+    """``--config FILE`` (else `base`, else defaults), then ``--variant NAME``'s overrides, then
+    the given flags: what is typed explicitly wins."""
     if getattr(args, "config", None):
         text = Path(args.config).read_text(encoding="utf-8", errors="replace")
         try:
             base = RunConfig.from_json(text)
         except ValueError as e:
             raise ValueError(f"`config` = {args.config!r}: {e}") from None
+    if getattr(args, "variant", None) is not None:
+        base = apply_variant(base or RunConfig(), args.variant)
     return config_from_args(args, base)
 
 
@@ -159,7 +164,19 @@ def _common(parser, json_help: str = "", inner: bool = False) -> None:
         _flag(parser, "--json", json_help, action="store_true", **keep)
 
 
+def _variant_flag(p) -> None:
+    _flag(p, "--variant", f"Start from a named variant: {', '.join(VARIANTS)} ({BEST_MEASURED} "
+          "measured best; `python -m qpa sweep --list` says what each changes). Applied over "
+          "--config; the config flags given override it.", metavar="NAME")  # fmt: skip
+
+
+def _count_flags(p) -> None:
+    _variant_flag(p)
+    _flag(p, "--json", "Print JSON.", action="store_true")
+
+
 def _train_flags(p) -> None:
+    _variant_flag(p)
     _flag(p, "--name", "Run id instead of a generated one (letters, digits, '.', '_', '-').")
     _flag(
         p,
@@ -293,7 +310,7 @@ def _variance_flags(p) -> None:
 
 COMMANDS = {  # name: (help, handler, config sections given as flags, extra flags)
     "count": ("Count trainable parameters of LoRA and QPA for a model.", cmd_count,
-              ("model", "adapter", "qpa"), lambda p: _flag(p, "--json", "Print JSON.", action="store_true")),
+              ("model", "adapter", "qpa"), _count_flags),
     "train": ("Train QPA-LoRA or LoRA into a new run folder.", _lazy("train"), tuple(SECTIONS), _train_flags),
     "runs": ("List runs, show one, or ask one to stop.", cmd_runs, (), _runs_flags),
     "eval": ("Validation loss and perplexity of a base model or of a run's adapter.", _lazy("eval"),

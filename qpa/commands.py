@@ -78,7 +78,8 @@ def _run_for_training(args: argparse.Namespace) -> tuple[Run, RunConfig, bool]:
         run.lock()
         return run, config, False
     given = [f"--{k.split('.')[1].replace('_', '-')}" for k in set_flags(args)]
-    given += [f for f, v in (("--config", args.config), ("--name", args.name)) if v]
+    named = {"--config": args.config, "--variant": args.variant, "--name": args.name}
+    given += [flag for flag, value in named.items() if value]
     if given:
         raise ValueError(f"`resume` continues a run with its own config; drop {', '.join(given)}.")
     run = open_run(args.resume, args.runs_dir)

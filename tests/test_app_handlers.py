@@ -206,6 +206,13 @@ def test_launch_configs_carry_the_advanced_shape_and_loss_on(studio):
         train.build_configs(studio, tiny_form(loss_on="some"))
 
 
+def test_a_picked_preset_is_the_shape_a_launch_trains(studio):
+    (config,) = train.build_configs(studio, tiny_form(**shape.preset_values("qpa-shallow-gelu")))
+    qpa = config.qpa
+    assert (qpa.hidden_sizes, qpa.activation, qpa.fourier_features) == ((64, 48), "gelu", 16)
+    assert (qpa.chunk_size, qpa.depth, config.adapter.rank) == (2048, 8, 2)  # the form's rank
+
+
 def test_demo_caps_refuse_big_runs(tmp_path):
     demo = Studio.create(runs_root=tmp_path / "runs", demo=True)
     with pytest.raises(ValueError, match="demo's cap"):

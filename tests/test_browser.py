@@ -1,7 +1,7 @@
 """A real browser (Debian's chromium driven by Playwright) against the app launched in-process:
-the parameter table follows the rank and the advanced options, a tiny run trains and draws its
-curve, the Results tab charts it and computes gradient variances, the chat replies. It also
-saves the Design tab as assets/screenshot.png."""
+the parameter table follows the presets, the rank and the advanced options, a tiny run trains
+and draws its curve, the Results tab charts it and computes gradient variances, the chat
+replies. It also saves the Design tab as assets/screenshot.png."""
 
 import os
 import re
@@ -66,6 +66,13 @@ def test_design_tab_follows_the_rank_and_looks_right(page):
     page.wait_for_timeout(800)  # let the plots finish their first draw
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)  # 1400 × about 1100
+    preset = page.locator("#design-preset input")
+    expect(preset).to_have_value(re.compile("^qpa: "))
+    pick(page, "design-preset", "qpa-shallow-gelu")
+    expect(table).to_contain_text("106,152")  # GELU (64, 48), 16 Fourier features
+    expect(page.locator("#count-command")).to_contain_text("--activation gelu --fourier-features 16")
+    pick(page, "design-preset", "qpa: ")
+    expect(table).to_contain_text("106,264")
     rank = page.get_by_label("number input for LoRA rank r")
     rank.fill("8")
     rank.press("Enter")
@@ -76,8 +83,10 @@ def test_design_tab_follows_the_rank_and_looks_right(page):
     pick(page, "design-activation", "gelu")
     expect(page.locator(".qpa-stats")).to_contain_text("≤ 33")  # GELU: last width 32 + bias
     expect(page.locator("#count-command")).to_contain_text("--rank 2 --n-qubits 6 --activation gelu")
+    expect(preset).to_have_value(re.compile("^qpa-gelu: "))  # the edit made another preset
     pick(page, "design-activation", "none")
     expect(page.locator(".qpa-stats")).to_contain_text("≤ 8")  # affine: 6 bits + p, + bias
+    expect(preset).to_have_value(re.compile("^qpa: "))  # the paper's shape again
     pick(page, "design-model", "tiny-llama")
     expect(table).to_contain_text("582")  # tiny-llama lm_head, r=2: 2 · (259 + 32)
 

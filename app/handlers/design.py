@@ -24,7 +24,17 @@ import torch
 from app import plots
 from app.circuit_svg import circuit_svg
 from app.handlers.common import api_errors, as_names, guarded
-from app.handlers.shape import MAX_CHUNK, chunk_for_qubits, configs, form, key, linked
+from app.handlers.shape import (
+    CUSTOM,
+    MAX_CHUNK,
+    PRESET_FIELDS,
+    chunk_for_qubits,
+    configs,
+    form,
+    key,
+    linked,
+    preset_values,
+)
 from qpa import (
     AdapterConfig,
     ParamCounts,
@@ -210,6 +220,21 @@ def on_chunk(*values):
 def on_qubits(*values):
     """Qubits moved: the chunk size follows (the smallest power of two that fits)."""
     return _outputs(values, "qubits")
+
+
+PRESET_OUTPUTS = tuple(k for k in PRESET_FIELDS if k != "chunk_size")  # already an output
+
+
+@guarded(N_OUTPUTS + len(PRESET_OUTPUTS))
+def on_preset(name, *values):
+    """A preset picked: its QPA fields (the other QPA fields at their defaults), the qubits
+    following its chunk size, then the fields themselves in `PRESET_OUTPUTS` order. `custom`
+    changes nothing."""
+    if name == CUSTOM:
+        return tuple(gr.skip() for _ in range(N_OUTPUTS + len(PRESET_OUTPUTS)))
+    preset = preset_values(name)
+    outputs = _outputs(tuple({**form(values), **preset}.values()), "chunk")
+    return (*outputs, *(preset[k] for k in PRESET_OUTPUTS))
 
 
 @guarded(1)

@@ -1,15 +1,18 @@
 """The Design form as configs: its fields and defaults, the checked (model, AdapterConfig,
-QPAConfig) they give, and the link between chunk size and qubits.
+QPAConfig) they give, the link between chunk size and qubits, and the named QPA presets.
 
 The form lists the basic shape first (`BASIC`), then the "Advanced QPA" options (`ADVANCED`);
 handlers take the values in `FIELDS` order, and values left off at the end take the configs'
-defaults, so a caller that knows only the basic shape still works.
+defaults, so a caller that knows only the basic shape still works. A preset is one of qpa's
+variants that changes only the QPA section (`python -m qpa train --variant NAME`).
 
 >>> model, adapter, qpa = configs("gpt2-config", ["lm_head"], 4, 2048, 0, 8, "32,64", "ring")
 >>> adapter.rank, qpa.entangler, qpa.activation, qpa.shots
 (4, 'ring', 'none', 0)
 >>> linked(("gpt2-config", ["lm_head"], 4, 1024, 7), "chunk")  # 200 chunks need 8 qubits
 (1024, 8)
+>>> matching_preset("gpt2-config", ["lm_head"], 4, 2048, 7, 8, "64,48", "ladder", "gelu", 16)
+'qpa-shallow-gelu'
 """
 
 from __future__ import annotations
@@ -19,7 +22,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.handlers.common import as_float, as_int, as_ints, as_names
-from qpa import AdapterConfig, ModelConfig, QPAConfig, count_params, field_help, qubits_needed
+from qpa import (
+    BEST_MEASURED,
+    VARIANTS,
+    AdapterConfig,
+    ModelConfig,
+    QPAConfig,
+    RunConfig,
+    apply_variant,
+    count_params,
+    field_help,
+    qubits_needed,
+)
 
 BASIC = (
     "model",
@@ -46,6 +60,21 @@ HELP = {**field_help(ModelConfig), **field_help(AdapterConfig), **field_help(QPA
 DEFAULTS = {name: HELP[name]["default"] for name in FIELDS}
 MAX_QUBITS = HELP["n_qubits"]["max"]
 MAX_CHUNK = HELP["chunk_size"]["max"]
+
+QPA_PRESETS = tuple(name for name, v in VARIANTS.items() if set(v.overrides) <= {"qpa"})
+CUSTOM = "custom"
+# What a preset sets: the form's QPA fields, but the qubits, which follow the chunk size.
+PRESET_FIELDS = tuple(k for k in FIELDS if k in field_help(QPAConfig) and k != "n_qubits")
+
+
+def _preset_label(name: str) -> str:
+    best = " (best measured)" if name == BEST_MEASURED else ""
+    return f"{name}{best}: {VARIANTS[name].help.split(':')[0]}"
+
+
+PRESET_CHOICES = [(_preset_label(n), n) for n in QPA_PRESETS] + [
+    (f"{CUSTOM}: the values below, as edited", CUSTOM)
+]
 
 
 def form(values: Sequence) -> dict[str, Any]:
@@ -80,7 +109,15 @@ def configs(*values) -> tuple[str, AdapterConfig, QPAConfig]:
         use_dora=bool(f["use_dora"]),
         dora_magnitude=_choice(f, "dora_magnitude"),
     )
-    qpa = QPAConfig(
+    qpa = _qpa_config(f)
+    if not adapter.target_modules:
+        raise ValueError("`target_modules` is empty; choose at least one layer (e.g. lm_head).")
+    return model, adapter, qpa
+
+
+def _qpa_config(f: dict[str, Any]) -> QPAConfig:
+    """The QPAConfig of the form's values by name; ValueError naming a bad field."""
+    return QPAConfig(
         chunk_size=as_int("chunk_size", f["chunk_size"]),
         n_qubits=as_int("n_qubits", f["n_qubits"]),
         depth=as_int("depth", f["depth"]),
@@ -90,9 +127,30 @@ def configs(*values) -> tuple[str, AdapterConfig, QPAConfig]:
         shots=as_int("shots", f["shots"]),
         noise=as_float("noise", f["noise"]),
     )
-    if not adapter.target_modules:
-        raise ValueError("`target_modules` is empty; choose at least one layer (e.g. lm_head).")
-    return model, adapter, qpa
+
+
+def _preset_qpa(name: str) -> QPAConfig:
+    if name not in QPA_PRESETS:
+        raise ValueError(f"`preset` = {name!r} is not one of: {', '.join(QPA_PRESETS)}.")
+    return apply_variant(RunConfig(), name).qpa
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The form values preset `name` sets (`PRESET_FIELDS`): its overrides, the other QPA
+    fields at their defaults."""
+    qpa = _preset_qpa(name)
+    values = {k: getattr(qpa, k) for k in PRESET_FIELDS}
+    values["hidden_sizes"] = ",".join(map(str, qpa.hidden_sizes))
+    return values
+
+
+def matching_preset(*values) -> str:
+    """The preset whose QPA shape the form's values have (the qubits aside), else `CUSTOM`."""
+    try:
+        qpa = _qpa_config({**form(values), "n_qubits": 0})
+    except ValueError:  # a half-typed field matches no preset
+        return CUSTOM
+    return next((name for name in QPA_PRESETS if _preset_qpa(name) == qpa), CUSTOM)
 
 
 def chunk_for_qubits(n_values: int, n_qubits: int) -> int:

@@ -1,6 +1,6 @@
-"""Design tab: the QPA shape on the left (the advanced options folded away), its parameter
-counts, rank ceiling, trade-off, circuit and probabilities on the right, all redrawn on every
-change (no weights are loaded), with the same count as a terminal command."""
+"""Design tab: the QPA shape on the left (a preset, then the fields, the advanced options folded
+away), its parameter counts, rank ceiling, trade-off, circuit and probabilities on the right, all
+redrawn on every change (no weights are loaded), with the same count as a terminal command."""
 
 from __future__ import annotations
 
@@ -27,6 +27,15 @@ def _initial() -> h.DesignView | None:
 
 def _radio(name: str, label: str, **kw) -> gr.Radio:
     return gr.Radio(CHOICES[name], value=shape.DEFAULTS[name], label=label, info=INFO[name], **kw)
+
+
+def _preset() -> gr.Dropdown:
+    return gr.Dropdown(
+        shape.PRESET_CHOICES, value=shape.matching_preset(*shape.DEFAULTS.values()),
+        label="Preset", elem_id="design-preset",
+        info="A named QPA shape, as `python -m qpa train --variant NAME`: it sets every QPA "
+        "field (those it does not name to their defaults); `custom` when they match no preset.",
+    )  # fmt: skip
 
 
 def _basic(view: h.DesignView | None) -> dict:
@@ -119,7 +128,7 @@ def build() -> dict:
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=340, elem_classes="qpa-controls"):
             gr.Markdown("### Shape")
-            c = _basic(view)
+            c = {"preset": _preset(), **_basic(view)}
             c.update(_advanced())
         with gr.Column(scale=8):
             views = _views(view)
@@ -128,15 +137,23 @@ def build() -> dict:
 
 
 def _wire(c: dict, outputs: list) -> None:
-    """Every control redraws the views; which one moved decides how chunks and qubits follow."""
+    """Every control redraws the views; which one moved decides how chunks and qubits follow.
+    Afterwards the preset shows the one the form matches, else `custom`."""
     inputs = [c[k] for k in shape.FIELDS]
     sizing = ("chunk_size", "rank", "target_modules", "layers", "use_dora", "dora_magnitude")
-    gr.on([c[k].input for k in sizing], h.on_chunk, inputs, outputs, api_name="design_chunk",
-          **LIVE)  # fmt: skip
     other = ("depth", "entangler", "activation", "fourier_features", "start", "shots", "noise")
     keep = [c[k].input for k in other] + [c["hidden_sizes"].submit, c["hidden_sizes"].blur]
-    gr.on(keep, h.on_change, inputs, outputs, api_name="design", **LIVE)
-    c["n_qubits"].input(h.on_qubits, inputs, outputs, api_name="design_qubits", **LIVE)
+    preset_outputs = outputs + [c[k] for k in h.PRESET_OUTPUTS]
+    for event in (
+        gr.on([c[k].input for k in sizing], h.on_chunk, inputs, outputs,
+              api_name="design_chunk", **LIVE),
+        gr.on(keep, h.on_change, inputs, outputs, api_name="design", **LIVE),
+        c["n_qubits"].input(h.on_qubits, inputs, outputs, api_name="design_qubits", **LIVE),
+        c["preset"].input(h.on_preset, [c["preset"], *inputs], preset_outputs,
+                          api_visibility="private", **LIVE),
+    ):  # fmt: skip
+        event.then(shape.matching_preset, inputs, c["preset"], api_visibility="private",
+                   show_progress="hidden")  # fmt: skip
     c["use_dora"].input(
         h.on_dora, c["use_dora"], c["dora_magnitude"], api_visibility="private", queue=False
     )
