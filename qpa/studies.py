@@ -65,15 +65,16 @@ def _print_summary(rows: list[dict], args: argparse.Namespace) -> int:
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from qpa import reproduce as recipes
+    from qpa import reproduce_report as report
     from qpa.flags import set_flags
 
     if args.list or not args.recipe:
         listing = {name: r.title for name, r in recipes.RECIPES.items()}
-        print(json.dumps(listing, indent=2) if args.json else recipes.list_recipes())
+        print(json.dumps(listing, indent=2) if args.json else report.list_recipes())
         return 0
     plan = recipes.plan_recipe(args.recipe, overrides=set_flags(args), epochs=args.epochs)
     if args.dry_run:
-        print(json.dumps(plan.to_dict(), indent=2) if args.json else recipes.format_plan(plan))
+        print(json.dumps(plan.to_dict(), indent=2) if args.json else report.format_plan(plan))
         return 0
     from qpa.runs import create_run
 
@@ -91,7 +92,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     finally:
         bar.close()
         run.unlock()
-    print(json.dumps(result, indent=2) if args.json else recipes.format_result(result))
+    print(json.dumps(result, indent=2) if args.json else report.format_result(result))
     return {"done": 0, "cancelled": 130}.get(result["state"], 1)
 
 
