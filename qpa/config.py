@@ -158,6 +158,14 @@ class AdapterConfig(Config):
         "`generated` has the generator emit it too, as a delta added to the starting ‖W‖.",
         ("trainable", "generated"),
     )
+    dora_norm: str = option(
+        "constant",
+        "DoRA's row norm ‖W + s·B·A‖ in training: `constant` (peft and the DoRA paper: no "
+        "gradient through it) or `differentiated` (its gradient reaches A and B; measured to "
+        "make QPA-DoRA train). `differentiated` needs the cached lm_head path: lm_head the only "
+        "target, `cache_backbone` on, no LoRA dropout.",
+        ("constant", "differentiated"),
+    )
 
 
 @dataclass(frozen=True)

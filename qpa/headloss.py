@@ -87,8 +87,9 @@ def head_nll(
     )
 
 
-def head_parts(head: nn.Module) -> HeadParts | None:
+def head_parts(head: nn.Module, dora_norm: str = "constant") -> HeadParts | None:
     """The fused loss's view of `head` (a Linear, or peft's LoRA Linear); None when unsupported.
+    With `dora_norm` = "differentiated", a DoRA factor carries the gradient of its row norm.
 
     Unsupported, and left to the plain path: non-float32 weights, GPT-2-style Conv1D heads,
     LoRA dropout while training, LoRA bias, merged or disabled adapters, several adapters,
@@ -97,7 +98,7 @@ def head_parts(head: nn.Module) -> HeadParts | None:
     from peft.tuners.lora import LoraLayer
 
     if isinstance(head, LoraLayer):
-        parts = _lora_parts(head)
+        parts = _lora_parts(head, dora_norm == "differentiated")
     else:
         parts = (
             HeadParts(head.weight, head.bias, None, None, 1.0) if type(head) is nn.Linear else None
@@ -108,7 +109,7 @@ def head_parts(head: nn.Module) -> HeadParts | None:
     return None if any(t.requires_grad for t in frozen) else parts
 
 
-def _lora_parts(head) -> HeadParts | None:
+def _lora_parts(head, norm_grad: bool) -> HeadParts | None:
     base = head.get_base_layer()
     if type(base) is not nn.Linear or (head.disable_adapters and head.merged):
         return None  # Conv1D; or peft would unmerge on the next forward
@@ -128,7 +129,9 @@ def _lora_parts(head) -> HeadParts | None:
     parts = HeadParts(base.weight, base.bias, lora_a.weight, lora_b.weight, head.scaling[name])
     if name in head.lora_variant:
         magnitude = head.lora_magnitude_vector[name].weight  # (V,)
-        parts.dora = magnitude / dora_norm(parts.weight, parts.lora_a, parts.lora_b, parts.scaling)
+        with torch.set_grad_enabled(norm_grad and torch.is_grad_enabled()):
+            norm = dora_norm(parts.weight, parts.lora_a, parts.lora_b, parts.scaling)
+        parts.dora = magnitude / norm
     return parts
 
 
@@ -138,15 +141,14 @@ def _dora_variant():
     return DoraLinearVariant
 
 
-@torch.no_grad()
 def dora_norm(weight, lora_a, lora_b, scaling) -> torch.Tensor:
-    """‖W + s·B·A‖ per output row (V,), as peft's DoRA computes it (a constant: no gradient),
-    from thin products: ‖W_v‖² + 2s·B_v·(A·W_vᵀ) + s²·B_v·(A·Aᵀ)·B_vᵀ."""
+    """‖W + s·B·A‖ per output row (V,), as peft's DoRA computes it, from thin products:
+    ‖W_v‖² + 2s·B_v·(A·W_vᵀ) + s²·B_v·(A·Aᵀ)·B_vᵀ (differentiable in A and B where grad is on)."""
     wa = weight @ lora_a.t()  # (V, r)
-    square = torch.linalg.vector_norm(weight, dim=1).square_()  # (V,), no (V, d) temporary
-    square += 2 * scaling * (lora_b * wa).sum(1)
-    square += scaling**2 * ((lora_b @ (lora_a @ lora_a.t())) * lora_b).sum(1)
-    return square.clamp_min_(0).sqrt_()
+    square = torch.linalg.vector_norm(weight, dim=1).square()  # (V,), no (V, d) temporary
+    square = square + 2 * scaling * (lora_b * wa).sum(1)
+    square = square + scaling**2 * ((lora_b @ (lora_a @ lora_a.t())) * lora_b).sum(1)
+    return square.clamp_min(1e-12).sqrt()
 
 
 class _HeadNLL(torch.autograd.Function):

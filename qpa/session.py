@@ -164,7 +164,7 @@ def split_loss(
             session.qpa.materialize()
         hidden = rows.hidden[index].to(session.device)  # (R, d)
         head = output_head(session.model)
-        parts = head_parts(head)
+        parts = head_parts(head, session.config.adapter.dora_norm)
         if parts is not None:  # fused: the (R, V) logits are never held
             nll = head_nll(
                 hidden,

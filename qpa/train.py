@@ -36,7 +36,9 @@ def validate_config(config: RunConfig) -> RunConfig:
             f"`model` = {config.model.model!r} is a shape-only preset for counting; train "
             "`smollm2`, a tiny-* preset, a Hub id or a local model folder."
         )
-    lora_layout(config.model.model, config.adapter.target_modules, config.adapter.rank)  # on meta
+    layout = lora_layout(config.model.model, config.adapter.target_modules, config.adapter.rank)
+    if config.adapter.dora_norm == "differentiated":
+        check_differentiated_norm(config, layout.targets)
     if config.adapter.method == "qpa-lora":
         count_params(config.model.model, config.adapter, config.qpa)  # too few qubits raise here
     corpus = config.data.corpus
@@ -47,6 +49,23 @@ def validate_config(config: RunConfig) -> RunConfig:
             )
         check_upload(corpus)
     return config
+
+
+def check_differentiated_norm(config: RunConfig, targets: tuple[str, ...]) -> None:
+    """`dora_norm` = "differentiated" lives in the fused lm_head loss only: say what is missing."""
+    from qpa.models import build_model
+    from qpa.session import can_cache_head
+
+    a = config.adapter
+    missing = [
+        *(["`use_dora`"] if not a.use_dora else []),
+        *(["`cache_backbone`"] if not config.train.cache_backbone else []),
+        *(["`lora_dropout` = 0"] if a.lora_dropout else []),
+    ]
+    if not can_cache_head(build_model(config.model.model, device="meta"), list(targets)):
+        missing.append("lm_head as the only target")
+    if missing:
+        raise ValueError(f"`dora_norm` = 'differentiated' needs {', '.join(missing)}.")
 
 
 def lr_factor(step: int, config) -> float:

@@ -11,6 +11,7 @@ from qpa.config import AdapterConfig, QPAConfig
 from qpa.export import export_adapter, merge_adapter
 from qpa.headloss import head_nll, head_parts
 from qpa.session import output_head, prepare, split_loss
+from qpa.train import validate_config
 from qpa.tuner import build_adapter
 
 IDS = torch.tensor([[5, 9, 2, 44, 17, 3]])
@@ -170,3 +171,58 @@ def test_cached_dora_head_equals_full_forward(method):
     for (name, a), (_, b) in zip(cached.trainable(), full.trainable(), strict=True):
         assert a.grad.abs().sum() > 0, name
         torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method,magnitude", [("lora", "trainable"), ("qpa-lora", "generated")])
+def test_differentiated_norm_gives_the_full_dora_gradient(method, magnitude):
+    """`dora_norm="differentiated"`: the fused head's gradients equal autograd through
+    m ⊙ (W + s·B·A) / ‖W + s·B·A‖ with the norm kept in the graph, and differ from peft's."""
+    model, qpa = dora(targets=("lm_head",), method=method, magnitude=magnitude)
+    step(model, qpa)
+    head = output_head(model)
+    hidden = torch.randn(40, 16, generator=torch.Generator().manual_seed(2))
+    targets = torch.randint(0, 96, (40,), generator=torch.Generator().manual_seed(3))
+
+    def grads(loss_of_parts, dora_norm):
+        if qpa is not None:
+            qpa.materialize()
+        loss_of_parts(head_parts(head, dora_norm)).backward()
+        named = trainable(model, qpa)
+        out = [t.grad.clone() for _, t in named]
+        for _, t in named:
+            t.grad = None
+        return out
+
+    def fused(p):
+        return head_nll(hidden, p.weight, targets, p.lora_a, p.lora_b, p.scaling, dora=p.dora).mean()
+
+    def reference(p):
+        directed = p.weight + p.scaling * p.lora_b @ p.lora_a  # (V, d)
+        magnitude = head.lora_magnitude_vector["default"].weight
+        weight = (magnitude / directed.norm(dim=1))[:, None] * directed
+        return F.cross_entropy(hidden @ weight.t(), targets)
+
+    full = grads(fused, "differentiated")
+    for got, want in zip(full, grads(reference, "differentiated"), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    constant = grads(fused, "constant")
+    assert any((a - b).abs().max() > 1e-4 for a, b in zip(full, constant, strict=True))
+
+
+@pytest.mark.parametrize(
+    "change,missing",
+    [
+        ({"use_dora": False}, "`use_dora`"),
+        ({"target_modules": ("q_proj",)}, "lm_head as the only target"),
+        ({"lora_dropout": 0.1}, "`lora_dropout` = 0"),
+    ],
+)
+def test_differentiated_norm_is_refused_outside_the_fused_head(change, missing):
+    config = tiny()
+    ok = config.replace(adapter=config.adapter.replace(use_dora=True, dora_norm="differentiated"))
+    assert validate_config(ok).adapter.dora_norm == "differentiated"
+    with pytest.raises(ValueError, match=f"`dora_norm` = 'differentiated' needs .*{missing}"):
+        validate_config(ok.replace(adapter=ok.adapter.replace(**change)))
+    no_cache = ok.replace(train=ok.train.replace(cache_backbone=False))
+    with pytest.raises(ValueError, match="`cache_backbone`"):
+        validate_config(no_cache)
