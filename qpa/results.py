@@ -20,7 +20,6 @@ from qpa.config import DEFAULT_LR, QPAConfig, RunConfig, TrainConfig
 _QPA_DEFAULTS = QPAConfig().to_dict()
 _TRAIN_DEFAULTS = TrainConfig().to_dict()
 _TRAIN_SHOWN = ("steps", "batch_size", "lr", "loss_on", "perplexity", "schedule", "weight_decay")
-_ADAPTER_KEYS = ("use_dora", "dora_magnitude")  # shown in labels when set (issue-7 options)
 
 
 def label(config: RunConfig) -> str:
@@ -33,6 +32,8 @@ def label(config: RunConfig) -> str:
     'qpa-lora steps=600 lr=0.02'
     >>> label(RunConfig.from_dict({"adapter": {"method": "lora"}}))
     'lora'
+    >>> label(RunConfig.from_dict({"adapter": {"use_dora": True, "dora_norm": "differentiated"}}))
+    'qpa-dora magnitude=trainable norm=differentiated'
     """
     adapter = config.adapter.to_dict()
     parts = [config.adapter.method]
@@ -40,6 +41,8 @@ def label(config: RunConfig) -> str:
         parts[0] = parts[0].replace("lora", "dora")
         if config.adapter.method == "qpa-lora":
             parts.append(f"magnitude={adapter.get('dora_magnitude')}")
+        if config.adapter.dora_norm != "constant":
+            parts.append(f"norm={config.adapter.dora_norm}")
     if config.adapter.method == "qpa-lora":
         for key, value in config.qpa.to_dict().items():
             if value != _QPA_DEFAULTS[key]:

@@ -52,10 +52,11 @@ def test_advanced_shape_over_the_api(client):
     assert (counts["qpa"], counts["rank_ceiling"]) == (106_264, 33)
     out = client.predict(
         "gpt2-config", ["lm_head"], 4, 2048, 7, 8, HIDDEN, "ladder", "none", 0, "random",
-        "shared", True, "trainable", 0, 0.0, api_name="/design_chunk",
+        "shared", True, "trainable", "differentiated", 0, 0.0, api_name="/design_chunk",
     )  # fmt: skip
     rows = {row[0]: row[1] for row in out[2]["data"]}
-    assert rows["DoRA magnitudes"] == "50,257" and "--use-dora" in out[7]
+    assert rows["DoRA magnitudes"] == "50,257"
+    assert "--use-dora --dora-norm differentiated" in out[7]
 
 
 def test_results_and_gradient_variance_endpoints(client):

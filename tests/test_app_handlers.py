@@ -163,10 +163,21 @@ def test_shots_and_noise_draw_the_measured_probabilities_over_the_exact_ones():
     assert skipped(result) and "at most 10 qubits" in messages[0]
 
 
-def test_dora_switch_enables_its_magnitude_and_the_api_counts_advanced_shapes():
-    assert design.on_dora(True)["interactive"] and not design.on_dora(False)["interactive"]
+def test_dora_switch_enables_its_magnitude_and_norm_and_the_api_counts_advanced_shapes():
+    assert [u["interactive"] for u in design.on_dora(True)] == [True, True]
+    assert [u["interactive"] for u in design.on_dora(False)] == [False, False]
     counts = design.count_api("gpt2-config", "lm_head", 4, 2048, 0, 8, HIDDEN, "ring", "gelu")
     assert (counts["qpa"], counts["rank_ceiling"], counts["n_generators"]) == (106_264, 33, 1)
+
+
+def test_dora_norm_reaches_the_adapter_config_and_the_command():
+    values = (*GPT2, *advanced(use_dora=True, dora_norm="differentiated"))
+    assert shape.configs(*values)[1].dora_norm == "differentiated"
+    assert shape.configs(*GPT2)[1].dora_norm == "constant"  # the field's default
+    assert "--use-dora --dora-norm differentiated" in design.on_change(*values)[7]
+    assert "--dora-norm" not in design.on_change(*GPT2, *advanced(use_dora=True))[7]
+    with pytest.raises(ValueError, match="`dora_norm` = 'sometimes'"):
+        shape.configs(*GPT2, *advanced(dora_norm="sometimes"))
 
 
 # -- Train: refusals write nothing -----------------------------------------------------------------
@@ -185,6 +196,10 @@ def studio(tmp_path):
         ({"steps": 0}, "`steps` = 0"),
         ({"topics": ["no-such-topic"]}, "unknown topic"),
         ({"source": data.SOURCES[1]}, "choose a file"),
+        (
+            {"target_modules": ["q_proj"], "use_dora": True, "dora_norm": "differentiated"},
+            "`dora_norm` = 'differentiated' needs lm_head as the only target",
+        ),
     ],
 )
 def test_bad_launch_warns_and_writes_nothing(studio, overrides, message):
@@ -202,6 +217,11 @@ def test_launch_configs_carry_the_advanced_shape_and_loss_on(studio):
     assert qpa.train.loss_on == lora.train.loss_on == OTHER_LOSS
     assert qpa.adapter.use_dora and lora.adapter.use_dora  # the matched baseline is DoRA
     assert (qpa.qpa.activation, qpa.qpa.shots, qpa.qpa.start) == ("gelu", 64, "offset")
+    assert (qpa.adapter.dora_norm, lora.adapter.dora_norm) == ("constant", "constant")
+    form.update(dora_norm="differentiated")
+    qpa, lora = train.build_configs(studio, form)  # the matched baseline differentiates it too
+    assert (qpa.adapter.dora_norm, lora.adapter.dora_norm) == ("differentiated",) * 2
+    assert (qpa.adapter.method, lora.adapter.method) == ("qpa-lora", "lora")
     with pytest.raises(ValueError, match="`loss_on` = 'some'"):
         train.build_configs(studio, tiny_form(loss_on="some"))
 

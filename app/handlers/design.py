@@ -246,8 +246,8 @@ def on_model(model, target_modules):
 
 
 def on_dora(use_dora: bool):
-    """DoRA switched: its magnitude option means something only with DoRA on."""
-    return gr.update(interactive=bool(use_dora))
+    """DoRA switched: its magnitude and norm options mean something only with DoRA on."""
+    return gr.update(interactive=bool(use_dora)), gr.update(interactive=bool(use_dora))
 
 
 @api_errors
@@ -266,10 +266,12 @@ def count_api(
     layers: str = "shared",
     use_dora: bool = False,
     dora_magnitude: str = "trainable",
+    dora_norm: str = "constant",
 ) -> dict:
     """Exact trainable-parameter counts (QPA parts, LoRA, adapted layers, ratio, rank ceiling)."""
     values = (model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler,
-              activation, fourier_features, start, layers, use_dora, dora_magnitude)  # fmt: skip
+              activation, fourier_features, start, layers, use_dora, dora_magnitude,
+              dora_norm)  # fmt: skip
     return dict(_counts(*configs(*values)))
 
 

@@ -52,6 +52,7 @@ ADVANCED = (
     "layers",
     "use_dora",
     "dora_magnitude",
+    "dora_norm",
     "shots",
     "noise",
 )
@@ -108,6 +109,7 @@ def configs(*values) -> tuple[str, AdapterConfig, QPAConfig]:
         rank=as_int("rank", f["rank"]),
         use_dora=bool(f["use_dora"]),
         dora_magnitude=_choice(f, "dora_magnitude"),
+        dora_norm=_choice(f, "dora_norm"),
     )
     qpa = _qpa_config(f)
     if not adapter.target_modules:

@@ -88,6 +88,7 @@ def _advanced() -> dict:
         with gr.Row():
             c["use_dora"] = gr.Checkbox(False, label="DoRA", info=INFO["use_dora"])
             c["dora_magnitude"] = _radio("dora_magnitude", "DoRA magnitude", interactive=False)
+            c["dora_norm"] = _radio("dora_norm", "DoRA norm", interactive=False)
         with gr.Row():
             c["shots"] = gr.Number(
                 0, label="Shots", precision=0, minimum=0, info=INFO["shots"], elem_id="shots"
@@ -141,7 +142,8 @@ def _wire(c: dict, outputs: list) -> None:
     Afterwards the preset shows the one the form matches, else `custom`."""
     inputs = [c[k] for k in shape.FIELDS]
     sizing = ("chunk_size", "rank", "target_modules", "layers", "use_dora", "dora_magnitude")
-    other = ("depth", "entangler", "activation", "fourier_features", "start", "shots", "noise")
+    other = ("depth", "entangler", "activation", "fourier_features", "start", "dora_norm", "shots",
+             "noise")  # fmt: skip
     keep = [c[k].input for k in other] + [c["hidden_sizes"].submit, c["hidden_sizes"].blur]
     preset_outputs = outputs + [c[k] for k in h.PRESET_OUTPUTS]
     for event in (
@@ -155,8 +157,9 @@ def _wire(c: dict, outputs: list) -> None:
         event.then(shape.matching_preset, inputs, c["preset"], api_visibility="private",
                    show_progress="hidden")  # fmt: skip
     c["use_dora"].input(
-        h.on_dora, c["use_dora"], c["dora_magnitude"], api_visibility="private", queue=False
-    )
+        h.on_dora, c["use_dora"], [c["dora_magnitude"], c["dora_norm"]],
+        api_visibility="private", queue=False,
+    )  # fmt: skip
     c["model"].input(
         h.on_model, [c["model"], c["target_modules"]], c["target_modules"], api_visibility="private"
     ).success(h.on_chunk, inputs, outputs, api_visibility="private", **LIVE)
