@@ -163,7 +163,7 @@ class AdapterConfig(Config):
         "DoRA's row norm ‖W + s·B·A‖ in training: `constant` (peft and the DoRA paper: no "
         "gradient through it) or `differentiated` (its gradient reaches A and B; measured to "
         "make QPA-DoRA train). `differentiated` needs the cached lm_head path: lm_head the only "
-        "target, `cache_backbone` on, no LoRA dropout.",
+        "target, `cache_backbone` on, no LoRA dropout. Without DoRA it does nothing.",
         ("constant", "differentiated"),
     )
 

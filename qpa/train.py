@@ -37,7 +37,7 @@ def validate_config(config: RunConfig) -> RunConfig:
             "`smollm2`, a tiny-* preset, a Hub id or a local model folder."
         )
     layout = lora_layout(config.model.model, config.adapter.target_modules, config.adapter.rank)
-    if config.adapter.dora_norm == "differentiated":
+    if config.adapter.use_dora and config.adapter.dora_norm == "differentiated":
         check_differentiated_norm(config, layout.targets)
     if config.adapter.method == "qpa-lora":
         count_params(config.model.model, config.adapter, config.qpa)  # too few qubits raise here
@@ -52,15 +52,14 @@ def validate_config(config: RunConfig) -> RunConfig:
 
 
 def check_differentiated_norm(config: RunConfig, targets: tuple[str, ...]) -> None:
-    """`dora_norm` = "differentiated" lives in the fused lm_head loss only: say what is missing."""
+    """`dora_norm` = "differentiated" lives in the fused lm_head loss only: say what is missing
+    (without DoRA it does nothing, like `dora_magnitude`)."""
     from qpa.models import build_model
     from qpa.session import can_cache_head
 
-    a = config.adapter
     missing = [
-        *(["`use_dora`"] if not a.use_dora else []),
         *(["`cache_backbone`"] if not config.train.cache_backbone else []),
-        *(["`lora_dropout` = 0"] if a.lora_dropout else []),
+        *(["`lora_dropout` = 0"] if config.adapter.lora_dropout else []),
     ]
     if not can_cache_head(build_model(config.model.model, device="meta"), list(targets)):
         missing.append("lm_head as the only target")

@@ -89,6 +89,15 @@ def test_design_tab_follows_the_rank_and_looks_right(page):
     expect(preset).to_have_value(re.compile("^qpa: "))  # the paper's shape again
     pick(page, "design-model", "tiny-llama")
     expect(table).to_contain_text("582")  # tiny-llama lm_head, r=2: 2 · (259 + 32)
+    norm = page.get_by_label("differentiated")
+    expect(norm).to_be_disabled()  # DoRA's norm means something only with DoRA on
+    page.get_by_label("DoRA", exact=True).check()
+    expect(norm).to_be_enabled()
+    norm.check()
+    expect(page.locator("#count-command")).to_contain_text("--use-dora --dora-norm differentiated")
+    page.get_by_label("constant").check()  # back to plain LoRA for the run that follows
+    page.get_by_label("DoRA", exact=True).uncheck()
+    expect(page.locator("#count-command")).not_to_contain_text("dora")
 
 
 def test_a_tiny_run_trains_and_draws_its_curve(page):

@@ -212,7 +212,6 @@ def test_differentiated_norm_gives_the_full_dora_gradient(method, magnitude):
 @pytest.mark.parametrize(
     "change,missing",
     [
-        ({"use_dora": False}, "`use_dora`"),
         ({"target_modules": ("q_proj",)}, "lm_head as the only target"),
         ({"lora_dropout": 0.1}, "`lora_dropout` = 0"),
     ],
@@ -226,3 +225,5 @@ def test_differentiated_norm_is_refused_outside_the_fused_head(change, missing):
     no_cache = ok.replace(train=ok.train.replace(cache_backbone=False))
     with pytest.raises(ValueError, match="`cache_backbone`"):
         validate_config(no_cache)
+    plain = no_cache.replace(adapter=no_cache.adapter.replace(use_dora=False))
+    assert validate_config(plain).adapter.dora_norm == "differentiated"  # without DoRA: no effect

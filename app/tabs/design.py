@@ -85,8 +85,8 @@ def _advanced() -> dict:
             )  # fmt: skip
         c["start"] = _radio("start", "Start")
         c["layers"] = _radio("layers", "Generators")
+        c["use_dora"] = gr.Checkbox(False, label="DoRA", info=INFO["use_dora"])
         with gr.Row():
-            c["use_dora"] = gr.Checkbox(False, label="DoRA", info=INFO["use_dora"])
             c["dora_magnitude"] = _radio("dora_magnitude", "DoRA magnitude", interactive=False)
             c["dora_norm"] = _radio("dora_norm", "DoRA norm", interactive=False)
         with gr.Row():
