@@ -167,11 +167,21 @@ def message_figure(text: str, height: int = 300) -> go.Figure:
 def curves_figure(series: Sequence[dict]) -> go.Figure:
     """Training loss and validation perplexity against step for several runs, side by side.
 
-    Each item: ``{"label", "method", "train": [(step, loss)], "val": [(step, perplexity)]}``;
-    QPA runs are solid lines, LoRA baselines dashed, one colour per run.
+    Each item: ``{"label", "method", "train": [(step, loss)], "val": [(step, perplexity)]}``,
+    optionally ``"val_assistant"`` (the replies' perplexity) and ``"protocol"`` ("paper":
+    padding counted); QPA runs are solid lines, LoRA baselines dashed, one colour per run. The
+    perplexity panel shows the replies' when every run with evaluations has them.
     """
     if not any(s["train"] or s["val"] for s in series):
         return message_figure("No metrics yet: curves appear after the first evaluation.", 340)
+    evaluated = [s for s in series if s["val"]]
+    replies = bool(evaluated) and all(s.get("val_assistant") for s in evaluated)
+    if replies:
+        series = [{**s, "val": s.get("val_assistant", [])} for s in series]
+        val_title = "validation perplexity, assistant replies"
+    else:
+        padded = any(s.get("protocol") == "paper" for s in evaluated)
+        val_title = "validation perplexity, all tokens" + (" (padding counted)" if padded else "")
     data = []
     for i, s in enumerate(series):
         style = {"color": RUN_COLORS[i % len(RUN_COLORS)], "width": 2,
@@ -191,9 +201,9 @@ def curves_figure(series: Sequence[dict]) -> go.Figure:
         "xaxis": {"domain": [0, 0.46], "title": {"text": "step"}},
         "yaxis": {"title": {"text": "training loss"}},
         "xaxis2": {"domain": [0.54, 1], "anchor": "y2", "title": {"text": "step"}},
-        "yaxis2": {"anchor": "x2", "title": {"text": "validation perplexity"}},
+        "yaxis2": {"anchor": "x2", "title": {"text": "perplexity"}},
         "annotations": [{**title, "x": 0.23, "text": "training loss"},
-                        {**title, "x": 0.77, "text": "validation perplexity"}],
+                        {**title, "x": 0.77, "text": val_title}],
         "legend": {"orientation": "h", "y": -0.22, "yanchor": "top", "x": 0, "xanchor": "left"},
         "margin": {"l": 60, "r": 24, "t": 30, "b": 40},
     }  # fmt: skip

@@ -7,7 +7,9 @@ import warnings
 import zipfile
 
 import pytest
+from tiny_run import tiny_form
 
+from app import plots
 from app.handlers import chat, data, design, runs, shape, train
 from app.settings import Settings
 from app.state import Studio
@@ -34,27 +36,6 @@ def warned(fn, *args):
         if hasattr(result, "__next__"):
             result = list(result)
     return result, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
-
-
-def tiny_form(**overrides):
-    basic = ("tiny-llama", ["lm_head"], 2, 128, 0, 2, "16,16", "ladder")
-    form = {**shape.DEFAULTS, **dict(zip(shape.BASIC, basic, strict=True))}
-    form.update(
-        plan="QPA only",
-        steps=3,
-        batch_size=4,
-        lr=0,
-        eval_every=2,
-        max_length=64,
-        max_examples=40,
-        seed=0,
-        loss_on=LOSS_ON["default"],
-        source=data.SOURCES[0],
-        topics=["ai"],
-        upload=None,
-    )
-    form.update(overrides)
-    return form
 
 
 # -- Design -------------------------------------------------------------------------------------
@@ -282,7 +263,7 @@ def test_preview_shows_templated_examples(tmp_path):
 def finished(tmp_path_factory):
     """A tiny QPA run and its LoRA baseline, launched as background processes, finished."""
     studio = Studio.create(runs_root=tmp_path_factory.mktemp("runs"), demo=False)
-    form = tiny_form(plan="QPA + matched LoRA baseline", loss_on=OTHER_LOSS)
+    form = tiny_form(plan="QPA + matched LoRA baseline", loss_on=OTHER_LOSS, perplexity="paper")
     ids, commands = train.launch(studio, form)
     assert [i.rsplit(".", 1)[1] for i in ids] == ["qpa", "lora"]
     assert all("-m qpa train --resume" in c and "--runs-dir" in c for c in commands)
@@ -296,12 +277,25 @@ def test_launch_runs_in_background_and_reports_progress(finished):
     restarted = Studio.create(runs_root=studio.root)  # a new app process: no memory of the jobs
     assert train.default_watch(restarted) == ids  # a new page reattaches to the newest launch
     cards, figure, signature = train.on_refresh(studio, ids, "")
-    assert cards.count("qpa-done") == 2 and "step 3/3" in cards
+    assert cards.count("qpa-done") == 2 and "step 3/3" in cards and cards.count(", replies ") == 2
     assert {t.name for t in figure.data} == set(ids)
     assert skipped(train.on_refresh(studio, ids, signature)[:2])  # unchanged: nothing redrawn
     cli = train.cli_text(studio, ids)
     assert "python -m qpa train --model tiny-llama --rank 2 --chunk-size 128 --depth 2" in cli
     assert cli.count(f"--loss-on {OTHER_LOSS}") == 2 and "--method lora" in cli
+    assert cli.count("--perplexity paper") == 2  # the padding-counted protocol, in both runs
+
+
+def test_curves_show_the_replies_perplexity_when_every_run_has_it():
+    qpa = {"label": "q", "method": "qpa-lora", "train": [(1, 2.0)], "val": [(0, 60.0), (2, 40.0)],
+           "val_assistant": [(0, 19.0), (2, 4.0)], "protocol": "masked"}  # fmt: skip
+    plain = {**qpa, "label": "l", "method": "lora", "val_assistant": [], "protocol": "paper"}
+    figure = plots.curves_figure([qpa])
+    assert figure.layout.annotations[1].text == "validation perplexity, assistant replies"
+    assert max(figure.data[-1].y) == 19.0
+    figure = plots.curves_figure([qpa, plain])  # a run without replies: all tokens for every run
+    assert figure.layout.annotations[1].text.endswith("all tokens (padding counted)")
+    assert [max(t.y) for t in figure.data if t.xaxis == "x2"] == [60.0, 60.0]
 
 
 def test_runs_table_lists_runs_and_zips_adapter(finished):

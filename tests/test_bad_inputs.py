@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from tiny_run import tiny_form
 
-from app.handlers import chat, data, design, runs, shape, train
+from app.handlers import chat, data, design, runs, train
 from app.state import Studio
 from qpa import AdapterConfig, QPAConfig, RunConfig, count_params, create_run, open_run
 from qpa.chat import check_messages, get_chat_model
@@ -69,12 +70,7 @@ def tree_hash(root: Path) -> dict[str, str]:
 
 
 def form(**overrides):
-    basic = ("tiny-llama", ["lm_head"], 2, 128, 3, 2, "16,16", "ladder")
-    values = {**shape.DEFAULTS, **dict(zip(shape.BASIC, basic, strict=True))}
-    values.update(plan="QPA only", steps=3, batch_size=4, lr=0, eval_every=2, max_length=48,
-                  max_examples=40, seed=0, loss_on="all", source=data.SOURCES[0], topics=["ai"],
-                  upload=None)  # fmt: skip
-    values.update(overrides)
+    values = tiny_form(**{"n_qubits": 3, "max_length": 48, "loss_on": "all", **overrides})
     return [values[k] for k in train.FORM_FIELDS]
 
 

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_run import tiny_form as shared_tiny_form
 
-from app.handlers import data, shape, train
+from app.handlers import train
 from app.jobs import Jobs
 from app.settings import Settings
 from app.state import Studio
@@ -33,12 +34,7 @@ def quick(tmp_path, monkeypatch):
 
 
 def tiny_form(**overrides) -> dict:
-    basic = ("tiny-llama", ["lm_head"], 2, 128, 3, 2, "16,16", "ladder")
-    form = {**shape.DEFAULTS, **dict(zip(shape.BASIC, basic, strict=True))}
-    form.update(plan="QPA only", steps=3, batch_size=4, lr=0, eval_every=2, max_length=48,
-                max_examples=40, seed=0, loss_on="all", source=data.SOURCES[0], topics=["ai"],
-                upload=None)  # fmt: skip
-    return {**form, **overrides}
+    return shared_tiny_form(**{"n_qubits": 3, "max_length": 48, "loss_on": "all", **overrides})
 
 
 def test_max_runs_comes_from_the_environment():

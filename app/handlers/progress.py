@@ -41,7 +41,9 @@ def _facts(status: dict, train: list[dict], val: list[dict]) -> list[str]:
     if train:
         facts.append(f"loss {train[-1]['loss']:.4f}")
     if val:
-        facts.append(f"val perplexity {val[-1]['perplexity']:.3f}")
+        last = val[-1]
+        assistant = f", replies {last['assistant_perplexity']:.3f}" if "assistant_perplexity" in last else ""
+        facts.append(f"val perplexity {last['perplexity']:.3f}{assistant}")
     if status.get("trainable_params"):
         facts.append(f"{status['trainable_params']:,} trainable")
     return facts
@@ -73,18 +75,24 @@ def run_card(studio: Studio, run_id: str) -> str:
 
 
 def series(studio: Studio, ids: list[str]) -> list[dict]:
-    """Curve data for `plots.curves_figure`: train loss and val perplexity per run."""
+    """Curve data for `plots.curves_figure`: train loss and val perplexity (all tokens, and the
+    assistant replies where the data has them) per run, and its perplexity protocol."""
     out = []
     for run_id in ids:
         if not (studio.root / run_id / "config.json").is_file():
             continue
         run = open_run(run_id, studio.root)
+        val = run.metrics("val")
         out.append(
             {
                 "label": run_id,
                 "method": run.config.adapter.method,
                 "train": [(m["step"], m["loss"]) for m in run.metrics("train")],
-                "val": [(m["step"], m["perplexity"]) for m in run.metrics("val")],
+                "val": [(m["step"], m["perplexity"]) for m in val],
+                "val_assistant": [
+                    (m["step"], m["assistant_perplexity"]) for m in val if "assistant_perplexity" in m
+                ],
+                "protocol": run.config.train.perplexity,
             }
         )
     return out

@@ -52,6 +52,7 @@ TRAIN_FIELDS = (
     "max_examples",
     "seed",
     "loss_on",
+    "perplexity",
     "source",
     "topics",
     "upload",
@@ -97,6 +98,7 @@ def build_configs(studio: Studio, form: dict[str, Any]) -> list[RunConfig]:
         eval_every=as_int("eval_every", form["eval_every"]),
         seed=as_int("seed", form["seed"]),
         loss_on=form["loss_on"] or TrainConfig().loss_on,
+        perplexity=form["perplexity"] or TrainConfig().perplexity,
     )
     data = data_config(
         form["source"], form["topics"], form["upload"], form["max_length"], form["max_examples"]

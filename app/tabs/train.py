@@ -15,11 +15,16 @@ from qpa import DataConfig, TrainConfig, field_help
 
 POLL_S = 1.5  # seconds between progress refreshes
 HELP = {k: v["help"] for k, v in {**field_help(TrainConfig), **field_help(DataConfig)}.items()}
-LOSS_ON = field_help(TrainConfig)["loss_on"]
+TRAIN_HELP = field_help(TrainConfig)
 
 
 def _whole(value: int, label: str, name: str, **kw) -> gr.Number:
     return gr.Number(value, label=label, precision=0, info=HELP[name], **kw)
+
+
+def _choice(name: str, label: str) -> gr.Radio:
+    field = TRAIN_HELP[name]
+    return gr.Radio(list(field["choices"]), value=field["default"], label=label, info=HELP[name])
 
 
 def _settings(caps: Caps) -> dict:
@@ -38,9 +43,8 @@ def _settings(caps: Caps) -> dict:
         f["lr"] = gr.Number(0.0, label="Learning rate", minimum=0, info=HELP["lr"])
         f["eval_every"] = _whole(25, "Validate every", "eval_every", minimum=1)
         f["seed"] = _whole(0, "Seed", "seed", minimum=0)
-        f["loss_on"] = gr.Radio(
-            list(LOSS_ON["choices"]), value=LOSS_ON["default"], label="Loss on", info=HELP["loss_on"]
-        )
+        f["loss_on"] = _choice("loss_on", "Loss on")
+        f["perplexity"] = _choice("perplexity", "Perplexity")
     return f
 
 
