@@ -8,8 +8,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from tiny_run import tiny_form
 
-from app.handlers import runs, shape, train
+from app.handlers import runs, train
 from app.settings import DEMO, Settings
 from app.state import Studio
 from app.ui import launch_kwargs
@@ -105,11 +106,7 @@ def test_no_secrets_in_any_run_file(tmp_path, monkeypatch):
                         "OMP_NUM_THREADS": "1"}.items():  # fmt: skip
         monkeypatch.setenv(name, value)
     studio = Studio.create(runs_root=tmp_path / "runs", demo=False)
-    basic = ("tiny-llama", ["lm_head"], 2, 128, 3, 2, "16,16", "ladder")
-    form = {**shape.DEFAULTS, **dict(zip(shape.BASIC, basic, strict=True))}
-    form.update(plan="QPA only", steps=2, batch_size=4, lr=0, eval_every=2, max_length=48,
-                max_examples=40, seed=0, loss_on="all", source="chatterbot corpus", topics=["ai"],
-                upload=None)  # fmt: skip
+    form = tiny_form(n_qubits=3, steps=2, max_length=48, loss_on="all")
     (run_id,), _ = train.launch(studio, form)
     assert studio.jobs.wait(run_id, timeout=120)["state"] == "done"
     run = list_runs(studio.root)[0]
