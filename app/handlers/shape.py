@@ -63,6 +63,7 @@ MAX_QUBITS = HELP["n_qubits"]["max"]
 MAX_CHUNK = HELP["chunk_size"]["max"]
 
 QPA_PRESETS = tuple(name for name, v in VARIANTS.items() if set(v.overrides) <= {"qpa"})
+_PRESET_QPA = {name: apply_variant(RunConfig(), name).qpa for name in QPA_PRESETS}
 CUSTOM = "custom"
 # What a preset sets: the form's QPA fields, but the qubits, which follow the chunk size.
 PRESET_FIELDS = tuple(k for k in FIELDS if k in field_help(QPAConfig) and k != "n_qubits")
@@ -131,16 +132,12 @@ def _qpa_config(f: dict[str, Any]) -> QPAConfig:
     )
 
 
-def _preset_qpa(name: str) -> QPAConfig:
-    if name not in QPA_PRESETS:
-        raise ValueError(f"`preset` = {name!r} is not one of: {', '.join(QPA_PRESETS)}.")
-    return apply_variant(RunConfig(), name).qpa
-
-
 def preset_values(name: str) -> dict[str, Any]:
     """The form values preset `name` sets (`PRESET_FIELDS`): its overrides, the other QPA
     fields at their defaults."""
-    qpa = _preset_qpa(name)
+    if name not in _PRESET_QPA:
+        raise ValueError(f"`preset` = {name!r} is not one of: {', '.join(QPA_PRESETS)}.")
+    qpa = _PRESET_QPA[name]
     values = {k: getattr(qpa, k) for k in PRESET_FIELDS}
     values["hidden_sizes"] = ",".join(map(str, qpa.hidden_sizes))
     return values
@@ -152,7 +149,7 @@ def matching_preset(*values) -> str:
         qpa = _qpa_config({**form(values), "n_qubits": 0})
     except ValueError:  # a half-typed field matches no preset
         return CUSTOM
-    return next((name for name in QPA_PRESETS if _preset_qpa(name) == qpa), CUSTOM)
+    return next((name for name, shape in _PRESET_QPA.items() if shape == qpa), CUSTOM)
 
 
 def chunk_for_qubits(n_values: int, n_qubits: int) -> int:

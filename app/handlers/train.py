@@ -164,13 +164,9 @@ def default_watch(studio: Studio) -> list[str]:
     live = studio.jobs.live()
     if live:
         return live
-    runs = list_runs(studio.root)
-    if not runs:
-        return []
-    group = [r for r in runs if group_of(r.id) == group_of(runs[0].id)]
-    # launch order: the QPA run is created first, its LoRA baseline within the same second
-    group.sort(key=lambda r: (r.status().get("created") or "", not r.id.endswith(".qpa")))
-    return [r.id for r in group]
+    ids = watch_choices(studio)
+    group = [i for i in ids if group_of(i) == group_of(ids[0])] if ids else []
+    return sorted(group, key=lambda i: not i.endswith(".qpa"))  # launch order: QPA, its baseline
 
 
 # -- event handlers ---------------------------------------------------------------------------------

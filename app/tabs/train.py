@@ -24,7 +24,7 @@ def _whole(value: int, label: str, name: str, **kw) -> gr.Number:
 
 def _choice(name: str, label: str) -> gr.Radio:
     field = TRAIN_HELP[name]
-    return gr.Radio(list(field["choices"]), value=field["default"], label=label, info=HELP[name])
+    return gr.Radio(list(field["choices"]), value=field["default"], label=label, info=field["help"])
 
 
 def _settings(caps: Caps) -> dict:
