@@ -41,7 +41,7 @@ except ImportError:  # Windows: the per-run claim still prevents double starts
 logger = logging.getLogger(__name__)
 
 JOBS_DIR = ".jobs"  # hidden, so `list_runs` skips it
-CLAIM_ENV = "QPA_CLAIM"  # = qpa.commands.CLAIM_ENV
+CLAIM_ENV = "QPA_CLAIM"  # = qpa.cli.commands.CLAIM_ENV
 NICE = 10  # training yields the CPU to the app's requests
 LIVE = ("starting", "queued", "running")
 

@@ -30,24 +30,24 @@ _EXPORTS = {
         "MAX_NOISY_QUBITS",
         "field_help",
     ],
-    "qpa.circuit": [
+    "qpa.quantum.statevector": [
         "ENTANGLERS",
         "circuit_probs",
         "circuit_state",
         "QuantumCircuit",
         "make_circuit",
     ],
-    "qpa.noise": ["noisy_probs", "density_matrix"],
-    "qpa.shots": ["sample_counts", "sample_probs"],
-    "qpa.variance": [
+    "qpa.quantum.noise": ["noisy_probs", "density_matrix"],
+    "qpa.quantum.shots": ["sample_counts", "sample_probs"],
+    "qpa.studies.variance": [
         "COSTS", "gradient_variance", "fit_decay", "cost_gradients", "random_angles", "one_thread"
     ],
-    "qpa.mapping": ["postprocess", "basis_bits"],
-    "qpa.generator": ["QPAGenerator", "qubits_needed", "check_qubits"],
-    "qpa.counts": ["ParamCounts", "count_params"],
-    "qpa.tuner": ["build_adapter", "adaptable_layers", "resolve_targets"],
-    "qpa.export": ["export_adapter", "load_adapter", "merge_adapter"],
-    "qpa.models": [
+    "qpa.generator.mapping": ["postprocess", "basis_bits"],
+    "qpa.generator.qpa_generator": ["QPAGenerator", "qubits_needed", "check_qubits"],
+    "qpa.adapters.counts": ["ParamCounts", "count_params"],
+    "qpa.adapters.qpa_lora": ["build_adapter", "adaptable_layers", "resolve_targets"],
+    "qpa.adapters.export": ["export_adapter", "load_adapter", "merge_adapter"],
+    "qpa.models.loading": [
         "DEFAULT_MODEL",
         "HUB_ID",
         "PRESETS",
@@ -58,14 +58,14 @@ _EXPORTS = {
         "model_source",
         "qpa_home",
     ],
-    "qpa.data": [
+    "qpa.data.splits": [
         "MAX_UPLOAD_BYTES",
         "build_splits",
         "chatterbot_topics",
         "check_upload",
         "preview",
     ],
-    "qpa.runs": [
+    "qpa.runs.run": [
         "STATES",
         "Run",
         "create_run",
@@ -74,12 +74,12 @@ _EXPORTS = {
         "runs_root",
         "check_run_id",
     ],
-    "qpa.train": ["evaluate", "validate_config"],  # not `train`: it would shadow the module
-    "qpa.chat": ["ChatModel", "get_chat_model"],
+    "qpa.training.loop": ["evaluate", "validate_config"],  # not `train`: it would shadow the module
+    "qpa.inference.chat": ["ChatModel", "get_chat_model"],
     "qpa.flags": ["config_to_argv"],
-    "qpa.results": ["label", "markdown_table", "run_record", "summarize"],
-    "qpa.sweep": ["VARIANTS", "BEST_MEASURED", "apply_variant"],
-    "qpa.reproduce": ["RECIPES", "plan_recipe", "run_recipe"],
+    "qpa.studies.results": ["label", "markdown_table", "run_record", "summarize"],
+    "qpa.studies.sweep": ["VARIANTS", "BEST_MEASURED", "apply_variant"],
+    "qpa.studies.reproduce": ["RECIPES", "plan_recipe", "run_recipe"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

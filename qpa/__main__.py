@@ -1,8 +1,8 @@
-"""``python -m qpa``: the command line (see `qpa.cli`)."""
+"""``python -m qpa``: the command line (see `qpa.cli.main`)."""
 
 import sys
 
-from qpa.cli import main
+from qpa.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,10 +10,10 @@ from tiny_run import TINY_RUN as BASE
 from app.handlers import results
 from app.state import Studio
 from qpa.config import RunConfig
-from qpa.results import label, run_record
-from qpa.runs import list_runs
-from qpa.sweep import run_one
-from qpa.variance import fit_decay, gradient_variance
+from qpa.runs.run import list_runs
+from qpa.studies.results import label, run_record
+from qpa.studies.sweep import run_one
+from qpa.studies.variance import fit_decay, gradient_variance
 
 
 def config(seed=0, method="qpa-lora", **qpa) -> RunConfig:

@@ -14,10 +14,10 @@ from tiny_run import tiny_form
 from app.handlers import chat, data, design, runs, train
 from app.state import Studio
 from qpa import AdapterConfig, QPAConfig, RunConfig, count_params, create_run, open_run
-from qpa.chat import check_messages, get_chat_model
-from qpa.cli import main
-from qpa.data import check_upload
-from qpa.models import load_model
+from qpa.cli.main import main
+from qpa.data.splits import check_upload
+from qpa.inference.chat import check_messages, get_chat_model
+from qpa.models.loading import load_model
 
 HIDDEN = "32,64,128,128,64,32,32"
 GPT2 = ("gpt2-config", ["lm_head"], 4, 2048, 7, 8, HIDDEN, "ladder")

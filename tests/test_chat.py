@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from qpa import chat as chat_module
-from qpa.chat import ChatModel, context_length, get_chat_model
+from qpa.adapters.export import export_adapter
+from qpa.adapters.qpa_lora import build_adapter
 from qpa.config import AdapterConfig, QPAConfig
-from qpa.export import export_adapter
-from qpa.models import load_model
-from qpa.tuner import build_adapter
+from qpa.inference import chat as chat_module
+from qpa.inference.chat import ChatModel, context_length, get_chat_model
+from qpa.models.loading import load_model
 
 HI = [{"role": "user", "content": "Hi there"}]
 

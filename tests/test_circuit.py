@@ -1,4 +1,4 @@
-"""qpa.circuit must equal PennyLane's default.qubit: probabilities and gradients, for every shape."""
+"""qpa.quantum.statevector must equal PennyLane's default.qubit: probabilities and gradients, for every shape."""
 
 import functools
 import math
@@ -7,8 +7,14 @@ import pytest
 import torch
 from pennylane_reference import pennylane_probs
 
-from qpa import circuit
-from qpa.circuit import ENTANGLERS, QuantumCircuit, circuit_probs, circuit_state, make_circuit
+from qpa.quantum import statevector as circuit
+from qpa.quantum.statevector import (
+    ENTANGLERS,
+    QuantumCircuit,
+    circuit_probs,
+    circuit_state,
+    make_circuit,
+)
 
 MAX_DEPTH = 16
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from qpa.cli import build_parser, main
+from qpa.cli.main import build_parser, main
 from qpa.config import RunConfig, TrainConfig
 from qpa.flags import config_to_argv
-from qpa.runs import create_run, list_runs
+from qpa.runs.run import create_run, list_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 

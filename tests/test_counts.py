@@ -4,8 +4,8 @@ import time
 
 import pytest
 
+from qpa.adapters.counts import count_params
 from qpa.config import AdapterConfig, QPAConfig
-from qpa.counts import count_params
 
 
 def test_gpt2_small_lm_head_matches_paper():

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from qpa.cli import main
+from qpa.cli.main import main
 from qpa.config import AdapterConfig, RunConfig, TrainConfig
-from qpa.runs import INTERRUPTED, Run, atomic_write_json, create_run, open_run
+from qpa.runs.run import INTERRUPTED, Run, atomic_write_json, create_run, open_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model", "tiny-llama", "--batch-size", "4", "--max-examples", "40",
@@ -116,7 +116,7 @@ def _write_forever(run: Run, adapter_model, start: int) -> None:
     """Rewrite every kind of run file, each holding `i`, until killed."""
     import torch
 
-    from qpa.export import export_adapter
+    from qpa.adapters.export import export_adapter
 
     torch.set_num_threads(1)
     for i in range(start, 10**9):
@@ -156,9 +156,9 @@ def _check_files(run: Run, torn: set[int]) -> int:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_writer_killed_at_random_never_leaves_half_a_file(tmp_path):
-    import qpa.export  # noqa: F401 - imported before forking, not in each child
-    from qpa.models import load_model
-    from qpa.tuner import wrap_lora
+    import qpa.adapters.export  # noqa: F401 - imported before forking, not in each child
+    from qpa.adapters.qpa_lora import wrap_lora
+    from qpa.models.loading import load_model
 
     model = wrap_lora(load_model("tiny-llama")[0], AdapterConfig(method="lora", rank=2))
     run = create_run(RunConfig(), tmp_path, name="victim")

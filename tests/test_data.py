@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from qpa import data
 from qpa.config import DataConfig
-from qpa.tokenizer import tiny_tokenizer
+from qpa.data import splits as data
+from qpa.models.tiny_tokenizer import tiny_tokenizer
 
 TOPICS = ("ai", "food")
 

@@ -7,12 +7,12 @@ from conftest import tiny_gpt2, tiny_llama
 from peft import PeftModel
 from test_train import tiny
 
+from qpa.adapters.export import export_adapter, merge_adapter
+from qpa.adapters.head_loss import head_nll, head_parts
+from qpa.adapters.qpa_lora import build_adapter
 from qpa.config import AdapterConfig, QPAConfig
-from qpa.export import export_adapter, merge_adapter
-from qpa.headloss import head_nll, head_parts
-from qpa.session import output_head, prepare, split_loss
-from qpa.train import validate_config
-from qpa.tuner import build_adapter
+from qpa.training.loop import validate_config
+from qpa.training.session import output_head, prepare, split_loss
 
 IDS = torch.tensor([[5, 9, 2, 44, 17, 3]])
 

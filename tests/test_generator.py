@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from qpa.config import QPAConfig
-from qpa.generator import QPAGenerator, centered_output, qubits_needed
-from qpa.mapping import MappingModel, basis_bits, postprocess, random_bits
+from qpa.generator.mapping import MappingModel, basis_bits, postprocess, random_bits
+from qpa.generator.qpa_generator import QPAGenerator, centered_output, qubits_needed
 
 
 def test_basis_bits_match_pennylane_order():

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from qpa.adapters.head_loss import head_nll, head_parts
+from qpa.adapters.qpa_lora import build_adapter
 from qpa.config import AdapterConfig, QPAConfig
-from qpa.headloss import head_nll, head_parts
-from qpa.session import output_head
-from qpa.tuner import build_adapter
+from qpa.training.session import output_head
 from tests.conftest import tiny_llama
 
 R, D, V, RANK = 53, 24, 5000, 4  # a realistic vocabulary, few rows
@@ -131,9 +131,9 @@ def test_head_parts_falls_back_where_the_fused_path_does_not_apply():
 
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
 def test_split_loss_takes_the_fused_path_unless_dropout_acts(monkeypatch, dropout):
-    from qpa import session as session_module
     from qpa.config import DataConfig, ModelConfig, RunConfig
-    from qpa.train import evaluate_split
+    from qpa.training import session as session_module
+    from qpa.training.loop import evaluate_split
 
     calls = []
     fused = session_module.head_nll
@@ -159,8 +159,7 @@ def test_split_loss_takes_the_fused_path_unless_dropout_acts(monkeypatch, dropou
 def test_memory_stays_within_the_chunk_budget_over_many_chunks(monkeypatch):
     import threading
 
-    from qpa import headloss
-
+    from qpa.adapters import head_loss as headloss
     monkeypatch.setattr(headloss, "CHUNK_BYTES", 200 * V * 4 // 7)  # 28 rows a chunk
     hidden, weight, bias, a, b, targets = tensors()
     hidden = torch.cat([hidden] * 5)  # 265 rows: 10 chunks

@@ -5,10 +5,10 @@ import torch
 from conftest import tiny_gpt2, tiny_llama
 from peft import PeftModel
 
+from qpa.adapters.counts import count_params
+from qpa.adapters.export import export_adapter, merge_adapter
+from qpa.adapters.qpa_lora import build_adapter
 from qpa.config import AdapterConfig, QPAConfig
-from qpa.counts import count_params
-from qpa.export import export_adapter, merge_adapter
-from qpa.tuner import build_adapter
 
 IDS = torch.tensor([[5, 9, 2, 44, 17, 3]])
 MANY = ("q_proj", "v_proj", "lm_head")

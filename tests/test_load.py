@@ -39,7 +39,7 @@ def test_a_tiny_model_built_while_counting_is_initialised():
 
     import torch
 
-    from qpa.models import build_model, load_model
+    from qpa.models.loading import build_model, load_model
 
     reference = load_model("tiny-llama")[0].state_dict()
     stop = threading.Event()

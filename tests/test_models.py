@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from qpa import models
+from qpa.models import loading as models
 
 
 @pytest.mark.parametrize("name", models.TINY_PRESETS)

@@ -1,4 +1,4 @@
-"""qpa.noise must equal PennyLane's default.mixed with a DepolarizingChannel on every wire after
+"""qpa.quantum.noise must equal PennyLane's default.mixed with a DepolarizingChannel on every wire after
 every block: probabilities and gradients w.r.t. the angles, ladder and ring."""
 
 import functools
@@ -8,10 +8,10 @@ import pytest
 import torch
 from pennylane_reference import pennylane_probs
 
-from qpa import circuit
-from qpa.circuit import QuantumCircuit, circuit_probs, make_circuit
 from qpa.config import QPAConfig
-from qpa.noise import density_matrix, depolarize, noisy_probs
+from qpa.quantum import statevector as circuit
+from qpa.quantum.noise import density_matrix, depolarize, noisy_probs
+from qpa.quantum.statevector import QuantumCircuit, circuit_probs, make_circuit
 
 
 def probs_and_grad(probs_fn, angles: torch.Tensor, weights: torch.Tensor):

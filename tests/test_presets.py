@@ -8,7 +8,7 @@ from tiny_run import TINY_RUN
 
 from app.handlers import design, shape
 from qpa import VARIANTS, apply_variant, open_run
-from qpa.cli import main
+from qpa.cli.main import main
 
 SMOLLM2 = {**shape.DEFAULTS, "model": "smollm2-config"}  # lm_head, r = 4, the paper's shape
 SHALLOW_GELU = {"hidden_sizes": "64,48", "activation": "gelu", "fourier_features": 16}

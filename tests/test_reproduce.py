@@ -13,13 +13,13 @@ import time
 import pytest
 import torch
 
-from qpa.cli import main
+from qpa.cli.main import main
 from qpa.config import DataConfig
-from qpa.data import build_splits
-from qpa.reproduce import RECIPES, WIKITEXT2, batch_mean_perplexity, plan_recipe
-from qpa.session import prepare
-from qpa.tokenizer import tiny_tokenizer
-from qpa.train import lr_factor
+from qpa.data.splits import build_splits
+from qpa.models.tiny_tokenizer import tiny_tokenizer
+from qpa.studies.reproduce import RECIPES, WIKITEXT2, batch_mean_perplexity, plan_recipe
+from qpa.training.loop import lr_factor
+from qpa.training.session import prepare
 
 TRAIN = (
     "\n = Valkyria Chronicles III = \n\n Senjō no Valkyria 3 is a tactical role @-@ playing game\n"
@@ -158,7 +158,7 @@ def official_loss(session, examples) -> float:
 
 
 def test_padding_is_counted_in_the_loss(session):
-    from qpa.session import split_loss
+    from qpa.training.session import split_loss
 
     rows = session.rows["val"]
     assert (rows.offsets.diff() == 63).all()  # every position of every row, pads included

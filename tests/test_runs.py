@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from qpa.config import AdapterConfig, RunConfig, TrainConfig
-from qpa.runs import (
+from qpa.runs.run import (
     ADAPTER_FILES,
     INTERRUPTED,
     STATES,
@@ -164,7 +164,7 @@ def test_state_round_trip(tmp_path, config):
 
 
 def test_log_and_adapter(tmp_path, config):
-    from qpa.export import ADAPTER_FILES as EXPORTED
+    from qpa.adapters.export import ADAPTER_FILES as EXPORTED
 
     run = create_run(config, tmp_path)
     assert run.log_text() == "" and not run.has_adapter()

@@ -53,7 +53,7 @@ def test_pickled_weights_are_refused(tmp_path):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from qpa.models import load_model
+    from qpa.models.loading import load_model
 
     model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=8, n_layer=1, n_head=2))
     model.save_pretrained(tmp_path)

@@ -1,12 +1,12 @@
-"""qpa.shots draws exact multinomial samples, reproducibly, with a straight-through gradient."""
+"""qpa.quantum.shots draws exact multinomial samples, reproducibly, with a straight-through gradient."""
 
 import math
 
 import pytest
 import torch
 
-from qpa.circuit import QuantumCircuit, circuit_probs
-from qpa.shots import sample_counts, sample_probs
+from qpa.quantum.shots import sample_counts, sample_probs
+from qpa.quantum.statevector import QuantumCircuit, circuit_probs
 
 
 def test_counts_are_a_multinomial_sample():

@@ -5,10 +5,10 @@ import json
 import pytest
 from tiny_run import TINY_RUN as BASE
 
-from qpa.cli import main
-from qpa.results import label, markdown_table, run_record, summarize
-from qpa.runs import list_runs
-from qpa.sweep import sweep, variant_config
+from qpa.cli.main import main
+from qpa.runs.run import list_runs
+from qpa.studies.results import label, markdown_table, run_record, summarize
+from qpa.studies.sweep import sweep, variant_config
 
 
 def test_sweep_groups_seeds_and_compares_with_lora(tmp_path):

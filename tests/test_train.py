@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from qpa.config import AdapterConfig, DataConfig, ModelConfig, QPAConfig, RunConfig, TrainConfig
-from qpa.session import prepare, split_loss
-from qpa.train import batch_examples, evaluate, lr_factor, make_optimizer, train, train_step
+from qpa.training.loop import batch_examples, evaluate, lr_factor, make_optimizer, train, train_step
+from qpa.training.session import prepare, split_loss
 
 DATA = DataConfig(topics=("ai", "science", "computers"), max_length=48, max_examples=120)
 

@@ -5,9 +5,9 @@ import torch
 from conftest import tiny_gpt2, tiny_llama
 from peft import PeftModel
 
+from qpa.adapters.export import export_adapter, merge_adapter
+from qpa.adapters.qpa_lora import build_adapter, resolve_targets
 from qpa.config import AdapterConfig, QPAConfig
-from qpa.export import export_adapter, merge_adapter
-from qpa.tuner import build_adapter, resolve_targets
 
 QPA = QPAConfig(chunk_size=64, depth=2)
 IDS = torch.tensor([[5, 9, 2, 44, 17, 3]])

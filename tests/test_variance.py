@@ -1,4 +1,4 @@
-"""qpa.variance: gradients equal PennyLane's, variances follow known laws, inputs are checked."""
+"""qpa.studies.variance: gradients equal PennyLane's, variances follow known laws, inputs are checked."""
 
 import json
 import math
@@ -7,10 +7,10 @@ import pytest
 import torch
 from pennylane_reference import pennylane_probs
 
-from qpa.circuit import circuit_probs
-from qpa.cli import main
+from qpa.cli.main import main
 from qpa.config import QPAConfig
-from qpa.variance import (
+from qpa.quantum.statevector import circuit_probs
+from qpa.studies.variance import (
     batched_probs,
     cost_gradients,
     fit_decay,

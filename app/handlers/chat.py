@@ -1,7 +1,7 @@
 """Chat tab: stream replies from the base model or a run's exported adapter, one at a time or
 side by side (base vs QPA vs LoRA on the same prompt, same seed).
 
-Models come from `qpa.chat.get_chat_model`, which keeps the last few loaded and merges an adapter
+Models come from `qpa.inference.chat.get_chat_model`, which keeps the last few loaded and merges an adapter
 into the base weights, so a reply costs what the base model costs.
 """
 

@@ -2,7 +2,7 @@
 advanced options) to the parameter table, the rank ceiling, the trade-off chart, the circuit
 drawing and its probabilities, and the equivalent ``qpa count`` command, on every change.
 
-Counting never loads weights: `qpa.counts.count_params` reads LoRA shapes from the model built on
+Counting never loads weights: `qpa.adapters.counts.count_params` reads LoRA shapes from the model built on
 the meta device (cached per model, targets and rank), so one update takes milliseconds.
 
 >>> view = design_view("gpt2-config", "lm_head", 4, 2048, 7, 8, "32,64,128,128,64,32,32")

@@ -1,4 +1,4 @@
-"""Benchmark: forward+backward time of `qpa.circuit.circuit_probs` against PennyLane.
+"""Benchmark: forward+backward time of `qpa.quantum.statevector.circuit_probs` against PennyLane.
 
 Both sides run in this one process, width by width, on the same loss Σ w·probs of the ladder
 circuit: ours in float32 (what training uses) and float64, PennyLane's default.qubit with
@@ -18,7 +18,7 @@ import time
 import pennylane as qml
 import torch
 
-from qpa.circuit import circuit_probs
+from qpa.quantum.statevector import circuit_probs
 from tests.pennylane_reference import pennylane_probs
 
 

@@ -21,10 +21,10 @@ import time
 import torch
 from bench_circuit import add_arguments, pennylane_probs, table
 
-from qpa.circuit import circuit_probs
 from qpa.config import QPAConfig
-from qpa.generator import QPAGenerator, centered_output
-from qpa.mapping import postprocess
+from qpa.generator.mapping import postprocess
+from qpa.generator.qpa_generator import QPAGenerator, centered_output
+from qpa.quantum.statevector import circuit_probs
 
 M, CONFIG = 204_100, QPAConfig(chunk_size=2048, depth=8)
 

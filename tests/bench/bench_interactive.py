@@ -1,6 +1,6 @@
 """What the app waits for: live parameter counts, the first chat token, merged-adapter speed.
 
-1. `qpa.counts.count_params` for every preset in `qpa.models.PRESETS`: the call after the first
+1. `qpa.adapters.counts.count_params` for every preset in `qpa.models.loading.PRESETS`: the call after the first
    (a QPA setting changed, the layout cached) and on rank changes (a new layout: the model is
    rebuilt on the meta device and wrapped by peft). Target ≤ 200 ms each.
 2. Time to the first streamed reply piece of `ChatModel.stream` on the default model, greedy,
@@ -24,10 +24,10 @@ import time
 
 import torch
 
-from qpa.chat import ChatModel
+from qpa.adapters.counts import count_params
 from qpa.config import AdapterConfig, QPAConfig
-from qpa.counts import count_params
-from qpa.models import DEFAULT_MODEL, PRESETS, load_model
+from qpa.inference.chat import ChatModel
+from qpa.models.loading import DEFAULT_MODEL, PRESETS, load_model
 
 PROMPT = [{"role": "user", "content": "Explain in two sentences what a qubit is."}]
 RANKS = (8, 16, 2, 32, 64, 1024)  # rank changes, the last one the largest allowed
@@ -78,8 +78,8 @@ def bench_first_token(chat: ChatModel, rounds: int) -> None:
 
 def merged_chat(tmp: str) -> ChatModel:
     """The default model with a freshly initialised QPA adapter, exported and merged back."""
-    from qpa.export import export_adapter
-    from qpa.tuner import build_adapter
+    from qpa.adapters.export import export_adapter
+    from qpa.adapters.qpa_lora import build_adapter
 
     torch.manual_seed(0)
     model, qpa = build_adapter(load_model(DEFAULT_MODEL)[0], AdapterConfig(), QPAConfig())

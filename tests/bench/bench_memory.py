@@ -1,7 +1,7 @@
 """Memory of a default training run: peak RSS, and RSS sampled every 100 steps (no growth).
 
 Trains the default config (SmolLM2 lm_head, QPA-LoRA, cached head) for `--steps` steps through
-`qpa.train.train`, validating only at the start and the end, and reads the process's RSS and
+`qpa.training.loop.train`, validating only at the start and the end, and reads the process's RSS and
 peak RSS (VmRSS, VmHWM in /proc/self/status) every `--every` steps. Prints the series, the
 growth from the first sample and over the second half, and the peak. The cached hidden rows
 are memory-mapped (221 MiB for the default corpus), so RSS rises during the first epoch
@@ -21,7 +21,7 @@ import torch
 from bench_train_step import naive_head
 
 from qpa.config import AdapterConfig, RunConfig, TrainConfig
-from qpa.train import train
+from qpa.training.loop import train
 
 
 def memory_mib() -> tuple[float, float]:

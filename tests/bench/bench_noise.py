@@ -1,4 +1,4 @@
-"""Benchmark: the noisy circuit (`qpa.noise`, density matrix) against PennyLane default.mixed.
+"""Benchmark: the noisy circuit (`qpa.quantum.noise`, density matrix) against PennyLane default.mixed.
 
 Forward+backward of Σ w·probs for the ladder circuit with depolarising noise p after every
 block, width by width: ours in float32 (what training uses) and float64, PennyLane's
@@ -19,8 +19,8 @@ import torch
 from bench_circuit import add_arguments, time_step
 from test_noise import pennylane_noisy_probs
 
-from qpa.circuit import circuit_probs
-from qpa.noise import noisy_probs
+from qpa.quantum.noise import noisy_probs
+from qpa.quantum.statevector import circuit_probs
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Training-step time on the default model's lm_head: fused vs naive head, QPA vs LoRA.
 
-On the cached head, `split_loss` uses the fused head loss (`qpa.headloss`); the naive step is
+On the cached head, `split_loss` uses the fused head loss (`qpa.adapters.head_loss`); the naive step is
 the same `train_step` with the fused path switched off, so peft's LoRA Linear computes the full
 (rows × vocabulary) logits and `F.cross_entropy` runs on them. A bare matmul of the head's
 size, (rows × d)·(d × V) into a reused output, is timed alongside as the machine's limit. All
@@ -20,21 +20,21 @@ import time
 
 import torch
 
-import qpa.session
+import qpa.training.session
 from qpa.config import AdapterConfig, ModelConfig, RunConfig, TrainConfig
-from qpa.session import output_head, prepare
-from qpa.train import batch_examples, features_dir, make_optimizer, train_step
+from qpa.training.loop import batch_examples, features_dir, make_optimizer, train_step
+from qpa.training.session import output_head, prepare
 
 
 @contextlib.contextmanager
 def naive_head():
     """Switch the fused head loss off: `split_loss` falls back to logits + cross-entropy."""
-    fused = qpa.session.head_parts
-    qpa.session.head_parts = lambda head: None
+    fused = qpa.training.session.head_parts
+    qpa.training.session.head_parts = lambda head: None
     try:
         yield
     finally:
-        qpa.session.head_parts = fused
+        qpa.training.session.head_parts = fused
 
 
 def build(args) -> dict:

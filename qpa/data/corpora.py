@@ -1,7 +1,7 @@
 """Corpus readers: text in, chat conversations or plain texts out (no tokenizer here).
 
 A corpus is either a list of conversations, each a list of ``{"role", "content"}`` messages
-(roles ``system``/``user``/``assistant``), or a list of plain texts. `qpa.data` checks the
+(roles ``system``/``user``/``assistant``), or a list of plain texts. `qpa.data.splits` checks the
 upload itself (size, encoding) and turns either kind into token tensors.
 
 The embedded corpus is ``chatterbot-corpus``: one YAML file per topic, each holding

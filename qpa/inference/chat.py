@@ -1,7 +1,7 @@
 """Chat with a base model or with an exported adapter, streaming the reply piece by piece.
 
-`ChatModel.load` loads a base model through `qpa.models.load_model` and, given an adapter folder
-(a run's ``adapter/``), merges it in with `qpa.export.merge_adapter`, so generation runs on a
+`ChatModel.load` loads a base model through `qpa.models.loading.load_model` and, given an adapter folder
+(a run's ``adapter/``), merges it in with `qpa.adapters.export.merge_adapter`, so generation runs on a
 plain transformers model with no peft or simulator overhead. `get_chat_model` keeps the last few
 loaded models, since the app chats with the same one many times.
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from qpa.models import DEFAULT_MODEL, load_model
+from qpa.models.loading import DEFAULT_MODEL, load_model
 
 ROLES = ("system", "user", "assistant")
 MAX_NEW_TOKENS = 2048
@@ -98,7 +98,7 @@ class ChatModel:
         """`model` with weights; with `adapter_dir`, the adapter merged in (or kept as peft)."""
         base, tokenizer = load_model(model)
         if adapter_dir is not None:
-            from qpa.export import load_adapter, merge_adapter
+            from qpa.adapters.export import load_adapter, merge_adapter
 
             with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
                 warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)

@@ -19,16 +19,16 @@ from pathlib import Path
 import torch
 
 from qpa.config import RunConfig
-from qpa.session import Session, prepare, split_loss
+from qpa.training.session import Session, prepare, split_loss
 
 Callback = Callable[[dict], None]
 
 
 def validate_config(config: RunConfig) -> RunConfig:
     """Resolve defaults and check model, targets, qubits and corpus before any run folder exists."""
-    from qpa.counts import count_params, lora_layout
-    from qpa.data import check_upload
-    from qpa.models import SHAPE_PRESETS
+    from qpa.adapters.counts import count_params, lora_layout
+    from qpa.data.splits import check_upload
+    from qpa.models.loading import SHAPE_PRESETS
 
     config = config.resolved()
     if config.model.model in SHAPE_PRESETS:
@@ -54,8 +54,8 @@ def validate_config(config: RunConfig) -> RunConfig:
 def check_differentiated_norm(config: RunConfig, targets: tuple[str, ...]) -> None:
     """`dora_norm` = "differentiated" lives in the fused lm_head loss only: say what is missing
     (without DoRA it does nothing, like `dora_magnitude`)."""
-    from qpa.models import build_model
-    from qpa.session import can_cache_head
+    from qpa.models.loading import build_model
+    from qpa.training.session import can_cache_head
 
     missing = [
         *(["`cache_backbone`"] if not config.train.cache_backbone else []),
@@ -200,7 +200,7 @@ def _preparing(run, emit: Callback) -> Callable[[str, float], None]:
 
 
 def features_dir() -> Path:
-    from qpa.models import qpa_home
+    from qpa.models.loading import qpa_home
 
     return qpa_home() / "features"
 
@@ -333,7 +333,7 @@ def _checkpoint(session: Session, optimizer, run, step: int) -> None:
 
 
 def _finish(session: Session, run, state: str, summary: dict) -> None:
-    from qpa.export import export_adapter
+    from qpa.adapters.export import export_adapter
 
     export_adapter(
         session.model, session.qpa, run.adapter_dir, base_model=session.config.model.model

@@ -1,8 +1,8 @@
 """Barren-plateau explorer: the variance of cost gradients over random circuits (paper App. H).
 
 For each qubit count N and depth L, `samples` angle sets θ ~ U(−π, π)^(L×N) are drawn and the
-gradient ∂C/∂θ of a cost C is computed exactly with the fast simulator (`qpa.circuit`, or
-`qpa.noise` under depolarising noise). A barren plateau is a variance that falls exponentially
+gradient ∂C/∂θ of a cost C is computed exactly with the fast simulator (`qpa.quantum.statevector`, or
+`qpa.quantum.noise` under depolarising noise). A barren plateau is a variance that falls exponentially
 with N; `fit_decay` fits that rate. The costs (`COSTS`):
 
 - ``local``: ⟨Z₀⟩ = P(qubit 0 is 0) − P(qubit 0 is 1), one qubit's observable;
@@ -33,8 +33,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from qpa.circuit import _group_matrices, _plan, make_circuit
 from qpa.config import MAX_NOISY_QUBITS, QPAConfig
+from qpa.quantum.statevector import _group_matrices, _plan, make_circuit
 
 COSTS = {
     "local": "⟨Z₀⟩, the expectation of Pauli Z on qubit 0",
@@ -134,7 +134,7 @@ def cost_gradients(
 def batched_probs(angles: torch.Tensor, entangler: str = "ladder") -> torch.Tensor:
     """`circuit_probs` of many angle sets at once, (S, depth, N) → (S, 2**N), plain autograd.
 
-    The same group matrices as `qpa.circuit`, applied with batched GEMMs.
+    The same group matrices as `qpa.quantum.statevector`, applied with batched GEMMs.
 
     >>> angles = torch.zeros(5, 3, 2, dtype=torch.float64)
     >>> angles[:, 0, 0] = torch.pi / 2  # five Bell pairs
@@ -177,7 +177,7 @@ def _one_by_one(angles: torch.Tensor, circuit: torch.nn.Module, loss: Callable) 
 
 def _generator_cost(config: QPAConfig, seed: int) -> tuple[torch.nn.Module, Callable]:
     """A QPA generator with every basis state a chunk, and C = mean((v − t)²)."""
-    from qpa.generator import QPAGenerator
+    from qpa.generator.qpa_generator import QPAGenerator
 
     n_values = 2**config.n_qubits * config.chunk_size
     with torch.random.fork_rng(devices=[]):  # seeded, without touching the caller's stream

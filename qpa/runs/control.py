@@ -1,15 +1,15 @@
 """How processes coordinate over one run folder: stop requests, the queue's one-time start
 claim, cancelling, and the lock held by the process that trains it.
 
-`RunControl` is a base of `qpa.runs.Run`; it needs the run's ``path``, ``id``, ``status()`` and
+`RunControl` is a base of `qpa.runs.run.Run`; it needs the run's ``path``, ``id``, ``status()`` and
 ``set_status()``. Files: ``STOP`` (a stop request), ``claim.json`` (who took a queued run to
-start it: created once, by exactly one process, see `qpa.files.claim_file`) and ``.lock``
+start it: created once, by exactly one process, see `qpa.runs.files.claim_file`) and ``.lock``
 (``flock``-ed by the training process; the kernel releases it when that process dies, even by
 ``kill -9``, so a lock is never stale).
 
 >>> import tempfile
 >>> from qpa.config import RunConfig
->>> from qpa.runs import create_run
+>>> from qpa.runs.run import create_run
 >>> run = create_run(RunConfig(), tempfile.mkdtemp(), name="queued")
 >>> run.cancel(), run.status()["state"], run.claim()
 ('cancelled queued before it started', 'cancelled', False)
@@ -23,7 +23,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from qpa.files import atomic_write_json, claim_file, now, read_json
+from qpa.runs.files import atomic_write_json, claim_file, now, read_json
 
 try:
     import fcntl
@@ -35,7 +35,7 @@ FINISHED = ("done", "failed", "cancelled")
 
 
 class RunControl:
-    """Stop, claim, cancel and lock one run folder (mixed into `qpa.runs.Run`)."""
+    """Stop, claim, cancel and lock one run folder (mixed into `qpa.runs.run.Run`)."""
 
     path: Path
     id: str

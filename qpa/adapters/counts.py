@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from qpa.config import AdapterConfig, QPAConfig
-from qpa.generator import QPAGenerator
+from qpa.generator.qpa_generator import QPAGenerator
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def lora_layout(
     model: str, target_modules: tuple[str, ...], rank: int, use_dora: bool = False
 ) -> Layout:
     """The adapted layers and adapter slots for a named model, read on the meta device."""
-    from qpa.models import build_model
+    from qpa.models.loading import build_model
 
     adapter = AdapterConfig(target_modules=target_modules, rank=rank, use_dora=use_dora)
     with _young_garbage():
@@ -124,7 +124,7 @@ def _young_garbage():
 
 
 def _layout(base: torch.nn.Module, adapter: AdapterConfig) -> Layout:
-    from qpa.tuner import lora_slots, resolve_targets, wrap_lora
+    from qpa.adapters.qpa_lora import lora_slots, resolve_targets, wrap_lora
 
     targets = tuple(resolve_targets(base, adapter.target_modules))
     modules = dict(base.named_modules())
@@ -146,7 +146,7 @@ def count_params(
 
     The QPA side is the real `QPALoRA` for this config, built on the meta device.
     """
-    from qpa.tuner import QPALoRA
+    from qpa.adapters.qpa_lora import QPALoRA
 
     if isinstance(model, str):
         layout = lora_layout(model, adapter.target_modules, adapter.rank, adapter.use_dora)

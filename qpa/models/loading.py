@@ -9,7 +9,7 @@ count parameters in milliseconds. Names understood everywhere (see `PRESETS`):
   the same model from the Hub (`HUB_ID`).
 - ``gpt2-config``, ``gemma-config``, ``smollm2-config``: paper-shape configs, no weights.
 - ``tiny-llama``, ``tiny-gpt2``: seeded random tiny models with the byte-level
-  `qpa.tokenizer.tiny_tokenizer`, for tests; nothing is downloaded.
+  `qpa.models.tiny_tokenizer.tiny_tokenizer`, for tests; nothing is downloaded.
 - anything else: a local folder or a Hub id.
 
 >>> build_model("gpt2-config").lm_head.weight.shape
@@ -128,7 +128,7 @@ def preset_config(name: str) -> PretrainedConfig:
 def _tiny_config(name: str) -> PretrainedConfig:
     from transformers import GPT2Config, LlamaConfig
 
-    from qpa.tokenizer import tiny_tokenizer
+    from qpa.models.tiny_tokenizer import tiny_tokenizer
 
     tok = tiny_tokenizer()
     ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}
@@ -210,7 +210,7 @@ def load_model(
 def _load_tiny(name: str, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM
 
-    from qpa.tokenizer import tiny_tokenizer
+    from qpa.models.tiny_tokenizer import tiny_tokenizer
 
     config = preset_config(name)
     with _BUILDING, torch.random.fork_rng(devices=[]):  # seeded, the caller's RNG untouched

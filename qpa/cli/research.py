@@ -1,5 +1,5 @@
 """The research subcommands: ``sweep`` (variants × seeds), ``reproduce`` (the paper's recipes)
-and ``variance`` (barren plateaus). Imported lazily by `qpa.cli` like `qpa.commands`.
+and ``variance`` (barren plateaus). Imported lazily by `qpa.cli.main` like `qpa.cli.commands`.
 """
 
 from __future__ import annotations
@@ -9,16 +9,16 @@ import json
 import sys
 from pathlib import Path
 
-from qpa.cli import format_table, load_config
-from qpa.commands import ProgressBar, settle_run
-from qpa.runs import list_runs
+from qpa.cli.commands import ProgressBar, settle_run
+from qpa.cli.main import format_table, load_config
+from qpa.runs.run import list_runs
 
 # -- sweep --------------------------------------------------------------------------------------
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from qpa.results import run_record, summarize
-    from qpa.sweep import VARIANTS, sweep
+    from qpa.studies.results import run_record, summarize
+    from qpa.studies.sweep import VARIANTS, sweep
 
     if args.list:
         for name, variant in VARIANTS.items():
@@ -46,7 +46,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _print_summary(rows: list[dict], args: argparse.Namespace) -> int:
-    from qpa.results import markdown_table
+    from qpa.studies.results import markdown_table
 
     if not rows:
         raise ValueError("No finished runs to tabulate; train some first (`python -m qpa sweep`).")
@@ -64,9 +64,9 @@ def _print_summary(rows: list[dict], args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from qpa import reproduce as recipes
-    from qpa import reproduce_report as report
+    from qpa.cli import reproduce_report as report
     from qpa.flags import set_flags
+    from qpa.studies import reproduce as recipes
 
     if args.list or not args.recipe:
         listing = {name: r.title for name, r in recipes.RECIPES.items()}
@@ -76,7 +76,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(plan.to_dict(), indent=2) if args.json else report.format_plan(plan))
         return 0
-    from qpa.runs import create_run
+    from qpa.runs.run import create_run
 
     config = recipes.check_plan(plan)  # unreachable data, bad flags: nothing is written
     run = create_run(config, args.runs_dir, args.name)
@@ -101,7 +101,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def cmd_variance(args: argparse.Namespace) -> int:
     from qpa.config import QPAConfig
-    from qpa.variance import COSTS, fit_decay, gradient_variance
+    from qpa.studies.variance import COSTS, fit_decay, gradient_variance
 
     config = QPAConfig(entangler=args.entangler, noise=args.noise)
     rows = gradient_variance(args.qubits, args.depths, args.samples, args.cost, args.seed, config)

@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qpa.config import RunConfig
-from qpa.control import FINISHED, RunControl
-from qpa.files import (
+from qpa.runs.control import FINISHED, RunControl
+from qpa.runs.files import (
     atomic_write_json,
     load_tensors,
     now,
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     import torch
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # = qpa.export.ADAPTER_FILES
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # = qpa.adapters.export.ADAPTER_FILES
 INTERRUPTED = "interrupted (process ended)"
 NEVER_STARTED = "interrupted (the training process ended before it started)"
 _ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -192,7 +192,7 @@ class Run(RunControl):
     """One run folder; every accessor reads the disk, so several processes can share it.
 
     Stop requests, the queue's start claim, cancelling and the training lock come from
-    `qpa.control.RunControl`."""
+    `qpa.runs.control.RunControl`."""
 
     def __init__(self, path: str | Path, config: RunConfig | None = None):
         self.path = Path(path)

@@ -1,6 +1,6 @@
 """The QPA circuit under depolarising noise, simulated exactly with a density matrix (App. G).
 
-Each of the `depth` blocks is the noiseless block of `qpa.circuit` (R_Y on every qubit, then the
+Each of the `depth` blocks is the noiseless block of `qpa.quantum.statevector` (R_Y on every qubit, then the
 CNOTs) followed by a depolarising channel of probability p on every qubit,
 
     ρ ↦ (1 − p)·ρ + p/3·(XρX + YρY + ZρZ) = (1 − λ)·ρ + λ·(Tr_k ρ) ⊗ I/2,   λ = 4p/3,
@@ -29,8 +29,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from qpa.circuit import _apply, _check_angles, _check_entangler, _group_matrices, _plan
 from qpa.config import MAX_NOISY_QUBITS
+from qpa.quantum.statevector import _apply, _check_angles, _check_entangler, _group_matrices, _plan
 
 
 def noisy_probs(angles: torch.Tensor, noise: float, entangler: str = "ladder") -> torch.Tensor:

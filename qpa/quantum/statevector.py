@@ -10,7 +10,7 @@ R_Y and CNOT keep amplitudes real, so the state is a real vector in the dtype of
 PennyLane's basis order (qubit 0 is the most significant bit): `circuit_probs` equals
 ``qml.probs(wires=range(n_qubits))`` element by element, gradients included. `QuantumCircuit`
 (built by `make_circuit` from a `QPAConfig`) adds the options of paper App. G: depolarising
-noise (`qpa.noise`) and finite measurement shots (`qpa.shots`).
+noise (`qpa.quantum.noise`) and finite measurement shots (`qpa.quantum.shots`).
 
 How it is fast. A block's R_Y layer is a Kronecker product of 2×2 rotations. Up to
 `_FOLD_QUBITS` qubits it is one dense (2**N, 2**N) matrix with the CNOT permutation folded into
@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from qpa.shots import sample_probs
+from qpa.quantum.shots import sample_probs
 
 if TYPE_CHECKING:
     from qpa.config import QPAConfig
@@ -87,9 +87,9 @@ def circuit_state(angles: torch.Tensor, entangler: str = "ladder") -> torch.Tens
 class QuantumCircuit(nn.Module):
     """The QPA circuit as a module: trainable `angles` in, probabilities out.
 
-    `noise` > 0 simulates depolarising noise after every block (`qpa.noise`, a density matrix);
+    `noise` > 0 simulates depolarising noise after every block (`qpa.quantum.noise`, a density matrix);
     `shots` > 0 replaces the probabilities by a fresh estimate from that many measurements on
-    every call, with a straight-through gradient (`qpa.shots`). Both 0: the exact statevector.
+    every call, with a straight-through gradient (`qpa.quantum.shots`). Both 0: the exact statevector.
 
     >>> _ = torch.manual_seed(0)
     >>> circuit = QuantumCircuit(n_qubits=3, depth=2)
@@ -114,7 +114,7 @@ class QuantumCircuit(nn.Module):
         _check_count("depth", depth)
         _check_entangler(entangler)
         if noise:
-            from qpa.noise import check_noisy_qubits  # qpa.noise builds on this module
+            from qpa.quantum.noise import check_noisy_qubits  # qpa.noise builds on this module
 
             check_noisy_qubits(n_qubits, noise)
         if shots:
@@ -126,7 +126,7 @@ class QuantumCircuit(nn.Module):
 
     def forward(self) -> torch.Tensor:
         if self.noise:
-            from qpa.noise import noisy_probs
+            from qpa.quantum.noise import noisy_probs
 
             probs = noisy_probs(self.angles, self.noise, self.entangler)  # (2**N,)
         else:

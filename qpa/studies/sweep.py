@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from qpa.config import RunConfig
-from qpa.results import run_record, summarize
-from qpa.runs import Run, create_run, open_run, runs_root
+from qpa.runs.run import Run, create_run, open_run, runs_root
+from qpa.studies.results import run_record, summarize
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,8 @@ def variant_config(base: RunConfig, name: str, seed: int) -> RunConfig:
 
 def plan(base: RunConfig, names: Sequence[str], seeds: Sequence[int], prefix: str):
     """(run id, config) for every variant and seed, checked before anything is trained."""
-    from qpa.runs import check_run_id
-    from qpa.train import validate_config
+    from qpa.runs.run import check_run_id
+    from qpa.training.loop import validate_config
 
     if not names or not seeds:
         raise ValueError("`variants` and `seeds` must each name at least one.")
@@ -115,7 +115,7 @@ def _existing(run_id: str, config: RunConfig, root) -> Run | None:
 
 def run_one(run_id: str, config: RunConfig, root=None, callbacks=()) -> Run:
     """Train (or reuse, or resume) the run `run_id` of `config`; returns it when finished."""
-    from qpa.train import train
+    from qpa.training.loop import train
 
     run = _existing(run_id, config, root)
     if run is not None and run.status().get("state") == "done":

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from qpa.tuner import ADAPTER, QPALoRA
+from qpa.adapters.qpa_lora import ADAPTER, QPALoRA
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 

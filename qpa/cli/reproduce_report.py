@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from qpa.cli import format_table
-from qpa.reproduce import NAMES, PROTOCOL_NOTES, RECIPES, TEST_BATCH, Plan
+from qpa.cli.main import format_table
+from qpa.studies.reproduce import NAMES, PROTOCOL_NOTES, RECIPES, TEST_BATCH, Plan
 
 
 def _floor_percent(ratio: float) -> str:

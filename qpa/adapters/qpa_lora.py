@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from qpa.config import AdapterConfig, QPAConfig
-from qpa.generator import QPAGenerator
+from qpa.generator.qpa_generator import QPAGenerator
 
 ADAPTER = "default"
 

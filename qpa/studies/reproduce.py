@@ -3,7 +3,7 @@
 A recipe is data: the `RunConfig` of the paper's protocol, the figures the paper reports and
 notes on what is known to differ. `plan_recipe` resolves one, with overrides for smaller runs,
 into the config to train (steps = epochs × training lines, unless given); `run_recipe` trains it
-through `qpa.train.train` into a run directory, evaluates the exported adapter on the test split
+through `qpa.training.loop.train` into a run directory, evaluates the exported adapter on the test split
 the official way and writes ``reproduction.json`` there: the paper's figures beside the measured.
 
 The protocol (official ``train.py`` of CYLphysics/QPA @ 96b03e5, paper notes §4.1-4.2, §2.9):
@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
+from qpa.adapters.counts import ParamCounts, count_params
 from qpa.config import AdapterConfig, DataConfig, ModelConfig, QPAConfig, RunConfig, TrainConfig
-from qpa.counts import ParamCounts, count_params
 
 WIKITEXT2 = "hf:Salesforce/wikitext:wikitext-2-raw-v1"  # the paper's `wikitext` (renamed)
 WIKITEXT2_ROWS = {"train": 36_718, "validation": 3_760, "test": 4_358}
@@ -190,7 +190,7 @@ def plan_recipe(
 
 def _train_rows(data: DataConfig, recipe: Recipe) -> int:
     """Training examples of `data`: known for the recipe's own data, else read and counted."""
-    from qpa.data import load_conversations
+    from qpa.data.splits import load_conversations
 
     if data.replace(max_examples=0) == recipe.config.data:
         n = WIKITEXT2_ROWS["train"]
@@ -201,8 +201,8 @@ def _train_rows(data: DataConfig, recipe: Recipe) -> int:
 
 def check_plan(plan: Plan) -> RunConfig:
     """Fail fast, before a run folder exists: Hub data reachable, eval file present, config valid."""
-    from qpa.corpora import check_hub
-    from qpa.train import validate_config
+    from qpa.data.corpora import check_hub
+    from qpa.training.loop import validate_config
 
     for corpus in (plan.config.data.corpus, plan.config.data.eval_corpus):
         if corpus.startswith("hf:"):
@@ -219,7 +219,7 @@ def batch_mean_perplexity(session, split: str = "val", batch_size: int = TEST_BA
 
     Also the token-weighted perplexity; the two agree when every batch counts as many tokens.
     """
-    from qpa.session import split_loss
+    from qpa.training.session import split_loss
 
     session.model.eval()
     n = session.rows[split].n_examples
@@ -239,8 +239,8 @@ def batch_mean_perplexity(session, split: str = "val", batch_size: int = TEST_BA
 
 def evaluate_test(config: RunConfig, adapter_dir: str | Path) -> dict:
     """`batch_mean_perplexity` of the exported adapter in `adapter_dir` on the eval split."""
-    from qpa.session import prepare
-    from qpa.train import features_dir
+    from qpa.training.loop import features_dir
+    from qpa.training.session import prepare
 
     session = prepare(config, Path(adapter_dir), evaluate_only=True, cache_dir=features_dir())
     return batch_mean_perplexity(session, "val", TEST_BATCH)
@@ -248,8 +248,8 @@ def evaluate_test(config: RunConfig, adapter_dir: str | Path) -> dict:
 
 def run_recipe(plan: Plan, run, callbacks=()) -> dict:
     """Train `plan` into `run`, evaluate its adapter on the test split, write `RESULT_FILE`."""
-    from qpa.files import atomic_write_json
-    from qpa.train import train
+    from qpa.runs.files import atomic_write_json
+    from qpa.training.loop import train
 
     summary = train(plan.config, run, callbacks)
     result = _result(plan, run, summary, test=None)

@@ -1,8 +1,8 @@
 """The subcommands that load models or train: ``train``, ``eval``, ``export`` and ``chat``.
 
-Split from `qpa.cli` (which parses flags and dispatches here lazily) so that ``--help``,
+Split from `qpa.cli.main` (which parses flags and dispatches here lazily) so that ``--help``,
 ``count`` and ``runs`` never import this module. Each ``cmd_*`` takes the parsed arguments and
-returns an exit status; user errors are raised as ValueError and printed by `qpa.cli.main`.
+returns an exit status; user errors are raised as ValueError and printed by `qpa.cli.main.main`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from qpa.cli import DEFAULT_MODEL, format_number, load_config
+from qpa.cli.main import DEFAULT_MODEL, format_number, load_config
 from qpa.config import RunConfig
 from qpa.flags import set_flags
-from qpa.runs import FINISHED, Run, check_run_id, open_run, runs_root
+from qpa.runs.run import FINISHED, Run, check_run_id, open_run, runs_root
 
 CLAIM_ENV = "QPA_CLAIM"  # the token of the claim a studio took before starting this process
 
@@ -64,8 +64,8 @@ class ProgressBar:
 def _run_for_training(args: argparse.Namespace) -> tuple[Run, RunConfig, bool]:
     """The run to train, locked to this process: a new one for a fully validated config, a
     queued one (started from step 0) or a stopped one (resumed from its last checkpoint)."""
-    from qpa.runs import create_run
-    from qpa.train import validate_config
+    from qpa.runs.run import create_run
+    from qpa.training.loop import validate_config
 
     if not args.resume:
         if args.name is not None:
@@ -159,8 +159,7 @@ def _train(run: Run, config: RunConfig, resume: bool) -> int:
         print(f"run {run.id} was cancelled before it started", file=sys.stderr)
         return 130
     _lower_priority()
-    from qpa import train as engine
-
+    from qpa.training import loop as engine
     run.set_status(pid=os.getpid())  # a crash before the first step then reads as interrupted
     print(f"run {run.id} in {run.path}", file=sys.stderr)
 
@@ -206,8 +205,7 @@ def _run_adapter(run: Run) -> Path:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from qpa import train as engine
-
+    from qpa.training import loop as engine
     run = open_run(args.run, args.runs_dir) if args.run else None
     adapter_dir = _run_adapter(run) if run else None
     config = load_config(args, run.config if run else None).resolved()
@@ -245,7 +243,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _save_merged(model: str, adapter_dir: Path, out: Path) -> None:
-    from qpa.chat import ChatModel
+    from qpa.inference.chat import ChatModel
 
     merged = ChatModel.load(model, adapter_dir, merge=True)
     merged.model.save_pretrained(out)
@@ -253,7 +251,7 @@ def _save_merged(model: str, adapter_dir: Path, out: Path) -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from qpa.chat import ChatModel, check_generation
+    from qpa.inference.chat import ChatModel, check_generation
 
     gen = {
         "max_new_tokens": args.max_new_tokens,

@@ -1,13 +1,13 @@
 """Corpora → tokenized train/validation tensors: the embedded chat corpus, uploads, Hub datasets.
 
-`load_conversations` reads a `DataConfig`'s corpus (see `qpa.corpora` for the formats);
+`load_conversations` reads a `DataConfig`'s corpus (see `qpa.data.corpora` for the formats);
 `build_splits` shuffles it by ``split_seed``, holds out ``val_fraction`` and tokenizes both parts
 into `Encoded` tensors. Chat conversations are rendered with the tokenizer's own chat template,
 and ``assistant_mask`` marks the tokens of the assistant replies (each with its end token), the
 only tokens a chat fine-tune should learn; for plain text it equals ``attention_mask``.
 
 >>> from qpa.config import DataConfig
->>> from qpa.tokenizer import tiny_tokenizer
+>>> from qpa.models.tiny_tokenizer import tiny_tokenizer
 >>> splits = build_splits(DataConfig(topics=("ai",), max_length=64), tiny_tokenizer())
 >>> len(splits.train), len(splits.val), tuple(splits.train.input_ids.shape)
 (95, 10, (95, 64))
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from qpa.config import DataConfig
-from qpa.corpora import (
+from qpa.data.corpora import (
     PARSERS,
     Conversation,
     chatterbot_topics,
@@ -226,7 +226,7 @@ def _check_split(enc: Encoded, part: str, cfg: DataConfig, n_tokens: int) -> Non
 def preview(cfg: DataConfig, tokenizer: Any, n: int = 3) -> list[str]:
     """The first `n` examples in split order, as the model will read them (chat template applied).
 
-    >>> from qpa.tokenizer import tiny_tokenizer
+    >>> from qpa.models.tiny_tokenizer import tiny_tokenizer
     >>> print(preview(DataConfig(topics=("greetings",)), tiny_tokenizer(), n=1)[0])
     <|im_start|>user
     Top of the morning to you!<|im_end|>
@@ -290,7 +290,7 @@ def render_chat(conv: Conversation, tokenizer: Any) -> tuple[str, list[tuple[int
     token, found by rendering the conversation up to that turn, so it holds for any template
     that renders prefixes consistently; otherwise the reply text is searched for.
 
-    >>> from qpa.tokenizer import tiny_tokenizer
+    >>> from qpa.models.tiny_tokenizer import tiny_tokenizer
     >>> text, spans = render_chat([{"role": "user", "content": "Hi"},
     ...                            {"role": "assistant", "content": "Yo"}], tiny_tokenizer())
     >>> [text[a:b] for a, b in spans]

@@ -3,7 +3,7 @@
 Config flags are generated from the config dataclasses (`qpa.flags`), so ``--help`` shows the
 same text as the app. Every user error ends as ``error: <message>`` on stderr with exit status 2
 and nothing written; heavy modules (torch, transformers) are imported inside the subcommands, so
-``--help`` stays instant. Training runs write everything to their run folder (`qpa.runs`).
+``--help`` stays instant. Training runs write everything to their run folder (`qpa.runs.run`).
 Set ``QPA_DEBUG=1`` to see the traceback behind an ``error:`` line.
 
     python -m qpa count --model gpt2-config --rank 4 --chunk-size 2048 --depth 8
@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from qpa.config import SECTIONS, ModelConfig, RunConfig, field_help
-from qpa.files import redact
 from qpa.flags import add_config_flags, config_from_args
-from qpa.runs import Run, list_runs, open_run
-from qpa.sweep import BEST_MEASURED, VARIANTS, apply_variant
+from qpa.runs.files import redact
+from qpa.runs.run import Run, list_runs, open_run
+from qpa.studies.sweep import BEST_MEASURED, VARIANTS, apply_variant
 
-DEFAULT_MODEL = field_help(ModelConfig)["model"]["default"]  # = qpa.models.DEFAULT_MODEL
+DEFAULT_MODEL = field_help(ModelConfig)["model"]["default"]  # = qpa.models.loading.DEFAULT_MODEL
 
 
 def format_table(
@@ -67,7 +67,7 @@ def load_config(args: argparse.Namespace, base: RunConfig | None = None) -> RunC
 
 def cmd_count(args: argparse.Namespace) -> int:
     config = load_config(args)  # bad flags fail before torch is imported
-    from qpa.counts import count_params
+    from qpa.adapters.counts import count_params
 
     counts = count_params(config.model.model, config.adapter, config.qpa)
     if args.json:
@@ -139,7 +139,7 @@ def _show_run(run: Run, as_json: bool) -> int:
 # -- parser and entry point -----------------------------------------------------------------------
 
 
-def _lazy(name: str, module: str = "qpa.commands"):
+def _lazy(name: str, module: str = "qpa.cli.commands"):
     """A handler that imports `module` (heavy) only when the subcommand runs."""
 
     def handler(args: argparse.Namespace) -> int:
@@ -318,11 +318,11 @@ COMMANDS = {  # name: (help, handler, config sections given as flags, extra flag
     "export": ("Copy a run's adapter, or save the base model with it merged.", _lazy("export"), (), _export_flags),
     "chat": ("Chat with a base model or a trained run.", _lazy("chat"), (), _chat_flags),
     "reproduce": ("Reproduce a paper result (WikiText-2 test perplexity) with its protocol.",
-                  _lazy("reproduce", "qpa.studies"), (), _reproduce_flags),
+                  _lazy("reproduce", "qpa.cli.research"), (), _reproduce_flags),
     "sweep": ("Train named QPA variants and LoRA over seeds; print a comparison table.",
-              _lazy("sweep", "qpa.studies"), tuple(SECTIONS), _sweep_flags),
+              _lazy("sweep", "qpa.cli.research"), tuple(SECTIONS), _sweep_flags),
     "variance": ("Barren plateaus: variance of cost gradients over random circuits, by N and L.",
-                 _lazy("variance", "qpa.studies"), (), _variance_flags),
+                 _lazy("variance", "qpa.cli.research"), (), _variance_flags),
 }  # fmt: skip
 
 

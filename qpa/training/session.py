@@ -2,7 +2,7 @@
 
 `prepare` loads everything a run needs once; `split_loss` computes the next-token losses of any
 set of examples, through the cached head (lm_head-only adapters) or a full forward pass. On the
-cached head the loss is fused (`qpa.headloss`): the (rows × vocabulary) logits are never held.
+cached head the loss is fused (`qpa.adapters.head_loss`): the (rows × vocabulary) logits are never held.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from qpa.adapters.head_loss import head_nll, head_parts
+from qpa.adapters.qpa_lora import QPALoRA
 from qpa.config import RunConfig
-from qpa.features import Rows, backbone_rows, cache_key, cached_rows, target_mask, token_rows
-from qpa.headloss import head_nll, head_parts
-from qpa.tuner import QPALoRA
+from qpa.training.rows import Rows, backbone_rows, cache_key, cached_rows, target_mask, token_rows
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +109,10 @@ def prepare(
 
     `progress(message, fraction)` hears about the slow part, computing backbone hidden states.
     """
-    from qpa.data import build_splits
-    from qpa.export import load_adapter
-    from qpa.models import load_model
-    from qpa.tuner import build_adapter, resolve_targets
+    from qpa.adapters.export import load_adapter
+    from qpa.adapters.qpa_lora import build_adapter, resolve_targets
+    from qpa.data.splits import build_splits
+    from qpa.models.loading import load_model
 
     device = pick_device(config.train.device)
     base, tokenizer = load_model(config.model.model)

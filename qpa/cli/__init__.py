@@ -1,0 +1,1 @@
+"""``python -m qpa``: parser, flags, formatting and commands. Only this package prints."""

@@ -1,0 +1,1 @@
+"""Corpora and their tokenized train/validation/test splits."""

@@ -1,0 +1,1 @@
+"""QPA's weight generator: the circuit module, the mapping MLP, chunk and qubit maths."""

@@ -1,0 +1,1 @@
+"""Generation with a base model or an exported adapter."""

@@ -1,0 +1,1 @@
+"""Base causal language models: the embedded default, shape presets, tiny test models."""

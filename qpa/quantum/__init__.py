@@ -1,0 +1,1 @@
+"""The statevector simulator of QPA's circuit: block kernels, noise, shots (torch only)."""

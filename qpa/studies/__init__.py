@@ -1,0 +1,1 @@
+"""Studies built on training: variants and sweeps, results, paper reproduction, variance."""

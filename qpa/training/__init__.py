@@ -1,0 +1,1 @@
+"""Training: the backbone row cache, the session and the explicit loop."""
