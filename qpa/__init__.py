@@ -30,13 +30,9 @@ _EXPORTS = {
         "MAX_NOISY_QUBITS",
         "field_help",
     ],
-    "qpa.quantum.statevector": [
-        "ENTANGLERS",
-        "circuit_probs",
-        "circuit_state",
-        "QuantumCircuit",
-        "make_circuit",
-    ],
+    "qpa.quantum.kernels": ["ENTANGLERS"],
+    "qpa.quantum.statevector": ["circuit_probs", "circuit_state"],
+    "qpa.generator.circuit": ["QuantumCircuit", "make_circuit"],
     "qpa.quantum.noise": ["noisy_probs", "density_matrix"],
     "qpa.quantum.shots": ["sample_counts", "sample_probs"],
     "qpa.studies.variance": [

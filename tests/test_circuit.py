@@ -7,14 +7,10 @@ import pytest
 import torch
 from pennylane_reference import pennylane_probs
 
-from qpa.quantum import statevector as circuit
-from qpa.quantum.statevector import (
-    ENTANGLERS,
-    QuantumCircuit,
-    circuit_probs,
-    circuit_state,
-    make_circuit,
-)
+from qpa.generator.circuit import QuantumCircuit, make_circuit
+from qpa.quantum import kernels
+from qpa.quantum.kernels import ENTANGLERS
+from qpa.quantum.statevector import circuit_probs, circuit_state
 
 MAX_DEPTH = 16
 
@@ -78,16 +74,16 @@ def test_every_grouping_gives_the_same_circuit(monkeypatch, fold, group):
         )
 
     expected = {entangler: run(entangler) for entangler in ENTANGLERS}
-    monkeypatch.setattr(circuit, "_FOLD_QUBITS", fold)
-    monkeypatch.setattr(circuit, "_GROUP_QUBITS", group)
-    circuit._plan.cache_clear()
+    monkeypatch.setattr(kernels, "_FOLD_QUBITS", fold)
+    monkeypatch.setattr(kernels, "_GROUP_QUBITS", group)
+    kernels.make_plan.cache_clear()
     try:
         for entangler, (probs, grad) in expected.items():
             got_probs, got_grad = run(entangler)
             torch.testing.assert_close(got_probs, probs, rtol=0, atol=1e-12)
             torch.testing.assert_close(got_grad, grad, rtol=0, atol=1e-12)
     finally:
-        circuit._plan.cache_clear()
+        kernels.make_plan.cache_clear()
 
 
 @pytest.mark.parametrize("n_qubits", [1, 3, 8])

@@ -9,9 +9,10 @@ import torch
 from pennylane_reference import pennylane_probs
 
 from qpa.config import QPAConfig
-from qpa.quantum import statevector as circuit
+from qpa.generator.circuit import QuantumCircuit, make_circuit
+from qpa.quantum import kernels
 from qpa.quantum.noise import density_matrix, depolarize, noisy_probs
-from qpa.quantum.statevector import QuantumCircuit, circuit_probs, make_circuit
+from qpa.quantum.statevector import circuit_probs, circuit_state
 
 
 def probs_and_grad(probs_fn, angles: torch.Tensor, weights: torch.Tensor):
@@ -58,7 +59,7 @@ def test_zero_noise_equals_the_statevector(n_qubits, entangler):
     pure = probs_and_grad(lambda a: circuit_probs(a, entangler), angles, weights)
     for mine, expected in zip(mixed, pure, strict=True):
         torch.testing.assert_close(mine, expected, rtol=0, atol=1e-12)
-    state = circuit.circuit_state(angles, entangler)
+    state = circuit_state(angles, entangler)
     torch.testing.assert_close(density_matrix(angles, 0.0, entangler), torch.outer(state, state))
 
 
@@ -68,15 +69,15 @@ def test_every_grouping_gives_the_same_noisy_circuit(monkeypatch, fold, group):
     weights = torch.randn(64, dtype=torch.float64)
     run = functools.partial(probs_and_grad, weights=weights, angles=angles)
     expected = run(lambda a: noisy_probs(a, 0.07, "ring"))
-    monkeypatch.setattr(circuit, "_FOLD_QUBITS", fold)
-    monkeypatch.setattr(circuit, "_GROUP_QUBITS", group)
-    circuit._plan.cache_clear()
+    monkeypatch.setattr(kernels, "_FOLD_QUBITS", fold)
+    monkeypatch.setattr(kernels, "_GROUP_QUBITS", group)
+    kernels.make_plan.cache_clear()
     try:
         got = run(lambda a: noisy_probs(a, 0.07, "ring"))
         for mine, reference in zip(got, expected, strict=True):
             torch.testing.assert_close(mine, reference, rtol=0, atol=1e-12)
     finally:
-        circuit._plan.cache_clear()
+        kernels.make_plan.cache_clear()
 
 
 def test_density_matrix_is_a_state_and_noise_mixes_it():

@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
+from qpa.generator.circuit import QuantumCircuit
 from qpa.quantum.shots import sample_counts, sample_probs
-from qpa.quantum.statevector import QuantumCircuit, circuit_probs
+from qpa.quantum.statevector import circuit_probs
 
 
 def test_counts_are_a_multinomial_sample():

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from qpa.config import QPAConfig
+from qpa.generator.circuit import make_circuit
 from qpa.generator.mapping import MappingModel, basis_bits, index_features, postprocess, random_bits
-from qpa.quantum.statevector import make_circuit
 
 
 def qubits_needed(n_values: int, chunk_size: int) -> int:

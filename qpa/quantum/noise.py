@@ -30,7 +30,13 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from qpa.config import MAX_NOISY_QUBITS
-from qpa.quantum.statevector import _apply, _check_angles, _check_entangler, _group_matrices, _plan
+from qpa.quantum.kernels import (
+    apply_groups,
+    check_angles,
+    check_entangler,
+    group_matrices,
+    make_plan,
+)
 
 
 def noisy_probs(angles: torch.Tensor, noise: float, entangler: str = "ladder") -> torch.Tensor:
@@ -44,17 +50,17 @@ def noisy_probs(angles: torch.Tensor, noise: float, entangler: str = "ladder") -
 
 def density_matrix(angles: torch.Tensor, noise: float, entangler: str = "ladder") -> torch.Tensor:
     """The final density matrix ρ of the noisy QPA circuit, real, shape (2**N, 2**N)."""
-    _check_angles(angles)
-    _check_entangler(entangler)
+    check_angles(angles)
+    check_entangler(entangler)
     n_qubits = angles.shape[1]
     check_noisy_qubits(n_qubits, noise)
-    plan = _plan(n_qubits, entangler, angles.device, angles.dtype)
-    transposed = _group_matrices(angles, plan)  # per group (L, 2**g, 2**g)
+    plan = make_plan(n_qubits, entangler, angles.device, angles.dtype)
+    transposed = group_matrices(angles, plan)  # per group (L, 2**g, 2**g)
     dim = 2**n_qubits
     rho = angles.new_zeros(dim, dim)  # (2**N, 2**N)
     rho[0, 0] = 1  # |0…0⟩⟨0…0|
     for block in zip(*(m.unbind(0) for m in transposed), strict=True):
-        rho = _apply(rho.view(-1), list(block) * 2).view(dim, dim)  # K·ρ·Kᵀ, rows then columns
+        rho = apply_groups(rho.view(-1), list(block) * 2).view(dim, dim)  # K·ρ·Kᵀ, rows then columns
         if not plan.folded:  # folded: the CNOTs are in the group matrix already
             rho = rho.index_select(0, plan.source).index_select(1, plan.source)  # P·ρ·Pᵀ
         rho = depolarize(rho, noise)

@@ -34,7 +34,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from qpa.config import MAX_NOISY_QUBITS, QPAConfig
-from qpa.quantum.statevector import _group_matrices, _plan, make_circuit
+from qpa.generator.circuit import make_circuit
+from qpa.quantum.kernels import group_matrices, make_plan
 
 COSTS = {
     "local": "⟨Z₀⟩, the expectation of Pauli Z on qubit 0",
@@ -142,13 +143,13 @@ def batched_probs(angles: torch.Tensor, entangler: str = "ladder") -> torch.Tens
     tensor([0.5000, 0.5000, 0.5000, 0.5000, 0.5000], dtype=torch.float64)
     """
     samples, depth, n_qubits = angles.shape
-    plan = _plan(n_qubits, entangler, angles.device, angles.dtype, _BATCH_GROUP)
-    flat = _group_matrices(angles.reshape(samples * depth, n_qubits), plan)  # (S·L, d, d) each
+    plan = make_plan(n_qubits, entangler, angles.device, angles.dtype, _BATCH_GROUP)
+    flat = group_matrices(angles.reshape(samples * depth, n_qubits), plan)  # (S·L, d, d) each
     matrices = [m.view(samples, depth, *m.shape[1:]) for m in flat]  # (S, L, d, d) each
     state = angles.new_zeros(samples, 2**n_qubits)  # (S, 2^N)
     state[:, 0] = 1  # |0…0⟩
     for layer in range(depth):
-        for matrix in matrices:  # K·ψ per group, moving its qubits last, as `_apply` does
+        for matrix in matrices:  # K·ψ per group, moving its qubits last, as `apply_groups` does
             rows = state.view(samples, matrix.shape[-1], -1).mT  # (S, rest, d)
             state = torch.bmm(rows, matrix[:, layer])  # (S, rest, d)
         state = state.reshape(samples, -1)  # (S, 2^N)
