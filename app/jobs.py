@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from qpa import RunConfig, check_run_id, create_run, list_runs, open_run
+from qpa import CLAIM_ENV, RunConfig, check_run_id, create_run, list_runs, open_run
 
 try:
     import fcntl
@@ -41,7 +41,6 @@ except ImportError:  # Windows: the per-run claim still prevents double starts
 logger = logging.getLogger(__name__)
 
 JOBS_DIR = ".jobs"  # hidden, so `list_runs` skips it
-CLAIM_ENV = "QPA_CLAIM"  # = qpa.cli.commands.CLAIM_ENV
 NICE = 10  # training yields the CPU to the app's requests
 LIVE = ("starting", "queued", "running")
 

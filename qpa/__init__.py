@@ -17,6 +17,7 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "qpa.constants": ["ADAPTER_FILES", "CLAIM_ENV", "DEFAULT_MODEL", "HUB_ID"],
     "qpa.config": [
         "AdapterConfig",
         "DataConfig",
@@ -44,8 +45,6 @@ _EXPORTS = {
     "qpa.adapters.qpa_lora": ["build_adapter", "adaptable_layers", "resolve_targets"],
     "qpa.adapters.export": ["export_adapter", "load_adapter", "merge_adapter"],
     "qpa.models.loading": [
-        "DEFAULT_MODEL",
-        "HUB_ID",
         "PRESETS",
         "SHAPE_PRESETS",
         "TINY_PRESETS",

@@ -21,6 +21,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from qpa.constants import DEFAULT_MODEL
+
 METHODS = ("qpa-lora", "lora")
 DEFAULT_LR = {"qpa-lora": 1e-2, "lora": 3e-2}
 MAX_NOISY_QUBITS = 10  # the noisy simulation holds a 4**N density matrix (qpa.noise)
@@ -124,7 +126,7 @@ def _check_range(f: dataclasses.Field, value: Any) -> None:
 @dataclass(frozen=True)
 class ModelConfig(Config):
     model: str = option(
-        "smollm2",
+        DEFAULT_MODEL,
         "Base causal LM: `smollm2` (embedded SmolLM2-135M-Instruct), a tiny test model (`tiny-llama`, "
         "`tiny-gpt2`), a Hub id or a local folder; for counting only, the shape presets "
         "`gpt2-config`, `gemma-config`, `smollm2-config`.",

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from qpa.config import AdapterConfig, RunConfig, TrainConfig
+from qpa.constants import ADAPTER_FILES
 from qpa.runs.run import (
-    ADAPTER_FILES,
     INTERRUPTED,
     STATES,
     atomic_write_json,
@@ -164,15 +164,12 @@ def test_state_round_trip(tmp_path, config):
 
 
 def test_log_and_adapter(tmp_path, config):
-    from qpa.adapters.export import ADAPTER_FILES as EXPORTED
-
     run = create_run(config, tmp_path)
     assert run.log_text() == "" and not run.has_adapter()
     for i in range(5):
         run.log(f"line {i}")
     assert run.log_text(tail_lines=2).splitlines()[-1].endswith("line 4")
     assert len(run.log_text(tail_lines=2).splitlines()) == 2
-    assert ADAPTER_FILES == EXPORTED
     run.adapter_dir.mkdir()
     for name in ADAPTER_FILES:
         (run.adapter_dir / name).write_text("{}")

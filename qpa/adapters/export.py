@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from qpa.adapters.qpa_lora import ADAPTER, QPALoRA
-
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+from qpa.constants import ADAPTER_FILES
 
 
 def adapter_state(peft_model: nn.Module, qpa: QPALoRA | None) -> dict[str, torch.Tensor]:

@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from qpa.cli.main import DEFAULT_MODEL, format_number, load_config
+from qpa.cli.run_config import load_config
 from qpa.config import RunConfig
+from qpa.constants import CLAIM_ENV, DEFAULT_MODEL
 from qpa.flags import set_flags
+from qpa.formatting import format_number
 from qpa.runs.run import FINISHED, Run, check_run_id, open_run, runs_root
-
-CLAIM_ENV = "QPA_CLAIM"  # the token of the claim a studio took before starting this process
-
 
 # -- train --------------------------------------------------------------------------------------
 

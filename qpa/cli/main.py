@@ -15,52 +15,19 @@ Set ``QPA_DEBUG=1`` to see the traceback behind an ``error:`` line.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
-from pathlib import Path
-from typing import Any
 
-from qpa.config import SECTIONS, ModelConfig, RunConfig, field_help
-from qpa.flags import add_config_flags, config_from_args
+from qpa.cli.run_config import load_config
+from qpa.config import SECTIONS
+from qpa.constants import DEFAULT_MODEL
+from qpa.flags import add_config_flags
+from qpa.formatting import format_duration, format_number, format_table
 from qpa.runs.files import redact
 from qpa.runs.run import Run, list_runs, open_run
-from qpa.studies.sweep import BEST_MEASURED, VARIANTS, apply_variant
-
-DEFAULT_MODEL = field_help(ModelConfig)["model"]["default"]  # = qpa.models.loading.DEFAULT_MODEL
-
-
-def format_table(
-    rows: list[tuple], header: tuple | None = None, right: tuple[int, ...] = ()
-) -> str:
-    """Rows as aligned text columns; columns listed in `right` are right-aligned.
-
-    >>> print(format_table([("a", "1,000"), ("bb", "7")], ("what", "n"), right=(1,)))
-    what      n
-    a     1,000
-    bb        7
-    """
-    rows = [tuple(str(c) for c in r) for r in ([header] if header else []) + rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    just = [str.rjust if i in right else str.ljust for i in range(len(widths))]
-    return "\n".join(
-        "  ".join(j(c, w) for j, c, w in zip(just, r, widths, strict=True)).rstrip() for r in rows
-    )
-
-
-def load_config(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
-    """``--config FILE`` (else `base`, else defaults), then ``--variant NAME``'s overrides, then
-    the given flags: what is typed explicitly wins."""
-    if getattr(args, "config", None):
-        text = Path(args.config).read_text(encoding="utf-8", errors="replace")
-        try:
-            base = RunConfig.from_json(text)
-        except ValueError as e:
-            raise ValueError(f"`config` = {args.config!r}: {e}") from None
-    if getattr(args, "variant", None) is not None:
-        base = apply_variant(base or RunConfig(), args.variant)
-    return config_from_args(args, base)
-
+from qpa.studies.sweep import BEST_MEASURED, VARIANTS
 
 # -- count --------------------------------------------------------------------------------------
 
@@ -83,20 +50,6 @@ def cmd_count(args: argparse.Namespace) -> int:
 # -- runs ---------------------------------------------------------------------------------------
 
 
-def format_number(value: Any, spec: str = ".3f") -> str:
-    """`value` formatted with `spec`, or "-" when it is not a number (e.g. not measured yet)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return format(value, spec)
-    return "-"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    m, s = divmod(int(seconds), 60)
-    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s" if m else f"{s}s"
-
-
 def cmd_runs(args: argparse.Namespace) -> int:
     if args.action == "show":
         return _show_run(open_run(args.run_id, args.runs_dir), args.json)
@@ -112,7 +65,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         header = ("id", "method", "model", "state", "step", "val ppl", "params", "time")
         table = [
             (r["id"], r["method"], r["model"], r["state"], f"{r['step']}/{r['total_steps']}",
-             format_number(r["val_perplexity"]), format_number(r["trainable_params"], ","), _duration(r["wall_time_s"]))
+             format_number(r["val_perplexity"]), format_number(r["trainable_params"], ","), format_duration(r["wall_time_s"]))
             for r in rows
         ]  # fmt: skip
         print(format_table(table, header, right=(4, 5, 6, 7)))
@@ -139,13 +92,11 @@ def _show_run(run: Run, as_json: bool) -> int:
 # -- parser and entry point -----------------------------------------------------------------------
 
 
-def _lazy(name: str, module: str = "qpa.cli.commands"):
-    """A handler that imports `module` (heavy) only when the subcommand runs."""
+def _lazy(module: str, function: str):
+    """A handler that imports `module` (heavy: torch, transformers) only when its command runs."""
 
     def handler(args: argparse.Namespace) -> int:
-        import importlib
-
-        return getattr(importlib.import_module(module), f"cmd_{name}")(args)
+        return getattr(importlib.import_module(module), function)(args)
 
     return handler
 
@@ -311,18 +262,18 @@ def _variance_flags(p) -> None:
 COMMANDS = {  # name: (help, handler, config sections given as flags, extra flags)
     "count": ("Count trainable parameters of LoRA and QPA for a model.", cmd_count,
               ("model", "adapter", "qpa"), _count_flags),
-    "train": ("Train QPA-LoRA or LoRA into a new run folder.", _lazy("train"), tuple(SECTIONS), _train_flags),
+    "train": ("Train QPA-LoRA or LoRA into a new run folder.", _lazy("qpa.cli.commands", "cmd_train"), tuple(SECTIONS), _train_flags),
     "runs": ("List runs, show one, or ask one to stop.", cmd_runs, (), _runs_flags),
-    "eval": ("Validation loss and perplexity of a base model or of a run's adapter.", _lazy("eval"),
+    "eval": ("Validation loss and perplexity of a base model or of a run's adapter.", _lazy("qpa.cli.commands", "cmd_eval"),
              ("model", "data", "train"), _eval_flags),
-    "export": ("Copy a run's adapter, or save the base model with it merged.", _lazy("export"), (), _export_flags),
-    "chat": ("Chat with a base model or a trained run.", _lazy("chat"), (), _chat_flags),
+    "export": ("Copy a run's adapter, or save the base model with it merged.", _lazy("qpa.cli.commands", "cmd_export"), (), _export_flags),
+    "chat": ("Chat with a base model or a trained run.", _lazy("qpa.cli.commands", "cmd_chat"), (), _chat_flags),
     "reproduce": ("Reproduce a paper result (WikiText-2 test perplexity) with its protocol.",
-                  _lazy("reproduce", "qpa.cli.research"), (), _reproduce_flags),
+                  _lazy("qpa.cli.research", "cmd_reproduce"), (), _reproduce_flags),
     "sweep": ("Train named QPA variants and LoRA over seeds; print a comparison table.",
-              _lazy("sweep", "qpa.cli.research"), tuple(SECTIONS), _sweep_flags),
+              _lazy("qpa.cli.research", "cmd_sweep"), tuple(SECTIONS), _sweep_flags),
     "variance": ("Barren plateaus: variance of cost gradients over random circuits, by N and L.",
-                 _lazy("variance", "qpa.cli.research"), (), _variance_flags),
+                 _lazy("qpa.cli.research", "cmd_variance"), (), _variance_flags),
 }  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from qpa.cli.main import format_table
+from qpa.formatting import format_table
 from qpa.studies.reproduce import NAMES, PROTOCOL_NOTES, RECIPES, TEST_BATCH, Plan
 
 

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from qpa.cli.commands import ProgressBar, settle_run
-from qpa.cli.main import format_table, load_config
+from qpa.cli.run_config import load_config
+from qpa.formatting import format_table
 from qpa.runs.run import list_runs
 
 # -- sweep --------------------------------------------------------------------------------------

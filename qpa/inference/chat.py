@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from qpa.models.loading import DEFAULT_MODEL, load_model
+from qpa.constants import DEFAULT_MODEL
+from qpa.models.loading import load_model
 
 ROLES = ("system", "user", "assistant")
 MAX_NEW_TOKENS = 2048

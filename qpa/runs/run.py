@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qpa.config import RunConfig
+from qpa.constants import ADAPTER_FILES
 from qpa.runs.control import FINISHED, RunControl
 from qpa.runs.files import (
     atomic_write_json,
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
     import torch
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # = qpa.adapters.export.ADAPTER_FILES
 INTERRUPTED = "interrupted (process ended)"
 NEVER_STARTED = "interrupted (the training process ended before it started)"
 _ID = re.compile(r"[A-Za-z0-9._-]{1,128}")

@@ -26,8 +26,9 @@ import torch
 
 from qpa.adapters.counts import count_params
 from qpa.config import AdapterConfig, QPAConfig
+from qpa.constants import DEFAULT_MODEL
 from qpa.inference.chat import ChatModel
-from qpa.models.loading import DEFAULT_MODEL, PRESETS, load_model
+from qpa.models.loading import PRESETS, load_model
 
 PROMPT = [{"role": "user", "content": "Explain in two sentences what a qubit is."}]
 RANKS = (8, 16, 2, 32, 64, 1024)  # rank changes, the last one the largest allowed
