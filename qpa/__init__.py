@@ -17,6 +17,7 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "qpa.formatting": ["format_duration", "format_number", "format_table"],
     "qpa.constants": ["ADAPTER_FILES", "CLAIM_ENV", "DEFAULT_MODEL", "HUB_ID"],
     "qpa.config": [
         "AdapterConfig",

@@ -8,14 +8,7 @@ from __future__ import annotations
 import html
 
 from app.state import Studio
-from qpa import open_run
-
-
-def _fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    m, s = divmod(int(seconds), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+from qpa import format_duration, open_run
 
 
 def _facts(status: dict, train: list[dict], val: list[dict]) -> list[str]:
@@ -33,7 +26,7 @@ def _facts(status: dict, train: list[dict], val: list[dict]) -> list[str]:
         last = train[-1]
         per_step = last["elapsed"] / max(1, last["step"])
         facts += [
-            f"ETA {_fmt_time(per_step * max(0, (total or 0) - step))}",
+            f"ETA {format_duration(per_step * max(0, (total or 0) - step))}",
             f"{last.get('tokens_per_s', 0):,.0f} tokens/s",
         ]
     elif state == "running":

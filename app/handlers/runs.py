@@ -18,23 +18,12 @@ from app import plots
 from app.handlers.common import guarded
 from app.handlers.progress import series
 from app.state import Studio
-from qpa import list_runs, open_run
+from qpa import format_duration, format_number, list_runs, open_run
 
 HEADERS = [
     "run", "method", "model", "trainable params", "val PPL, all tokens", "val PPL, assistant",
     "time", "status",
 ]  # fmt: skip
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    m, s = divmod(int(seconds), 60)
-    return f"{m // 60}h {m % 60:02d}m" if m >= 60 else f"{m}m {s:02d}s" if m else f"{s}s"
-
-
-def _number(value, fmt: str) -> str:
-    return format(value, fmt) if isinstance(value, (int, float)) else "–"
 
 
 def table_rows(studio: Studio) -> list[list]:
@@ -48,10 +37,10 @@ def table_rows(studio: Studio) -> list[list]:
                 r["id"],
                 r["method"],
                 r["model"],
-                _number(r["trainable_params"] or None, ","),
-                _number(r["val_perplexity"], ".3f"),
-                _number(r["val_assistant_perplexity"], ".3f"),
-                _duration(r["wall_time_s"]),
+                format_number(r["trainable_params"] or None, ","),
+                format_number(r["val_perplexity"], ".3f"),
+                format_number(r["val_assistant_perplexity"], ".3f"),
+                format_duration(r["wall_time_s"]),
                 state,
             ]
         )
