@@ -41,8 +41,8 @@ _EXPORTS = {
         "COSTS", "gradient_variance", "fit_decay", "cost_gradients", "random_angles", "one_thread"
     ],
     "qpa.generator.mapping": ["postprocess", "basis_bits"],
-    "qpa.generator.qpa_generator": ["QPAGenerator", "qubits_needed", "check_qubits"],
-    "qpa.adapters.counts": ["ParamCounts", "count_params"],
+    "qpa.generator.qpa_generator": ["QPAGenerator", "qubits_needed", "check_qubits", "chunk_for_qubits"],
+    "qpa.adapters.counts": ["ParamCounts", "count_params", "largest_generator", "qubit_choices"],
     "qpa.adapters.qpa_lora": ["build_adapter", "adaptable_layers", "resolve_targets"],
     "qpa.adapters.export": ["export_adapter", "load_adapter", "merge_adapter"],
     "qpa.models.loading": [

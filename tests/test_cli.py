@@ -48,9 +48,14 @@ def test_count_prints_the_paper_numbers():
     assert out.returncode == 0, out.stderr
     for text in ("106,264", "204,100", "52.06%", "N = 7 qubits"):
         assert text in out.stdout
-    rows = out.stdout.splitlines()[2:]
+    counts, choices = out.stdout.split("\n\n")
+    rows = counts.splitlines()[2:]
     ends = {re.search(r"  ([\d,]+)  ", row).end(1) for row in rows}
     assert len(rows) == 6 and len(ends) == 1  # the parameters column is right-aligned
+    # and back from qubits to chunk sizes: 7 qubits hold 204,100 values in chunks of 2,048
+    table = {int(r.split()[0]): r.split()[1] for r in choices.splitlines()[2:]}
+    assert table[7] == "2,048" and table[8] == "1,024" and table[4] == "16,384"
+    assert "← this shape" in choices.splitlines()[2 + list(table).index(7)]
 
 
 def test_count_json(capsys):

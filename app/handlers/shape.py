@@ -17,7 +17,6 @@ variants that changes only the QPA section (`python -m qpa train --variant NAME`
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,8 +29,9 @@ from qpa import (
     QPAConfig,
     RunConfig,
     apply_variant,
-    count_params,
+    chunk_for_qubits,
     field_help,
+    largest_generator,
     qubits_needed,
 )
 
@@ -150,22 +150,6 @@ def matching_preset(*values) -> str:
     except ValueError:  # a half-typed field matches no preset
         return CUSTOM
     return next((name for name, shape in _PRESET_QPA.items() if shape == qpa), CUSTOM)
-
-
-def chunk_for_qubits(n_values: int, n_qubits: int) -> int:
-    """The smallest power-of-two chunk size whose 2^N chunks hold `n_values` weights.
-
-    >>> chunk_for_qubits(204_100, 7), chunk_for_qubits(204_100, 8)
-    (2048, 1024)
-    """
-    return 1 << max(0, math.ceil(math.log2(math.ceil(n_values / 2**n_qubits))))
-
-
-def largest_generator(model: str, adapter: AdapterConfig, qpa: QPAConfig) -> int:
-    """Values the largest generator emits (all of them when `layers` is shared): what its
-    chunks must hold. Counted at the biggest chunk size, so one qubit or few suffice."""
-    roomy = qpa.replace(chunk_size=MAX_CHUNK, n_qubits=0, noise=0.0, shots=0)
-    return count_params(model, adapter, roomy).max_values
 
 
 def linked(values: Sequence, lead: str) -> tuple[int, int]:

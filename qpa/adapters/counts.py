@@ -20,8 +20,12 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from qpa.config import AdapterConfig, QPAConfig
-from qpa.generator.qpa_generator import QPAGenerator
+from qpa.config import AdapterConfig, QPAConfig, field_help
+from qpa.generator.qpa_generator import QPAGenerator, chunk_for_qubits
+
+_QPA_FIELDS = field_help(QPAConfig)
+MAX_CHUNK = _QPA_FIELDS["chunk_size"]["max"]
+MAX_QUBITS = _QPA_FIELDS["n_qubits"]["max"]
 
 
 @dataclass(frozen=True)
@@ -176,3 +180,25 @@ def count_params(
         magnitude=parts["magnitude"],
         qpa=parts["total"],
     )
+
+
+def largest_generator(model: str, adapter: AdapterConfig, qpa: QPAConfig) -> int:
+    """Values the largest generator emits (all of them when `layers` is shared): what its
+    chunks must hold, whatever the chunk size. Counted at the biggest chunk size, so one qubit
+    or few suffice and no qubit limit is hit.
+
+    >>> largest_generator("gpt2-config", AdapterConfig(rank=4), QPAConfig(chunk_size=64))
+    204100
+    """
+    roomy = qpa.replace(chunk_size=MAX_CHUNK, n_qubits=0, noise=0.0, shots=0)
+    return count_params(model, adapter, roomy).max_values
+
+
+def qubit_choices(n_values: int, around: int, spread: int = 3) -> list[tuple[int, int]]:
+    """(qubits N, the smallest power-of-two chunk size that fits) for N near `around`.
+
+    >>> qubit_choices(204_100, 7, spread=1)
+    [(6, 4096), (7, 2048), (8, 1024)]
+    """
+    low, high = max(1, around - spread), min(MAX_QUBITS, around + spread)
+    return [(n, chunk_for_qubits(n_values, n)) for n in range(low, high + 1)]

@@ -34,16 +34,22 @@ from qpa.studies.sweep import BEST_MEASURED, VARIANTS
 
 def cmd_count(args: argparse.Namespace) -> int:
     config = load_config(args)  # bad flags fail before torch is imported
-    from qpa.adapters.counts import count_params
+    from qpa.adapters.counts import count_params, qubit_choices
 
     counts = count_params(config.model.model, config.adapter, config.qpa)
+    choices = qubit_choices(counts.max_values, counts.n_qubits)
     if args.json:
-        print(json.dumps(counts.to_dict(), indent=2))
+        print(json.dumps({**counts.to_dict(), "qubit_choices": choices}, indent=2))
     else:
         print(
             f"{config.model.model}: rank {config.adapter.rank}, chunk_size {config.qpa.chunk_size:,}"
         )
         print(format_table(counts.table(), ("", "parameters", "note"), right=(1,)))
+        print(f"\nqubits → chunk size: the smallest power of two whose 2^N chunks hold the "
+              f"{counts.max_values:,} generated values")
+        rows = [(n, f"{chunk:,}", "← this shape" if n == counts.n_qubits else "")
+                for n, chunk in choices]
+        print(format_table(rows, ("N", "chunk_size", ""), right=(0, 1)))
     return 0
 
 

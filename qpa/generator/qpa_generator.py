@@ -11,6 +11,8 @@ folded into the last layer's bias (`centered_output`), so it costs no pass over 
 (7, 100, 106264, 9)
 >>> gen().shape
 torch.Size([204100])
+>>> qubits_needed(204_100, 2048), chunk_for_qubits(204_100, 8)  # and back: 8 qubits, chunks of
+(7, 1024)
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ def qubits_needed(n_values: int, chunk_size: int) -> int:
     """Fewest qubits whose 2^N basis states give ⌈n_values / chunk_size⌉ chunks (at least 1)."""
     n_chunks = math.ceil(n_values / chunk_size)
     return max(1, math.ceil(math.log2(n_chunks)))
+
+
+def chunk_for_qubits(n_values: int, n_qubits: int) -> int:
+    """The smallest power-of-two chunk size whose 2^N chunks hold `n_values` weights.
+
+    >>> chunk_for_qubits(204_100, 7), chunk_for_qubits(204_100, 8)
+    (2048, 1024)
+    """
+    return 1 << max(0, math.ceil(math.log2(math.ceil(n_values / 2**n_qubits))))
 
 
 def check_qubits(n_values: int, config: QPAConfig) -> int:
