@@ -32,18 +32,18 @@ _EXPORTS = {
         "MAX_NOISY_QUBITS",
         "field_help",
     ],
-    "qpa.quantum.kernels": ["ENTANGLERS"],
+    "qpa.quantum.kernels": ["ENTANGLERS", "one_thread"],
     "qpa.quantum.statevector": ["circuit_probs", "circuit_state"],
-    "qpa.generator.circuit": ["QuantumCircuit", "make_circuit"],
+    "qpa.generator.circuit": ["QuantumCircuit", "make_circuit", "preview_probs"],
     "qpa.quantum.noise": ["noisy_probs", "density_matrix"],
     "qpa.quantum.shots": ["sample_counts", "sample_probs"],
     "qpa.studies.variance": [
-        "COSTS", "gradient_variance", "fit_decay", "cost_gradients", "random_angles", "one_thread"
+        "COSTS", "gradient_variance", "fit_decay", "cost_gradients", "random_angles"
     ],
     "qpa.generator.mapping": ["postprocess", "basis_bits"],
     "qpa.generator.qpa_generator": ["QPAGenerator", "qubits_needed", "check_qubits", "chunk_for_qubits"],
     "qpa.adapters.counts": ["ParamCounts", "count_params", "largest_generator", "qubit_choices"],
-    "qpa.adapters.qpa_lora": ["build_adapter", "adaptable_layers", "resolve_targets"],
+    "qpa.adapters.qpa_lora": ["build_adapter", "adaptable_layers", "adaptable_suffixes", "resolve_targets"],
     "qpa.adapters.export": ["export_adapter", "load_adapter", "merge_adapter"],
     "qpa.models.loading": [
         "PRESETS",

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
-import torch
 
 from app import plots
 from app.circuit_svg import circuit_svg
@@ -38,15 +37,12 @@ from qpa import (
     AdapterConfig,
     ParamCounts,
     QPAConfig,
-    QuantumCircuit,
     RunConfig,
-    build_model,
+    adaptable_suffixes,
     chunk_for_qubits,
-    circuit_probs,
     config_to_argv,
     count_params,
-    one_thread,
-    postprocess,
+    preview_probs,
 )
 
 PROBS_BUDGET = 2**16  # draw the probabilities live when 2^N · L is at most this
@@ -142,17 +138,8 @@ def _probs(n_qubits: int, qpa: QPAConfig, n_chunks: int):
         return plots.message_figure(
             f"{reason}\nTraining simulates them; lower the qubits or depth to see them here."
         )
-    circuit = QuantumCircuit(n_qubits, qpa.depth, qpa.entangler, noise=qpa.noise, shots=qpa.shots)
-    generator = torch.Generator().manual_seed(PROBS_SEED)
-    angles = (torch.rand(qpa.depth, n_qubits, generator=generator) * 2 - 1) * math.pi  # (L, N)
-    with torch.no_grad(), one_thread(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(PROBS_SEED)  # the same shots on every redraw
-        circuit.angles.copy_(angles)
-        probs = circuit()  # (2^N,)
-        exact = circuit_probs(angles, qpa.entangler) if qpa.noise or qpa.shots else None
-        x = postprocess(probs, qpa.gamma, qpa.beta, qpa.alpha)  # (2^N,)
-    exact = exact.tolist() if exact is not None else None
-    return plots.probs_figure(probs.tolist(), x.tolist(), n_chunks, exact, _measured(qpa))
+    probs, x, exact = preview_probs(n_qubits, qpa, PROBS_SEED)
+    return plots.probs_figure(probs, x, n_chunks, exact, _measured(qpa))
 
 
 def _measured(qpa: QPAConfig) -> str:
@@ -178,16 +165,6 @@ def headline_html(c: ParamCounts, ceiling: int, use_dora: bool = False) -> str:
                          f"{c.chunk_size:,} chunk matrix, whatever is learnt"),
     )
     return '<div class="qpa-stats">' + "".join(stat.format(*s) for s in stats) + "</div>"
-
-
-@functools.lru_cache(maxsize=16)
-def target_choices(model: str) -> list[str]:
-    """Adaptable layer names of `model` (suffixes of its Linear/Conv1D layers), lm_head first."""
-    names = set()
-    for name, module in build_model(model, device="meta").named_modules():
-        if type(module).__name__ in ("Linear", "Conv1D") and name:
-            names.add(name.rsplit(".", 1)[-1])
-    return sorted(names, key=lambda n: (n != "lm_head", n))
 
 
 # -- event handlers (the tab wires these; values come in `shape.FIELDS` order) ---------------------
@@ -240,7 +217,7 @@ def on_preset(name, *values):
 @guarded(1)
 def on_model(model, target_modules):
     """A new base model: offer its layers, keeping the chosen ones it also has."""
-    choices = target_choices((model or "").strip())
+    choices = adaptable_suffixes((model or "").strip())
     keep = [t for t in as_names(target_modules) if t in choices] or choices[:1]
     return gr.update(choices=choices, value=keep)
 

@@ -8,7 +8,7 @@ import gradio as gr
 
 from app.handlers import design as h
 from app.handlers import shape
-from qpa import DEFAULT_MODEL, PRESETS
+from qpa import DEFAULT_MODEL, PRESETS, adaptable_suffixes
 
 INFO = {name: v["help"] for name, v in shape.HELP.items()}
 CHOICES = {name: list(v.get("choices", ())) for name, v in shape.HELP.items()}
@@ -46,7 +46,7 @@ def _basic(view: h.DesignView | None) -> dict:
         info=INFO["model"], elem_id="design-model",
     )  # fmt: skip
     c["target_modules"] = gr.Dropdown(
-        h.target_choices(DEFAULT_MODEL), value=list(shape.DEFAULTS["target_modules"]),
+        adaptable_suffixes(DEFAULT_MODEL), value=list(shape.DEFAULTS["target_modules"]),
         multiselect=True, label="Target modules", info=INFO["target_modules"],
         allow_custom_value=True,
     )  # fmt: skip

@@ -27,6 +27,7 @@ torch.Size([1, 3, 64])
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import warnings
@@ -48,6 +49,20 @@ def adaptable_layers(model: nn.Module) -> list[str]:
     from transformers.pytorch_utils import Conv1D
 
     return [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, Conv1D)) and n]
+
+
+@functools.lru_cache(maxsize=16)
+def adaptable_suffixes(model: str) -> list[str]:
+    """The last name part of every layer LoRA can adapt in model `model` (built on the meta
+    device: no weights), lm_head first: the choices a target picker offers.
+
+    >>> adaptable_suffixes("gpt2-config")
+    ['lm_head', 'c_attn', 'c_fc', 'c_proj']
+    """
+    from qpa.models.loading import build_model
+
+    names = {n.rsplit(".", 1)[-1] for n in adaptable_layers(build_model(model, device="meta"))}
+    return sorted(names, key=lambda n: (n != "lm_head", n))
 
 
 def _summarise(names: list[str]) -> str:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from qpa.quantum.kernels import check_count, check_entangler
+from qpa.generator.mapping import postprocess
+from qpa.quantum.kernels import check_count, check_entangler, one_thread
 from qpa.quantum.noise import check_noisy_qubits, noisy_probs
 from qpa.quantum.shots import sample_probs
 from qpa.quantum.statevector import circuit_probs
@@ -86,3 +87,27 @@ def make_circuit(n_qubits: int, config: QPAConfig) -> QuantumCircuit:
     return QuantumCircuit(
         n_qubits, config.depth, config.entangler, noise=config.noise, shots=config.shots
     )
+
+
+def preview_probs(
+    n_qubits: int, config: QPAConfig, seed: int = 0
+) -> tuple[list[float], list[float], list[float] | None]:
+    """What the mapping MLP reads at seeded random angles: the probabilities (noisy and/or
+    sampled as `config` says), their post-processed x, and the exact probabilities when they
+    differ (else None). The same seed gives the same angles and shots on every call.
+
+    >>> from qpa.config import QPAConfig
+    >>> probs, x, exact = preview_probs(3, QPAConfig(depth=2))
+    >>> len(probs), round(sum(probs), 6), len(x), exact
+    (8, 1.0, 8, None)
+    """
+    circuit = make_circuit(n_qubits, config)
+    angles = torch.rand(config.depth, n_qubits, generator=torch.Generator().manual_seed(seed))
+    angles = (angles * 2 - 1) * math.pi  # (L, N) uniform in [-π, π)
+    with torch.no_grad(), one_thread(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the same shots on every call
+        circuit.angles.copy_(angles)
+        probs = circuit()  # (2^N,)
+        exact = circuit_probs(angles, config.entangler) if config.noise or config.shots else None
+        x = postprocess(probs, config.gamma, config.beta, config.alpha)  # (2^N,)
+    return probs.tolist(), x.tolist(), None if exact is None else exact.tolist()

@@ -26,7 +26,6 @@ True
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +34,7 @@ import torch
 
 from qpa.config import MAX_NOISY_QUBITS, QPAConfig
 from qpa.generator.circuit import make_circuit
-from qpa.quantum.kernels import group_matrices, make_plan
+from qpa.quantum.kernels import group_matrices, make_plan, one_thread
 
 COSTS = {
     "local": "⟨Z₀⟩, the expectation of Pauli Z on qubit 0",
@@ -240,18 +239,6 @@ def _count(name: str, item: object, low: int, high: int, shown: object = None) -
         shown = item if shown is None else shown
         raise ValueError(f"`{name}` = {shown!r} must be {what} in {low}…{high}.")
     return int(number)
-
-
-@contextlib.contextmanager
-def one_thread():
-    """One intra-op thread: these small GEMMs gain little from more, and on a busy machine
-    threads waiting for each other made one (N, L) point 60× slower (N = 12, L = 64)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _check_cost(cost: str) -> None:
