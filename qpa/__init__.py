@@ -70,7 +70,7 @@ _EXPORTS = {
         "runs_root",
         "check_run_id",
     ],
-    "qpa.training.loop": ["evaluate", "validate_config"],  # not `train`: it would shadow the module
+    "qpa.training.loop": ["evaluate", "train", "validate_config"],
     "qpa.inference.chat": ["ChatModel", "get_chat_model"],
     "qpa.flags": ["config_to_argv"],
     "qpa.studies.results": ["label", "markdown_table", "run_record", "summarize"],

@@ -40,6 +40,16 @@ def export_adapter(
     """Write the adapter folder atomically (a temp folder renamed into place); returns its path.
 
     A run's ``.adapter-*`` leftovers from a killed export are removed by `Run.remove_temps`.
+    The folder is a standard peft adapter: it loads with ``PeftModel.from_pretrained``.
+
+    >>> import tempfile
+    >>> from qpa.adapters.qpa_lora import build_adapter
+    >>> from qpa.config import AdapterConfig, QPAConfig
+    >>> from qpa.models.loading import load_model
+    >>> model, qpa = build_adapter(load_model("tiny-llama")[0], AdapterConfig(), QPAConfig(chunk_size=64))
+    >>> folder = export_adapter(model, qpa, f"{tempfile.mkdtemp()}/adapter", base_model="tiny-llama")
+    >>> sorted(p.name for p in folder.iterdir())
+    ['adapter_config.json', 'adapter_model.safetensors']
     """
     from safetensors.torch import save_file
 

@@ -165,7 +165,24 @@ class _Stopper:
 def train(
     config: RunConfig, run=None, callbacks: Sequence[Callback] = (), resume: bool = False
 ) -> dict:
-    """Train `config`; with a `run`, record status, metrics, state and the exported adapter."""
+    """Train `config`; with a `run`, record status, metrics, state and the exported adapter.
+
+    Returns the summary: final state and step, trainable parameters, wall time and the last
+    validation figures (``val_loss``, ``val_perplexity``, …).
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from qpa.config import DataConfig, ModelConfig, QPAConfig, TrainConfig
+    >>> corpus = Path(tempfile.mkdtemp()) / "tiny.txt"
+    >>> _ = corpus.write_text("\\n\\n".join(f"Sentence {i} of a tiny corpus." for i in range(40)))
+    >>> config = RunConfig(
+    ...     model=ModelConfig("tiny-llama"), qpa=QPAConfig(chunk_size=64, depth=2),
+    ...     data=DataConfig(corpus=str(corpus), max_length=16),
+    ...     train=TrainConfig(steps=2, batch_size=4, cache_backbone=False))
+    >>> summary = train(config)
+    >>> summary["state"], summary["step"], summary["val_perplexity"] > 1
+    ('done', 2, True)
+    """
     config = validate_config(config)
     emit = _emitter(run, callbacks)
     try:

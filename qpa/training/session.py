@@ -108,6 +108,18 @@ def prepare(
     """Load model, data and adapter for `config` (or a saved adapter, or none, to evaluate).
 
     `progress(message, fraction)` hears about the slow part, computing backbone hidden states.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from qpa.config import DataConfig, ModelConfig, QPAConfig, TrainConfig
+    >>> corpus = Path(tempfile.mkdtemp()) / "tiny.txt"
+    >>> _ = corpus.write_text("\\n\\n".join(f"Sentence {i} of a tiny corpus." for i in range(20)))
+    >>> session = prepare(RunConfig(
+    ...     model=ModelConfig("tiny-llama"), qpa=QPAConfig(chunk_size=64, depth=2),
+    ...     data=DataConfig(corpus=str(corpus), max_length=16),
+    ...     train=TrainConfig(cache_backbone=False)))
+    >>> session.qpa is not None, session.n_trainable() == session.qpa.param_counts()["total"]
+    (True, True)
     """
     from qpa.adapters.export import load_adapter
     from qpa.adapters.qpa_lora import build_adapter, resolve_targets
