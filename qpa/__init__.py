@@ -27,6 +27,8 @@ _EXPORTS = {
         "RunConfig",
         "TrainConfig",
         "SECTIONS",
+        "ChatConfig",
+        "VarianceConfig",
         "METHODS",
         "DEFAULT_LR",
         "MAX_NOISY_QUBITS",

@@ -366,6 +366,45 @@ class RunConfig(Config):
         return cls.from_dict(data)
 
 
+@dataclass(frozen=True)
+class ChatConfig(Config):
+    """How replies are generated, in the CLI's ``chat`` and the app's Chat tab."""
+
+    max_new_tokens: int = option(128, "Longest reply, in tokens.", min=1, max=2048)
+    temperature: float = option(
+        0.7,
+        "How random the reply is: 0 always takes the likeliest next token (greedy); higher "
+        "values sample more freely.",
+        min=0,
+        max=2,
+    )
+    top_p: float = option(
+        0.9,
+        "Nucleus sampling: draw only among the likeliest tokens whose probabilities add up to "
+        "this share.",
+        above=0,
+        max=1,
+    )
+
+
+@dataclass(frozen=True)
+class VarianceConfig(Config):
+    """The barren-plateau explorer's grid: ``python -m qpa variance`` and the Results tab."""
+
+    qubits: tuple[int, ...] = option((2, 4, 6, 8, 10), "Qubit counts N.", min=1, max=16)
+    depths: tuple[int, ...] = option((2, 8, 32), "Circuit depths L.", min=1, max=512)
+    samples: int = option(
+        200, "Random circuits per (N, L), angles θ ~ U(−π, π).", min=2, max=1_000_000
+    )
+    cost: str = option(
+        "local",
+        "What is differentiated: `local` (⟨Z₀⟩), `global` (P(|0…0⟩)) or `generator` (the whole "
+        "QPA generator and a quadratic loss on its output, at most 12 qubits).",
+        ("local", "global", "generator"),
+    )
+    seed: int = option(0, "Seed of the random angles and of the generator.", min=0)
+
+
 SECTIONS = {
     "model": ModelConfig,
     "adapter": AdapterConfig,

@@ -64,29 +64,61 @@ def _flag_options(info: dict[str, Any], hint: Any) -> dict[str, Any]:
 
 
 def add_config_flags(parser: argparse.ArgumentParser, sections: Iterable[str] = tuple(SECTIONS)):
-    """One argument group per config section, one flag per field (dest ``section.field``)."""
+    """One argument group per run-config section, one flag per field (dest ``section.field``,
+    default None: only typed flags override a base config)."""
     seen: set[str] = set()
     for section in sections:
-        cls = SECTIONS[section]
-        hints = typing.get_type_hints(cls)
-        group = parser.add_argument_group(f"{section} settings")
-        for name, info in field_help(cls).items():
-            if name in seen:  # a new field would shadow another section's flag
-                raise ValueError(f"Config field `{name}` appears in two sections; rename one.")
-            seen.add(name)
-            text = f"{info['help']} (default: {_format_default(info['default'])})"
-            group.add_argument(
-                flag_name(name),
-                dest=f"{section}.{name}",
-                default=None,
-                help=text.replace("%", "%%"),
-                **_flag_options(info, hints[name]),
-            )
+        names = set(field_help(SECTIONS[section]))
+        if names & seen:  # a new field would shadow another section's flag
+            raise ValueError(f"Config field(s) {sorted(names & seen)} appear in two sections.")
+        seen |= names
+        add_section_flags(parser, section, SECTIONS[section], dest=f"{section}.", typed_only=True)
+
+
+def add_section_flags(
+    parser: argparse.ArgumentParser,
+    title: str,
+    cls: type,
+    fields: Iterable[str] | None = None,
+    dest: str = "",
+    typed_only: bool = False,
+) -> None:
+    """Flags for `fields` (default: all) of config class `cls`, in a group named `title`.
+
+    Without `typed_only` the flags default to the fields' defaults, so `section_from_args`
+    rebuilds the section from them.
+    """
+    hints, info_of = typing.get_type_hints(cls), field_help(cls)
+    group = parser.add_argument_group(f"{title} settings")
+    for name in fields or info_of:
+        info = info_of[name]
+        text = f"{info['help']} (default: {_format_default(info['default'])})"
+        group.add_argument(
+            flag_name(name),
+            dest=f"{dest}{name}",
+            default=None if typed_only else info["default"],
+            help=text.replace("%", "%%"),
+            **_flag_options(info, hints[name]),
+        )
+
+
+def section_from_args(args: argparse.Namespace, cls: type):
+    """The config section `cls` from flags added by `add_section_flags` (validated).
+
+    >>> from qpa.config import ChatConfig
+    >>> parser = argparse.ArgumentParser()
+    >>> add_section_flags(parser, "chat", ChatConfig)
+    >>> section_from_args(parser.parse_args(["--temperature", "0"]), ChatConfig)
+    ChatConfig(max_new_tokens=128, temperature=0.0, top_p=0.9)
+    """
+    return cls(**{name: getattr(args, name) for name in field_help(cls)})
 
 
 def set_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The config flags the user actually gave: ``{"section.field": value}``."""
-    return {k: v for k, v in vars(args).items() if "." in k and v is not None}
+    """The run-config flags the user actually gave: ``{"section.field": value}``."""
+    return {
+        k: v for k, v in vars(args).items() if k.split(".")[0] in SECTIONS and "." in k and v is not None
+    }
 
 
 def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:

@@ -139,5 +139,6 @@ def test_cli_prints_a_table_and_json(capsys):
     result = json.loads(capsys.readouterr().out)
     assert [(r["n_qubits"], r["depth"]) for r in result["rows"]] == [(2, 1), (2, 3), (3, 1), (3, 3)]
     assert {fit["depth"] for fit in result["fits"]} == {1, 3}
-    assert main(["variance", "--qubits", "2", "--cost", "energy"]) == 2
-    assert "`cost` = 'energy'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse knows the choices (from VarianceConfig)
+        main(["variance", "--qubits", "2", "--cost", "energy"])
+    assert exit_.value.code == 2 and "--cost: invalid choice: 'energy'" in capsys.readouterr().err

@@ -17,6 +17,8 @@ from app.handlers.common import as_int, as_ints, guarded
 from app.state import Studio
 from qpa import (
     COSTS,
+    VarianceConfig,
+    field_help,
     fit_decay,
     gradient_variance,
     label,
@@ -28,7 +30,7 @@ from qpa import (
 )
 
 METRICS = {"all tokens": "perplexity", "assistant tokens": "assistant_perplexity"}
-VARIANCE_DEFAULTS = {"qubits": "2,4,6,8,10", "depths": "2,8,32", "cost": "local", "samples": 200}
+VARIANCE = field_help(VarianceConfig)  # defaults, ranges and help of the explorer's fields
 GENERATOR_WORK = 64  # the generator cost's mapping costs about as much as 64 circuit blocks
 
 
@@ -125,7 +127,7 @@ def on_refresh(studio: Studio, metric_name: str | None):
 @guarded(2)
 def on_variance(studio: Studio, qubits, depths, cost: str | None, samples):
     """Compute: gradient variances over the grid (within the studio's cap), and their fits."""
-    cost = cost or VARIANCE_DEFAULTS["cost"]
+    cost = cost or VARIANCE["cost"]["default"]
     samples = as_int("samples", samples)
     grid = sorted(set(as_ints("qubits", qubits))), sorted(set(as_ints("depths", depths)))
     _check_work(studio, *grid, samples, cost)

@@ -9,7 +9,9 @@ import gradio as gr
 
 from app.handlers import chat as h
 from app.state import Studio
-from qpa import DEFAULT_MODEL, PRESETS, SHAPE_PRESETS
+from qpa import DEFAULT_MODEL, PRESETS, SHAPE_PRESETS, ChatConfig, field_help
+
+GEN = field_help(ChatConfig)
 
 
 def build(studio: Studio) -> gr.Button:
@@ -34,13 +36,19 @@ def build(studio: Studio) -> gr.Button:
                 info="A finished run; picking one switches to its base model.",
             )
             with gr.Accordion("Generation", open=True):
-                max_new = gr.Slider(1, cap, min(96, cap), step=1, label="Max new tokens")
+                max_new = gr.Slider(
+                    1, cap, min(GEN["max_new_tokens"]["default"], cap), step=1,
+                    label="Max new tokens", info=GEN["max_new_tokens"]["help"],
+                )  # fmt: skip
                 temperature = gr.Slider(
-                    0, 2, 0.7, step=0.05, label="Temperature", info="0 is greedy."
-                )
+                    GEN["temperature"]["min"], GEN["temperature"]["max"],
+                    GEN["temperature"]["default"], step=0.05, label="Temperature",
+                    info=GEN["temperature"]["help"],
+                )  # fmt: skip
                 top_p = gr.Slider(
-                    0.05, 1, 0.9, step=0.05, label="Top-p", info="Nucleus sampling mass."
-                )
+                    0.05, GEN["top_p"]["max"], GEN["top_p"]["default"], step=0.05,
+                    label="Top-p", info=GEN["top_p"]["help"],
+                )  # fmt: skip
             refresh = gr.Button("Refresh runs", size="sm", elem_id="chat-refresh")
         with gr.Column(scale=9):
             with gr.Tabs():

@@ -11,7 +11,7 @@ from app.handlers import results as h
 from app.state import Studio
 from qpa import COSTS
 
-V = h.VARIANCE_DEFAULTS
+V = h.VARIANCE
 
 
 def _explorer(studio: Studio) -> None:
@@ -24,19 +24,21 @@ def _explorer(studio: Studio) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=300, elem_classes="qpa-controls"):
             qubits = gr.Textbox(
-                V["qubits"], label="Qubits N", info="Comma-separated, e.g. 2,4,6.",
+                ",".join(map(str, V["qubits"]["default"])), label="Qubits N",
+                info=f"{V['qubits']['help']} Comma-separated, e.g. 2,4,6.",
                 elem_id="variance-qubits",
             )  # fmt: skip
             depths = gr.Textbox(
-                V["depths"], label="Depths L", info="Comma-separated.", elem_id="variance-depths"
+                ",".join(map(str, V["depths"]["default"])), label="Depths L",
+                info=f"{V['depths']['help']} Comma-separated.", elem_id="variance-depths",
             )
             cost = gr.Radio(
-                list(COSTS), value=V["cost"], label="Cost C",
+                list(COSTS), value=V["cost"]["default"], label="Cost C",
                 info="; ".join(f"{k}: {v}" for k, v in COSTS.items()) + ".",
             )  # fmt: skip
             samples = gr.Slider(
-                10, 2000, V["samples"], step=10, label="Samples",
-                info="Random angle sets per point; more give a steadier variance.",
+                10, 2000, V["samples"]["default"], step=10, label="Samples",
+                info=f"{V['samples']['help']} More give a steadier variance.",
             )  # fmt: skip
             compute = gr.Button("Compute", variant="primary", elem_id="variance-compute")
         with gr.Column(scale=8):

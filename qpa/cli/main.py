@@ -21,9 +21,9 @@ import os
 import sys
 
 from qpa.cli.run_config import load_config
-from qpa.config import SECTIONS
+from qpa.config import SECTIONS, ChatConfig, QPAConfig, VarianceConfig
 from qpa.constants import DEFAULT_MODEL
-from qpa.flags import add_config_flags
+from qpa.flags import add_config_flags, add_section_flags
 from qpa.formatting import format_duration, format_number, format_table
 from qpa.runs.files import redact
 from qpa.runs.run import Run, list_runs, open_run
@@ -186,30 +186,7 @@ def _chat_flags(p) -> None:
     _flag(which, "--run", "Chat with this run's model and exported adapter.", metavar="RUN_ID")
     _flag(p, "--prompt", "Answer this one message and exit (else: read lines from stdin).")
     _flag(p, "--system", "A system message put before the conversation.")
-    _flag(
-        p,
-        "--max-new-tokens",
-        "Longest reply in tokens, 1-2048 (default: 128).",
-        type=int,
-        default=128,
-        metavar="N",
-    )
-    _flag(
-        p,
-        "--temperature",
-        "Sampling temperature; 0 is greedy (default: 0.7).",
-        type=float,
-        default=0.7,
-        metavar="X",
-    )
-    _flag(
-        p,
-        "--top-p",
-        "Nucleus sampling mass in (0, 1] (default: 0.9).",
-        type=float,
-        default=0.9,
-        metavar="X",
-    )
+    add_section_flags(p, "generation", ChatConfig)
     _flag(p, "--seed", "Seed for reproducible sampling.", type=int, metavar="N")
     _flag(
         p,
@@ -251,17 +228,8 @@ def _reproduce_flags(p) -> None:
 
 
 def _variance_flags(p) -> None:
-    _flag(p, "--qubits", "Comma-separated qubit counts N (default: 2,4,6,8,10).", default="2,4,6,8,10")
-    _flag(p, "--depths", "Comma-separated depths L (default: 1,8,32).", default="1,8,32")
-    _flag(p, "--samples", "Random circuits per (N, L), θ ~ U(−π, π) (default: 200).", type=int,
-          default=200, metavar="S")  # fmt: skip
-    _flag(p, "--cost", "`local` (⟨Z₀⟩), `global` (P(|0…0⟩)) or `generator` (the whole QPA "
-          "generator and a quadratic loss on its output) (default: local).", default="local")  # fmt: skip
-    _flag(p, "--seed", "Seed of the random angles and of the generator (default: 0).", type=int,
-          default=0, metavar="N")  # fmt: skip
-    _flag(p, "--entangler", "`ladder` or `ring` (default: ladder).", default="ladder")
-    _flag(p, "--noise", "Depolarising probability per qubit after each block (default: 0).",
-          type=float, default=0.0, metavar="P")  # fmt: skip
+    add_section_flags(p, "variance", VarianceConfig)
+    add_section_flags(p, "circuit", QPAConfig, fields=("entangler", "noise"))
     _flag(p, "--json", "Print the rows and the fitted decay rates as JSON.", action="store_true")
 
 

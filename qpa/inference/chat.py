@@ -23,11 +23,12 @@ from typing import Any
 
 import torch
 
+from qpa.config import ChatConfig
 from qpa.constants import DEFAULT_MODEL
 from qpa.models.loading import load_model
 
 ROLES = ("system", "user", "assistant")
-MAX_NEW_TOKENS = 2048
+DEFAULTS = ChatConfig()
 CACHE_SIZE = 2  # loaded models kept by get_chat_model; each SmolLM2 copy is about 0.5 GB
 
 
@@ -53,17 +54,8 @@ def check_messages(messages: Any) -> list[dict[str, str]]:
 def check_generation(
     max_new_tokens: int, temperature: float, top_p: float, seed: int | None
 ) -> None:
-    """ValueError naming the first generation setting out of range."""
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-        raise ValueError(f"`max_new_tokens` = {max_new_tokens!r} must be a whole number.")
-    if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-        raise ValueError(
-            f"`max_new_tokens` = {max_new_tokens} must be between 1 and {MAX_NEW_TOKENS}."
-        )
-    if not isinstance(temperature, (int, float)) or not (0 <= temperature <= 100):
-        raise ValueError(f"`temperature` = {temperature!r} must be between 0 (greedy) and 100.")
-    if not isinstance(top_p, (int, float)) or not (0 < top_p <= 1):
-        raise ValueError(f"`top_p` = {top_p!r} must be in (0, 1].")
+    """ValueError naming the first generation setting out of range (ranges: `ChatConfig`)."""
+    ChatConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"`seed` = {seed!r} must be a whole number ≥ 0 or None.")
 
@@ -130,9 +122,9 @@ class ChatModel:
     def stream(
         self,
         messages: list[dict],
-        max_new_tokens: int = 128,
-        temperature: float = 0.7,
-        top_p: float = 0.9,
+        max_new_tokens: int = DEFAULTS.max_new_tokens,
+        temperature: float = DEFAULTS.temperature,
+        top_p: float = DEFAULTS.top_p,
         seed: int | None = None,
     ) -> Iterator[str]:
         """Yield the reply in new pieces as they are generated (temperature 0: greedy)."""

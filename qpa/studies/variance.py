@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from qpa.config import MAX_NOISY_QUBITS, QPAConfig
+from qpa.config import MAX_NOISY_QUBITS, QPAConfig, VarianceConfig, field_help
 from qpa.generator.circuit import make_circuit
 from qpa.quantum.kernels import group_matrices, make_plan, one_thread
 
@@ -41,8 +41,10 @@ COSTS = {
     "global": "P(|0…0⟩), the probability of the all-zeros state",
     "generator": "mean squared error of the whole QPA generator's output to a fixed target",
 }
-MAX_QUBITS = {"local": 16, "global": 16, "generator": 12}  # time and memory grow as 2^N
-MAX_DEPTH = 512
+_GRID = field_help(VarianceConfig)
+# time and memory grow as 2^N; the generator cost also runs the mapping MLP on 2^N rows
+MAX_QUBITS = {"local": _GRID["qubits"]["max"], "global": _GRID["qubits"]["max"], "generator": 12}
+MAX_DEPTH = _GRID["depths"]["max"]
 _BATCH_GROUP = 3  # qubits per group matrix when batched: S·L small matrices, not S·L dense ones
 _BATCH_ENTRIES = 1 << 22  # samples × 2^N × depth per batched pass: ~32 MB per saved state
 
@@ -63,7 +65,7 @@ def gradient_variance(
     _check_cost(cost)
     qubits = _counts("qubits", qubits, MAX_QUBITS[cost])
     depths = _counts("depths", depths, MAX_DEPTH)
-    samples = _count("samples", samples, 2, 1_000_000)
+    samples = _count("samples", samples, _GRID["samples"]["min"], _GRID["samples"]["max"])
     config = config or QPAConfig()
     if config.noise > 0 and max(qubits) > MAX_NOISY_QUBITS:
         raise ValueError(
