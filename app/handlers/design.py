@@ -22,6 +22,7 @@ import gradio as gr
 
 from app import plots
 from app.circuit_svg import circuit_svg
+from app.handlers import shape
 from app.handlers.common import api_errors, as_names, guarded
 from app.handlers.shape import (
     CUSTOM,
@@ -227,23 +228,26 @@ def on_dora(use_dora: bool):
     return gr.update(interactive=bool(use_dora)), gr.update(interactive=bool(use_dora))
 
 
+D = shape.DEFAULTS  # the API's defaults are the configs' (shape.HELP)
+
+
 @api_errors
 def count_api(
     model: str,
-    target_modules: str = "lm_head",
-    rank: int = 4,
-    chunk_size: int = 2048,
-    n_qubits: int = 0,
-    depth: int = 8,
-    hidden_sizes: str = "32,64,128,128,64,32,32",
-    entangler: str = "ladder",
-    activation: str = "none",
-    fourier_features: int = 0,
-    start: str = "random",
-    layers: str = "shared",
-    use_dora: bool = False,
-    dora_magnitude: str = "trainable",
-    dora_norm: str = "constant",
+    target_modules: str = ",".join(D["target_modules"]),
+    rank: int = D["rank"],
+    chunk_size: int = D["chunk_size"],
+    n_qubits: int = D["n_qubits"],
+    depth: int = D["depth"],
+    hidden_sizes: str = ",".join(map(str, D["hidden_sizes"])),
+    entangler: str = D["entangler"],
+    activation: str = D["activation"],
+    fourier_features: int = D["fourier_features"],
+    start: str = D["start"],
+    layers: str = D["layers"],
+    use_dora: bool = D["use_dora"],
+    dora_magnitude: str = D["dora_magnitude"],
+    dora_norm: str = D["dora_norm"],
 ) -> dict:
     """Exact trainable-parameter counts (QPA parts, LoRA, adapted layers, ratio, rank ceiling)."""
     values = (model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler,

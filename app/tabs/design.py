@@ -25,6 +25,25 @@ def _initial() -> h.DesignView | None:
         return None
 
 
+def _bounds(name: str) -> dict:
+    """The field's range from its config dataclass, as gradio's minimum/maximum."""
+    meta = shape.HELP[name]
+    return {k: meta[m] for k, m in (("minimum", "min"), ("maximum", "max")) if m in meta}
+
+
+def _number(name: str, label: str, **kw) -> gr.Number:
+    """A whole-number box with the field's default, range and help."""
+    value = kw.pop("value", shape.DEFAULTS[name])
+    return gr.Number(value, label=label, precision=0, info=INFO[name], **_bounds(name), **kw)
+
+
+def _slider(name: str, label: str, step: float = 1, **kw) -> gr.Slider:
+    """A slider over the field's whole range, starting at its default."""
+    b = _bounds(name)
+    value = kw.pop("value", shape.DEFAULTS[name])
+    return gr.Slider(b["minimum"], b["maximum"], value, step=step, label=label, info=INFO[name], **kw)
+
+
 def _radio(name: str, label: str, **kw) -> gr.Radio:
     return gr.Radio(CHOICES[name], value=shape.DEFAULTS[name], label=label, info=INFO[name], **kw)
 
@@ -51,15 +70,14 @@ def _basic(view: h.DesignView | None) -> dict:
         allow_custom_value=True,
     )  # fmt: skip
     with gr.Row():
-        c["rank"] = gr.Slider(1, 64, 4, step=1, label="LoRA rank r", info=INFO["rank"])
-        c["depth"] = gr.Slider(1, 64, 8, step=1, label="Depth L", info=INFO["depth"])
+        c["rank"] = _slider("rank", "LoRA rank r")
+        c["depth"] = _slider("depth", "Depth L")
     with gr.Row():
-        c["chunk_size"] = gr.Number(
-            view.chunk_size if view else shape.DEFAULTS["chunk_size"], label="Chunk size",
-            precision=0, minimum=1, info=INFO["chunk_size"],
-        )  # fmt: skip
+        c["chunk_size"] = _number(
+            "chunk_size", "Chunk size", value=view.chunk_size if view else shape.DEFAULTS["chunk_size"]
+        )
         c["n_qubits"] = gr.Slider(
-            1, shape.MAX_QUBITS, view.n_qubits if view else 7, step=1, label="Qubits N",
+            1, shape.MAX_QUBITS, view.n_qubits if view else 1, step=1, label="Qubits N",
             info="Follows the chunk size, ⌈log₂⌈M / chunk⌉⌉; moving it sets the chunk size.",
         )  # fmt: skip
     with gr.Row():
@@ -76,24 +94,19 @@ def _advanced() -> dict:
     with gr.Accordion("Advanced QPA", open=False, elem_id="design-advanced"):
         with gr.Row():
             c["activation"] = gr.Dropdown(
-                CHOICES["activation"], value="none", label="MLP activation",
+                CHOICES["activation"], value=shape.DEFAULTS["activation"], label="MLP activation",
                 info=INFO["activation"], elem_id="design-activation",
             )  # fmt: skip
-            c["fourier_features"] = gr.Number(
-                0, label="Fourier features", precision=0, minimum=0, maximum=256,
-                info=INFO["fourier_features"],
-            )  # fmt: skip
+            c["fourier_features"] = _number("fourier_features", "Fourier features")
         c["start"] = _radio("start", "Start")
         c["layers"] = _radio("layers", "Generators")
-        c["use_dora"] = gr.Checkbox(False, label="DoRA", info=INFO["use_dora"])
+        c["use_dora"] = gr.Checkbox(shape.DEFAULTS["use_dora"], label="DoRA", info=INFO["use_dora"])
         with gr.Row():
             c["dora_magnitude"] = _radio("dora_magnitude", "DoRA magnitude", interactive=False)
             c["dora_norm"] = _radio("dora_norm", "DoRA norm", interactive=False)
         with gr.Row():
-            c["shots"] = gr.Number(
-                0, label="Shots", precision=0, minimum=0, info=INFO["shots"], elem_id="shots"
-            )
-            c["noise"] = gr.Slider(0, 1, 0, step=0.001, label="Noise p", info=INFO["noise"])
+            c["shots"] = _number("shots", "Shots", elem_id="shots")
+            c["noise"] = _slider("noise", "Noise p", step=0.001)
     return c
 
 
