@@ -337,7 +337,12 @@ class TrainConfig(Config):
     cache_backbone: bool = option(
         True, "When only lm_head is adapted, compute hidden states once and train the head alone."
     )
-    device: str = option("auto", "`auto`, `cpu`, `cuda` or `mps`.", ("auto", "cpu", "cuda", "mps"))
+    device: str = option(
+        "auto",
+        "`auto` (the QPA_DEVICE environment variable when set, else cuda when available, else "
+        "cpu), `cpu`, `cuda` or `mps`.",
+        ("auto", "cpu", "cuda", "mps"),
+    )
 
 
 @dataclass(frozen=True)

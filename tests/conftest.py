@@ -1,11 +1,20 @@
-"""Shared fixtures: tiny models built from a config (no download), seeded; a served studio."""
+"""Shared fixtures: tiny models built from a config (no download), seeded; a served studio.
+
+Training in the tests runs on ``$QPA_TEST_DEVICE`` (default cpu; ``cuda`` on a GPU machine): it
+becomes ``$QPA_DEVICE``, which `device = auto` follows, in this process and in the CLI and app
+processes the tests start.
+"""
 
 import contextlib
+import os
 import socket
 
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+TEST_DEVICE = os.environ.get("QPA_TEST_DEVICE", "cpu")
+os.environ["QPA_DEVICE"] = TEST_DEVICE
 
 
 def tiny_llama(vocab: int = 96, hidden: int = 16) -> LlamaForCausalLM:

@@ -152,7 +152,8 @@ def session(files):
 def official_loss(session, examples) -> float:
     """The official code's loss: labels = input_ids.clone(), pads included, HF's mean CE."""
     enc = session.splits.val
-    ids, mask = enc.input_ids[examples], enc.attention_mask[examples]
+    ids = enc.input_ids[examples].to(session.device)  # (B, T)
+    mask = enc.attention_mask[examples].to(session.device)
     with torch.no_grad():
         return session.model(input_ids=ids, attention_mask=mask, labels=ids.clone()).loss.item()
 

@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from qpa.config import AdapterConfig, DataConfig, ModelConfig, QPAConfig, RunConfig, TrainConfig
-from qpa.training.loop import batch_examples, evaluate, lr_factor, make_optimizer, train, train_step
+from qpa.training.loop import (
+    batch_examples,
+    evaluate,
+    lr_factor,
+    make_optimizer,
+    train,
+    train_step,
+    validate_config,
+)
 from qpa.training.session import prepare, split_loss
 
 DATA = DataConfig(topics=("ai", "science", "computers"), max_length=48, max_examples=120)
@@ -135,3 +143,13 @@ def test_a_batch_without_replies_still_trains_on_its_tokens():
     metrics = train_step(session, optimizer, step)
     assert math.isfinite(metrics["loss"])
     assert any(not torch.equal(b, p) for b, (_, p) in zip(before, session.trainable(), strict=True))
+
+
+def test_auto_device_follows_qpa_device(monkeypatch):
+    from qpa.training.session import pick_device
+
+    monkeypatch.setenv("QPA_DEVICE", "cpu")
+    assert pick_device("auto") == torch.device("cpu")
+    monkeypatch.setenv("QPA_DEVICE", "gpu")
+    with pytest.raises(ValueError, match="QPA_DEVICE = 'gpu' is not one of"):
+        validate_config(RunConfig(model=ModelConfig("tiny-llama")))

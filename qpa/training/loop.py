@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from qpa.config import RunConfig
-from qpa.training.session import Session, prepare, split_loss
+from qpa.training.session import Session, pick_device, prepare, split_loss
 
 Callback = Callable[[dict], None]
 
@@ -31,6 +31,7 @@ def validate_config(config: RunConfig) -> RunConfig:
     from qpa.models.loading import SHAPE_PRESETS
 
     config = config.resolved()
+    pick_device(config.train.device)  # no GPU, or a bad $QPA_DEVICE, fail before any folder
     if config.model.model in SHAPE_PRESETS:
         raise ValueError(
             f"`model` = {config.model.model!r} is a shape-only preset for counting; train "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,12 @@ class Session:
 
 
 def pick_device(name: str) -> torch.device:
+    """The torch device for `TrainConfig.device`; ``auto`` is ``$QPA_DEVICE`` when set (e.g. to
+    keep a shared GPU machine's runs on the CPU), else cuda when there is one, else cpu."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = os.environ.get("QPA_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+        if name not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"QPA_DEVICE = {name!r} is not one of: cpu, cuda, mps.")
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("`device` = 'cuda' but no CUDA GPU is available; use `auto` or `cpu`.")
     return torch.device(name)
