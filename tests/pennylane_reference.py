@@ -1,6 +1,8 @@
 """The QPA circuit written in PennyLane: the reference our simulator is tested and timed against."""
 
-import pennylane as qml
+import pytest
+
+qml = pytest.importorskip("pennylane", reason="the reference tests need pennylane (requirements-dev.txt)")
 
 
 def pennylane_probs(n_qubits: int, entangler: str = "ladder", noise: float | None = None):

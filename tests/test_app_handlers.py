@@ -1,12 +1,15 @@
 """The app's handlers without a browser: live counts, linked controls, warnings instead of
 exceptions, a tiny background run from launch to table, and a streamed chat reply."""
 
+import pytest
+
+pytest.importorskip("gradio", reason="the app tests need gradio (requirements.txt)")
+
 import re
 import time
 import warnings
 import zipfile
 
-import pytest
 from tiny_run import tiny_form
 
 from app import plots
@@ -183,6 +186,7 @@ def studio(tmp_path):
         ),
     ],
 )
+@pytest.mark.chatterbot
 def test_bad_launch_warns_and_writes_nothing(studio, overrides, message):
     values = [tiny_form(**overrides)[k] for k in train.FORM_FIELDS]
     result, messages = warned(train.on_launch, studio, *values)
@@ -191,6 +195,7 @@ def test_bad_launch_warns_and_writes_nothing(studio, overrides, message):
     assert not studio.root.exists()
 
 
+@pytest.mark.chatterbot
 def test_launch_configs_carry_the_advanced_shape_and_loss_on(studio):
     form = tiny_form(plan="QPA + matched LoRA baseline", loss_on=OTHER_LOSS, use_dora=True,
                      activation="gelu", shots=64, start="offset")  # fmt: skip
@@ -207,6 +212,7 @@ def test_launch_configs_carry_the_advanced_shape_and_loss_on(studio):
         train.build_configs(studio, tiny_form(loss_on="some"))
 
 
+@pytest.mark.chatterbot
 def test_a_picked_preset_is_the_shape_a_launch_trains(studio):
     (config,) = train.build_configs(studio, tiny_form(**shape.preset_values("qpa-shallow-gelu")))
     qpa = config.qpa
@@ -214,6 +220,7 @@ def test_a_picked_preset_is_the_shape_a_launch_trains(studio):
     assert (qpa.chunk_size, qpa.depth, config.adapter.rank) == (2048, 8, 2)  # the form's rank
 
 
+@pytest.mark.chatterbot
 def test_demo_caps_refuse_big_runs(tmp_path):
     demo = Studio.create(runs_root=tmp_path / "runs", demo=True)
     with pytest.raises(ValueError, match="demo's cap"):
@@ -248,6 +255,7 @@ def test_too_large_upload_is_refused(tmp_path):
     assert cleared is None and "too large" in messages[0]
 
 
+@pytest.mark.chatterbot
 def test_preview_shows_templated_examples(tmp_path):
     html = data.on_preview("tiny-llama", data.SOURCES[0], ["ai"], None, 64, 40)
     assert "40 examples" in html and "&lt;|im_start|&gt;user" in html
@@ -272,6 +280,7 @@ def finished(tmp_path_factory):
     return studio, ids
 
 
+@pytest.mark.chatterbot
 def test_launch_runs_in_background_and_reports_progress(finished):
     studio, ids = finished
     restarted = Studio.create(runs_root=studio.root)  # a new app process: no memory of the jobs
@@ -298,6 +307,7 @@ def test_curves_show_the_replies_perplexity_when_every_run_has_it():
     assert [max(t.y) for t in figure.data if t.xaxis == "x2"] == [60.0, 60.0]
 
 
+@pytest.mark.chatterbot
 def test_runs_table_lists_runs_and_zips_adapter(finished):
     studio, ids = finished
     rows = runs.table_rows(studio)
@@ -315,6 +325,7 @@ def test_runs_table_lists_runs_and_zips_adapter(finished):
     )
 
 
+@pytest.mark.chatterbot
 def test_stop_cancels_a_live_run(tmp_path):
     studio = Studio.create(runs_root=tmp_path / "runs", demo=False)
     ids, _ = train.launch(studio, tiny_form(steps=5000, eval_every=1000))
@@ -328,12 +339,14 @@ def test_stop_cancels_a_live_run(tmp_path):
     assert state["state"] == "cancelled" and state["step"] < 5000
 
 
+@pytest.mark.chatterbot
 def test_cancel_of_finished_runs_warns(finished):
     studio, ids = finished
     result, messages = warned(train.on_cancel, studio, ids)
     assert skipped(result) and "nothing to cancel" in messages[0]
 
 
+@pytest.mark.chatterbot
 def test_chat_streams_a_reply_from_tiny_llama_and_its_adapter(finished):
     studio, ids = finished
     settings = (8, 0.0, 0.9)
@@ -351,6 +364,7 @@ def test_chat_streams_a_reply_from_tiny_llama_and_its_adapter(finished):
     )
 
 
+@pytest.mark.chatterbot
 def test_chat_refuses_bad_settings(finished):
     studio, _ = finished
     _, messages = warned(chat.on_send, studio, "Hi", [], "gpt2-config", "", 8, 0.7, 0.9)

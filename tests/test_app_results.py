@@ -1,10 +1,13 @@
 """The Results tab's handlers on real finished runs: seeds grouped into points with error bars,
 the assistant-token switch, shots and noise against perplexity, and the variance explorer."""
 
+import pytest
+
+pytest.importorskip("gradio", reason="the app tests need gradio (requirements.txt)")
+
 import statistics
 import warnings
 
-import pytest
 from tiny_run import TINY_RUN as BASE
 
 from app.handlers import results
@@ -46,6 +49,7 @@ def records(studio):
     return {r["id"]: r for r in map(run_record, list_runs(studio.root))}
 
 
+@pytest.mark.chatterbot
 def test_params_chart_groups_seeds_with_error_bars(studio):
     params, table, _ = results.on_refresh(studio, "all tokens")
     by_name = {trace.meta: trace for trace in params.data}  # full labels; legends drop shared parts
@@ -63,6 +67,7 @@ def test_params_chart_groups_seeds_with_error_bars(studio):
     assert f"| {QPA} |" in table and table.count("\n") == 6  # header, rule, five groups
 
 
+@pytest.mark.chatterbot
 def test_assistant_switch_plots_assistant_token_perplexity(studio):
     params, _, shots = results.on_refresh(studio, "assistant tokens")
     lora = next(t for t in params.data if t.meta == LORA)
@@ -75,6 +80,7 @@ def test_assistant_switch_plots_assistant_token_perplexity(studio):
     assert "assistant tokens" in shots.layout.yaxis.title.text
 
 
+@pytest.mark.chatterbot
 def test_shots_chart_draws_sampled_runs_against_the_exact_level_and_noise(studio):
     _, _, figure = results.on_refresh(studio, "all tokens")
     r = records(studio)
@@ -99,6 +105,7 @@ def test_no_finished_runs_says_how_to_get_some(tmp_path):
     assert "--shots" in shots.layout.annotations[0].text
 
 
+@pytest.mark.chatterbot
 def test_variance_explorer_plots_the_engines_variances_and_fit(studio):
     figure, note = results.on_variance(studio, "2,4,6", "8, 2", "global", 60)
     expected = gradient_variance([2, 4, 6], [2, 8], 60, "global")
@@ -121,6 +128,7 @@ def test_variance_explorer_plots_the_engines_variances_and_fit(studio):
         (("2", "2", "nope", 50), "`cost` = 'nope'"),
     ],
 )
+@pytest.mark.chatterbot
 def test_variance_explorer_refuses_bad_or_too_big_grids(studio, args, message):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

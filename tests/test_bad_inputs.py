@@ -1,13 +1,16 @@
 """The bad-input matrix: every bad input to the CLI, the library or a UI handler gives a clear
 message naming what is wrong, never a traceback, and leaves the runs folder byte-identical."""
 
+import pytest
+
+pytest.importorskip("gradio", reason="the app tests need gradio (requirements.txt)")
+
 import hashlib
 import os
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 import torch
 from tiny_run import tiny_form
 
@@ -284,6 +287,7 @@ def test_the_matrix_is_big_and_covers_every_surface():
     assert len(CASES) >= 40 and {kinds.count(k) >= 10 for k in ("cli", "lib", "ui")} == {True}
 
 
+@pytest.mark.chatterbot
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_a_clear_message_and_changes_nothing(case, ctx, offline, capsys):
     kind, call, expected = CASES[case]

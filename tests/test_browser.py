@@ -100,6 +100,7 @@ def test_design_tab_follows_the_rank_and_looks_right(page):
     expect(page.locator("#count-command")).not_to_contain_text("dora")
 
 
+@pytest.mark.chatterbot
 def test_a_tiny_run_trains_and_draws_its_curve(page):
     from playwright.sync_api import expect
 
@@ -122,6 +123,7 @@ def test_a_tiny_run_trains_and_draws_its_curve(page):
     expect(page.locator("#cli")).to_contain_text("-m qpa train --config")
 
 
+@pytest.mark.chatterbot
 def test_results_tab_charts_the_run_and_computes_variances(page):
     from playwright.sync_api import expect
 

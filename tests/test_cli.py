@@ -170,6 +170,7 @@ def test_config_file_then_flags_override(runs, tmp_path, capsys):
     assert data["depth"] == 5 and data["lora"] == 2 * (768 + 50257)
 
 
+@pytest.mark.chatterbot
 def test_train_then_runs_eval_export_chat(runs, tmp_path, capsys):
     argv = ["train", "--model", "tiny-llama", "--steps", "3", "--batch-size", "4",
             "--max-examples", "40", "--eval-every", "2", "--name", "e2e"]  # fmt: skip

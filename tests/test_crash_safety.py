@@ -59,6 +59,7 @@ def complete_lines(path: Path) -> list[dict]:
     return records
 
 
+@pytest.mark.chatterbot
 def test_sigkill_mid_step_is_interrupted_then_resumes_from_checkpoint(env, capsys):
     steps, every = 200, 5
     proc = qpa_process(env, "train", *TINY, "--steps", str(steps), "--eval-every", str(every),

@@ -24,11 +24,13 @@ def _split_texts(splits, tok):
     ]
 
 
+@pytest.mark.chatterbot
 def test_chatterbot_topics_are_the_package_files():
     topics = data.chatterbot_topics()
     assert len(topics) == 21 and {"ai", "science", "tech_support", "trivia"} <= set(topics)
 
 
+@pytest.mark.chatterbot
 def test_split_is_deterministic_by_seed(tok):
     cfg = DataConfig(topics=TOPICS, max_length=64)
     a, b = data.build_splits(cfg, tok), data.build_splits(cfg, tok)
@@ -39,6 +41,7 @@ def test_split_is_deterministic_by_seed(tok):
     assert len(a.train) + len(a.val) == a.n_examples == 105 + 17
 
 
+@pytest.mark.chatterbot
 def test_val_fraction_and_max_examples(tok):
     splits = data.build_splits(DataConfig(topics=TOPICS, val_fraction=0.5, max_examples=10), tok)
     assert (len(splits.train), len(splits.val)) == (5, 5)
@@ -46,6 +49,7 @@ def test_val_fraction_and_max_examples(tok):
     assert (len(tiny.train), len(tiny.val)) == (2, 1)  # at least one validation example
 
 
+@pytest.mark.chatterbot
 def test_topics_filter(tok):
     convs = data.load_conversations(DataConfig(topics=("food",)))
     assert len(convs) == 17
@@ -53,11 +57,13 @@ def test_topics_filter(tok):
     assert len(data.load_conversations(DataConfig())) == 2025  # trivia's one bare string skipped
 
 
+@pytest.mark.chatterbot
 def test_unknown_topic_lists_the_valid_ones():
     with pytest.raises(ValueError, match="`topics` = 'ai,cooking'.*cooking.*valid topics: ai, "):
         data.load_conversations(DataConfig(topics=("ai", "cooking")))
 
 
+@pytest.mark.chatterbot
 def test_assistant_mask_marks_exactly_the_replies(tok):
     cfg = DataConfig(topics=TOPICS, max_length=512)
     splits = data.build_splits(cfg, tok)
@@ -98,6 +104,7 @@ def test_plain_text_mask_equals_attention(tmp_path, tok):
     assert (splits.train.input_ids[splits.train.attention_mask == 0] == tok.pad_token_id).all()
 
 
+@pytest.mark.chatterbot
 def test_block_packing_has_full_blocks(tok):
     splits = data.build_splits(DataConfig(topics=TOPICS, packing="block", max_length=32), tok)
     for part in (splits.train, splits.val):
@@ -189,6 +196,7 @@ def test_missing_file_and_hub_without_datasets(tmp_path):
             data.load_conversations(DataConfig(corpus="hf:wikitext:wikitext-2-raw-v1"))
 
 
+@pytest.mark.chatterbot
 def test_preview_shows_templated_conversations(tok):
     texts = data.preview(DataConfig(topics=("food",)), tok, n=2)
     assert len(texts) == 2 and all(t.startswith("<|im_start|>user\n") for t in texts)

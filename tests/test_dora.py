@@ -150,6 +150,7 @@ def test_head_parts_of_a_dora_head_match_peft(method, magnitude):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.chatterbot
 @pytest.mark.parametrize("method", ["qpa-lora", "lora"])
 def test_cached_dora_head_equals_full_forward(method):
     config = tiny(method)

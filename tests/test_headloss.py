@@ -129,6 +129,7 @@ def test_head_parts_falls_back_where_the_fused_path_does_not_apply():
     assert head_parts(torch.nn.Linear(4, 5)) is None  # a trainable head needs its own gradient
 
 
+@pytest.mark.chatterbot
 @pytest.mark.parametrize("dropout", [0.0, 0.2])
 def test_split_loss_takes_the_fused_path_unless_dropout_acts(monkeypatch, dropout):
     from qpa.config import DataConfig, ModelConfig, RunConfig

@@ -19,6 +19,7 @@ def bench():
     return module
 
 
+@pytest.mark.chatterbot
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_counts_and_chat_stay_responsive_while_a_run_trains(tmp_path, monkeypatch):
     monkeypatch.setenv("QPA_HOME", str(tmp_path / "home"))

@@ -1,9 +1,12 @@
 """Named presets: `apply_variant`, ``--variant`` on the CLI (a config file, then the variant, then
 the flags typed), and the Design tab's Preset dropdown that sets the form and follows edits."""
 
+import pytest
+
+pytest.importorskip("gradio", reason="the app tests need gradio (requirements.txt)")
+
 import json
 
-import pytest
 from tiny_run import TINY_RUN
 
 from app.handlers import design, shape
@@ -55,6 +58,7 @@ def test_count_variant_gives_the_best_measured_shape_and_typed_flags_win(capsys)
     assert counted(capsys, "--variant", "qpa")["qpa"] == 106_264  # the defaults
 
 
+@pytest.mark.chatterbot
 def test_train_variant_over_a_config_file_under_the_flags(runs, tmp_path, capsys):
     path = tmp_path / "tiny.json"
     path.write_text(TINY_RUN.to_json())

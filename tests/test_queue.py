@@ -2,6 +2,10 @@
 a queued run cancelled never starts; two schedulers over one root never start a run twice; and
 the queue, living in the run folders, survives the app being killed."""
 
+import pytest
+
+pytest.importorskip("gradio", reason="the app tests need gradio (requirements.txt)")
+
 import os
 import signal
 import socket
@@ -11,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from tiny_run import tiny_form as shared_tiny_form
 
 from app.handlers import train
@@ -44,6 +47,7 @@ def test_max_runs_comes_from_the_environment():
         Settings.from_env({"QPA_MAX_RUNS": "two"})
 
 
+@pytest.mark.chatterbot
 def test_one_at_a_time_with_positions_and_a_queued_cancel_that_never_starts(quick):
     studio = Studio.create(runs_root=quick / "runs", demo=False)
     first, _ = train.launch(studio, tiny_form(plan="QPA + matched LoRA baseline"))
@@ -145,6 +149,7 @@ def start_app(env: dict, log: Path) -> tuple[subprocess.Popen, object]:
             time.sleep(0.5)
 
 
+@pytest.mark.chatterbot
 def test_app_killed_with_live_runs_restarts_and_finishes_them(quick):
     root = quick / "runs"
     env = {**os.environ, "QPA_RUNS": str(root), "QPA_MAX_RUNS": "1",

@@ -117,6 +117,7 @@ def test_steps_follow_the_data_unless_given(files):
     assert plan.count_model == "tiny-gpt2" and plan.counts.qpa > 0
 
 
+@pytest.mark.chatterbot
 def test_lines_keep_empty_ones_and_pad_with_eos(files):
     train, test = files
     tok = tiny_tokenizer()

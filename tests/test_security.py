@@ -1,13 +1,16 @@
 """Safe to host: loopback unless told, an upload cap, no pickle or eval, uploads kept private,
 downloads confined to the runs root, secrets never written into a run, demo caps."""
 
+import pytest
+
+pytest.importorskip("gradio", reason="the app tests need gradio (requirements.txt)")
+
 import os
 import re
 import stat
 import zipfile
 from pathlib import Path
 
-import pytest
 from tiny_run import tiny_form
 
 from app.handlers import runs, train
@@ -100,6 +103,7 @@ def test_adapter_zip_never_follows_symlinks_out_of_the_root(tmp_path):
         runs.zip_adapter(studio, "evil")
 
 
+@pytest.mark.chatterbot
 def test_no_secrets_in_any_run_file(tmp_path, monkeypatch):
     secrets = {"HF_TOKEN": "hf_qpaTestSecret0123456789", "OPENAI_API_KEY": "sk-qpaTestKey98765"}
     for name, value in {**secrets, "QPA_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1",

@@ -11,6 +11,7 @@ from qpa.studies.results import label, markdown_table, run_record, summarize
 from qpa.studies.sweep import sweep, variant_config
 
 
+@pytest.mark.chatterbot
 def test_sweep_groups_seeds_and_compares_with_lora(tmp_path):
     rows = sweep(BASE, ["lora", "qpa", "qpa-gelu"], [0, 1], prefix="t", root=tmp_path)
     qpa_label, train = "qpa-lora chunk_size=64 depth=2", "steps=2 batch_size=4"
@@ -29,6 +30,7 @@ def test_sweep_groups_seeds_and_compares_with_lora(tmp_path):
     assert table.count("\n") == 4 and f"| {qpa_label} activation=gelu {train} |" in table
 
 
+@pytest.mark.chatterbot
 def test_a_second_sweep_reuses_finished_runs(tmp_path):
     sweep(BASE, ["qpa"], [0], prefix="t", root=tmp_path)
     metrics = tmp_path / "t-qpa-s0" / "metrics.jsonl"
@@ -54,6 +56,7 @@ def test_variants_override_the_base_and_labels_name_what_differs():
     assert summarize([]) == []
 
 
+@pytest.mark.chatterbot
 def test_cli_sweep_prints_the_table_and_json(tmp_path, capsys):
     args = ["sweep", "--model", "tiny-llama", "--rank", "2", "--chunk-size", "64", "--depth", "2",
             "--topics", "ai", "--max-length", "48", "--max-examples", "24", "--steps", "2",

@@ -30,6 +30,7 @@ def tiny(method="qpa-lora", **train_kw):
     ).resolved()
 
 
+@pytest.mark.chatterbot
 @pytest.mark.parametrize("method", ["qpa-lora", "lora"])
 @pytest.mark.parametrize("protocol", ["masked", "paper"])
 def test_cached_head_loss_equals_full_forward(method, protocol):
@@ -53,6 +54,7 @@ def test_cached_head_loss_equals_full_forward(method, protocol):
         torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.chatterbot
 def test_paper_protocol_counts_padding():
     config = tiny().replace(data=DATA.replace(max_length=400, max_examples=40))  # most get padded
     masked = prepare(config)
@@ -63,6 +65,7 @@ def test_paper_protocol_counts_padding():
     assert paper.rows["val"].targets.numel() > masked.rows["val"].targets.numel()
 
 
+@pytest.mark.chatterbot
 @pytest.mark.parametrize("method", ["qpa-lora", "lora"])
 def test_both_methods_learn(method):
     events = []
@@ -74,6 +77,7 @@ def test_both_methods_learn(method):
     assert "assistant_perplexity" in evals[-1]
 
 
+@pytest.mark.chatterbot
 def test_lora_starts_at_the_base_model():
     base = evaluate(tiny("lora"))
     events = []
@@ -104,6 +108,7 @@ def test_bad_training_values_name_the_field():
         TrainConfig(lr=-0.1)
 
 
+@pytest.mark.chatterbot
 def test_assistant_only_loss_skips_other_tokens():
     session = prepare(tiny())
     examples = torch.tensor([0, 1, 2, 3])
@@ -113,12 +118,14 @@ def test_assistant_only_loss_skips_other_tokens():
     torch.testing.assert_close(only, nll[assistant])
 
 
+@pytest.mark.chatterbot
 def test_assistant_only_training_learns_replies():
     result = train(tiny(loss_on="assistant", steps=30))
     base = evaluate(tiny())
     assert result["val_assistant_perplexity"] < 0.5 * base["assistant_perplexity"]
 
 
+@pytest.mark.chatterbot
 def test_a_batch_without_replies_still_trains_on_its_tokens():
     session = prepare(tiny(loss_on="assistant"))
     rows = session.rows["train"]

@@ -1,7 +1,6 @@
 """A run small enough to train in a second: as a config (tiny-llama, 24 chatterbot examples,
 2 steps) and as the app's launch form (Design and Train fields by name)."""
 
-from app.handlers import data, shape
 from qpa.config import AdapterConfig, DataConfig, ModelConfig, QPAConfig, RunConfig, TrainConfig
 
 TINY_RUN = RunConfig(
@@ -15,6 +14,8 @@ TINY_RUN = RunConfig(
 
 def tiny_form(**overrides) -> dict:
     """The app's form for a 3-step QPA run of tiny-llama on 40 chatterbot `ai` examples."""
+    from app.handlers import data, shape
+
     basic = ("tiny-llama", ["lm_head"], 2, 128, 0, 2, "16,16", "ladder")
     form = {**shape.DEFAULTS, **dict(zip(shape.BASIC, basic, strict=True))}
     form.update(plan="QPA only", steps=3, batch_size=4, lr=0, eval_every=2, max_length=64,
