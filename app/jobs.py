@@ -27,7 +27,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +42,6 @@ logger = logging.getLogger(__name__)
 JOBS_DIR = ".jobs"  # hidden, so `list_runs` skips it
 NICE = 10  # training yields the CPU to the app's requests
 LIVE = ("starting", "queued", "running")
-
-
-def new_group_id() -> str:
-    """A fresh id shared by a QPA run and its matched LoRA baseline."""
-    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-
-
-def group_of(run_id: str) -> str:
-    """The launch group of a run id: ``<group>.qpa`` and ``<group>.lora`` share one."""
-    return run_id.rsplit(".", 1)[0]
 
 
 def _project_root() -> str:
@@ -104,9 +93,10 @@ class Jobs:
 
     # -- the queue ---------------------------------------------------------------------------------
 
-    def submit(self, config: RunConfig, run_id: str) -> str:
-        """Queue `config` as run `run_id` (a new folder in state ``queued``); returns the id."""
-        return create_run(config, self.root, name=run_id).id
+    def submit(self, config: RunConfig, group: str | None = None) -> str:
+        """Queue `config` as a new run (a folder in state ``queued``) of launch `group`;
+        returns its id."""
+        return create_run(config, self.root, group=group).id
 
     def queue(self) -> list[str]:
         """Ids of the runs waiting to start, first to start first."""

@@ -71,6 +71,7 @@ _EXPORTS = {
         "open_run",
         "runs_root",
         "check_run_id",
+        "new_run_id",
     ],
     "qpa.training.loop": ["evaluate", "train", "validate_config"],
     "qpa.inference.chat": ["ChatModel", "get_chat_model"],

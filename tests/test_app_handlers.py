@@ -273,7 +273,9 @@ def finished(tmp_path_factory):
     studio = Studio.create(runs_root=tmp_path_factory.mktemp("runs"), demo=False)
     form = tiny_form(plan="QPA + matched LoRA baseline", loss_on=OTHER_LOSS, perplexity="paper")
     ids, commands = train.launch(studio, form)
-    assert [i.rsplit(".", 1)[1] for i in ids] == ["qpa", "lora"]
+    runs = [open_run(i, studio.root) for i in ids]  # one launch group, QPA first, no id suffixes
+    assert [r.config.adapter.method for r in runs] == ["qpa-lora", "lora"]
+    assert runs[0].group == runs[1].group != ids[0] and not any(i.endswith(".qpa") for i in ids)
     assert all("-m qpa train --resume" in c and "--runs-dir" in c for c in commands)
     states = [studio.jobs.wait(i, timeout=150) for i in ids]
     assert [s["state"] for s in states] == ["done", "done"], [s.get("error") for s in states]

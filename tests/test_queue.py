@@ -163,7 +163,7 @@ def test_app_killed_with_live_runs_restarts_and_finishes_them(quick):
         os.killpg(app.pid, signal.SIGKILL)  # the app dies; its runs do not
         app.wait()
     studio = Studio.create(runs_root=root, demo=False)
-    ids = sorted((r.id for r in list_runs(root)), key=lambda i: not i.endswith(".qpa"))
+    ids = [r.id for r in sorted(list_runs(root), key=lambda r: r.config.adapter.method != "qpa-lora")]
     assert len(ids) == 2 and studio.jobs.state(ids[1])["state"] == "queued"
     assert studio.jobs.state(ids[0])["state"] in ("starting", "running", "done")
 

@@ -184,3 +184,17 @@ def test_summary_row(tmp_path):
     assert row["method"] == "qpa-lora" and row["model"] == "smollm2" and row["chunk_size"] == 2048
     assert (row["state"], row["step"], row["total_steps"]) == ("running", 2, 300)
     assert (row["trainable_params"], row["val_perplexity"]) == (123, 2.72)
+
+
+def test_launch_group_is_recorded_and_old_suffixed_folders_still_group(tmp_path, config):
+    pair = [create_run(config, tmp_path, group="g1"), create_run(config, tmp_path, group="g1")]
+    alone = create_run(config, tmp_path)
+    assert [r.group for r in pair] == ["g1", "g1"] and alone.group == alone.id
+    assert json.loads((pair[0].path / "status.json").read_text())["group"] == "g1"
+    assert open_run(pair[1].id, tmp_path).group == "g1"
+    for suffix in ("qpa", "lora"):  # written by the app before the group was recorded
+        old = create_run(config, tmp_path, name=f"20250101-000000-ab12.{suffix}")
+        status = json.loads((old.path / "status.json").read_text())
+        del status["group"]
+        atomic_write_json(old.path / "status.json", status)
+        assert open_run(old.id, tmp_path).group == "20250101-000000-ab12"

@@ -23,15 +23,17 @@ from app.handlers.data import data_config
 from app.handlers.progress import run_card, series, signature
 from app.handlers.shape import FIELDS as DESIGN_FIELDS
 from app.handlers.shape import configs
-from app.jobs import LIVE, group_of, new_group_id
+from app.jobs import LIVE
 from app.state import Studio
 from qpa import (
+    METHODS,
     SHAPE_PRESETS,
     RunConfig,
     TrainConfig,
     config_to_argv,
     count_params,
     list_runs,
+    new_run_id,
     open_run,
     validate_config,
 )
@@ -41,7 +43,6 @@ PLANS = {
     "QPA only": ("qpa-lora",),
     "LoRA only": ("lora",),
 }
-SUFFIX = {"qpa-lora": "qpa", "lora": "lora"}
 TRAIN_FIELDS = (
     "plan",
     "steps",
@@ -129,15 +130,9 @@ def keep_upload(studio: Studio, config: RunConfig) -> RunConfig:
 
 
 def _submit(studio: Studio, run_configs: list[RunConfig]) -> list[str]:
-    """Queue one launch under a fresh group id (drawn again if two launches drew the same)."""
-    for _ in range(5):
-        group = new_group_id()
-        if not any(studio.root.glob(f"{group}.*")):
-            break
-    return [
-        studio.jobs.submit(config, f"{group}.{SUFFIX[config.adapter.method]}")
-        for config in run_configs
-    ]
+    """Queue one launch: its runs share a fresh launch group (recorded in their status)."""
+    group = new_run_id("launch")
+    return [studio.jobs.submit(config, group) for config in run_configs]
 
 
 def launch(studio: Studio, form: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -164,9 +159,10 @@ def default_watch(studio: Studio) -> list[str]:
     live = studio.jobs.live()
     if live:
         return live
-    ids = watch_choices(studio)
-    group = [i for i in ids if group_of(i) == group_of(ids[0])] if ids else []
-    return sorted(group, key=lambda i: not i.endswith(".qpa"))  # launch order: QPA, its baseline
+    runs = list_runs(studio.root)
+    group = [r for r in runs if r.group == runs[0].group] if runs else []
+    order = list(METHODS)  # launch order: QPA, then its baseline
+    return [r.id for r in sorted(group, key=lambda r: order.index(r.config.adapter.method))]
 
 
 # -- event handlers ---------------------------------------------------------------------------------

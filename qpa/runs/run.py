@@ -93,8 +93,28 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def create_run(config: RunConfig, root: str | Path | None = None, name: str | None = None) -> Run:
-    """A new queued run for `config` (resolved); `name` or ``YYYYmmdd-HHMMSS-<method>-<hex4>``."""
+def new_run_id(label: str) -> str:
+    """A fresh id that sorts by creation time: ``YYYYmmdd-HHMMSS-<label>-<hex4>``; the one
+    scheme for run folders and launch groups (sweeps name theirs ``PREFIX-VARIANT-sSEED``).
+
+    >>> run_id = new_run_id("lora")
+    >>> len(run_id), run_id[8], run_id[15:21]
+    (25, '-', '-lora-')
+    """
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{check_run_id(label, 'label')}-{secrets.token_hex(2)}"
+
+
+def create_run(
+    config: RunConfig,
+    root: str | Path | None = None,
+    name: str | None = None,
+    group: str | None = None,
+) -> Run:
+    """A new queued run for `config` (resolved), named `name` or `new_run_id(method)`.
+
+    `group` ties runs launched together (a QPA run and its matched LoRA baseline); it is kept
+    in status.json, and a run launched alone is its own group.
+    """
     if not isinstance(config, RunConfig):
         raise ValueError(f"`config` must be a RunConfig, got {type(config).__name__}.")
     config = config.resolved()
@@ -105,7 +125,7 @@ def create_run(config: RunConfig, root: str | Path | None = None, name: str | No
     status = {
         "state": "queued", "error": None, "pid": None, "host": socket.gethostname(),
         "created": created, "started": None, "updated": created, "finished": None,
-        "step": 0, "total_steps": config.train.steps, "message": "",
+        "step": 0, "total_steps": config.train.steps, "message": "", "group": group or path.name,
     }  # fmt: skip
     atomic_write_json(path / "status.json", status)
     atomic_write_json(path / "versions.json", library_versions())
@@ -125,7 +145,7 @@ def _claim_dir(base: Path, method: str, name: str | None) -> Path:
             ) from None
         return path
     for _ in range(20):
-        run_id = f"{datetime.now():%Y%m%d-%H%M%S}-{method}-{secrets.token_hex(2)}"
+        run_id = new_run_id(method)
         try:
             (base / run_id).mkdir()
             return base / run_id
@@ -239,6 +259,16 @@ class Run(RunControl):
                 return {**status, "state": "failed", "error": NEVER_STARTED}
             return {**status, "starting": True}
         return status
+
+    @property
+    def group(self) -> str:
+        """The launch this run belongs to: status.json's ``group``; runs written before it was
+        recorded were named ``<group>.qpa`` / ``<group>.lora`` by the app, else alone."""
+        group = self._raw_status().get("group")
+        if isinstance(group, str) and group:
+            return group
+        stem, _, suffix = self.id.rpartition(".")
+        return stem if suffix in ("qpa", "lora") and stem else self.id
 
     def set_status(self, state: str | None = None, **fields: Any) -> dict[str, Any]:
         """Merge `fields` into the status (state None: keep it); stamps started/finished/updated."""
