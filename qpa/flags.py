@@ -63,11 +63,16 @@ def _flag_options(info: dict[str, Any], hint: Any) -> dict[str, Any]:
     return {"type": hint, "metavar": {int: "N", float: "X"}.get(hint, "TEXT")}
 
 
-def add_config_flags(parser: argparse.ArgumentParser, sections: Iterable[str] = tuple(SECTIONS)):
-    """One argument group per config section, one flag per field (dest ``section.field``)."""
+def add_config_flags(
+    parser: argparse.ArgumentParser,
+    sections: Iterable[str] = tuple(SECTIONS),
+    classes: dict[str, type] = SECTIONS,
+):
+    """One argument group per config section, one flag per field (dest ``section.field``);
+    `classes` maps section names to config dataclasses (a run's sections by default)."""
     seen: set[str] = set()
     for section in sections:
-        cls = SECTIONS[section]
+        cls = classes[section]
         hints = typing.get_type_hints(cls)
         group = parser.add_argument_group(f"{section} settings")
         for name, info in field_help(cls).items():
@@ -84,9 +89,10 @@ def add_config_flags(parser: argparse.ArgumentParser, sections: Iterable[str] = 
             )
 
 
-def set_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The config flags the user actually gave: ``{"section.field": value}``."""
-    return {k: v for k, v in vars(args).items() if "." in k and v is not None}
+def set_flags(args: argparse.Namespace, sections: Iterable[str] = tuple(SECTIONS)) -> dict[str, Any]:
+    """The config flags of `sections` the user actually gave: ``{"section.field": value}``."""
+    given = {k: v for k, v in vars(args).items() if "." in k and v is not None}
+    return {k: v for k, v in given.items() if k.split(".", 1)[0] in sections}
 
 
 def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:

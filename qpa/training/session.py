@@ -32,7 +32,7 @@ class Session:
     qpa: QPALoRA | None
     tokenizer: object
     splits: object  # qpa.data.Splits
-    rows: dict[str, Rows]  # "train" / "val"
+    rows: dict[str, Rows]  # "train" / "val" (/ "test" with a test split)
     device: torch.device
 
     @property
@@ -80,8 +80,10 @@ def build_rows(
 ) -> dict[str, Rows]:
     protocol = config.train.perplexity
     rows = {}
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         encoded = getattr(splits, split)
+        if encoded is None:  # no test split
+            continue
         if not use_cache:
             rows[split] = token_rows(encoded, protocol)
             continue
