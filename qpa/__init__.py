@@ -28,6 +28,7 @@ _EXPORTS = {
         "METHODS",
         "DEFAULT_LR",
         "MAX_NOISY_QUBITS",
+        "CompareConfig",
         "field_help",
     ],
     "qpa.quantum.statevector": [
@@ -80,6 +81,8 @@ _EXPORTS = {
     "qpa.studies.results": ["label", "markdown_table", "run_record", "summarize"],
     "qpa.studies.sweep": ["VARIANTS", "BEST_MEASURED", "apply_variant"],
     "qpa.studies.reproduce": ["RECIPES", "plan_recipe", "run_recipe"],
+    "qpa.studies.compare": ["list_results", "load_result", "plan_comparison", "run_comparison"],
+    "qpa.studies.compare_report": ["comparison_table", "describe_comparison", "frontier_svg"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -81,14 +81,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         finally:
             bar.close()
     if args.markdown:
-        text = f"{report.describe(result)}\n\n{report.comparison_table(result)}\n"
+        text = f"{report.describe_comparison(result)}\n\n{report.comparison_table(result)}\n"
         Path(args.markdown).write_text(text, encoding="utf-8")
     if args.svg:
         Path(args.svg).write_text(report.frontier_svg(result), encoding="utf-8")
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{report.describe(result)}\n\n{report.comparison_table(result)}")
+        print(f"{report.describe_comparison(result)}\n\n{report.comparison_table(result)}")
     return 0
 
 

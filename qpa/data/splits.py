@@ -168,6 +168,16 @@ def _split_order(n: int, cfg: DataConfig) -> tuple[list[int], int, int]:
     return order, n_val, n_test
 
 
+def split_sizes(cfg: DataConfig) -> tuple[int, int, int]:
+    """(training, validation, test) examples of `cfg`, checked without tokenizing anything.
+
+    >>> split_sizes(DataConfig(topics=("ai",), test_fraction=0.2))
+    (74, 10, 21)
+    """
+    order, n_val, n_test = _split_order(len(load_conversations(cfg)), cfg)
+    return len(order) - n_val - n_test, n_val, n_test
+
+
 def build_splits(cfg: DataConfig, tokenizer: Any) -> Splits:
     """Tokenized, deterministic train/validation(/test) splits of the corpus of `cfg`."""
     items = load_conversations(cfg)

@@ -68,6 +68,7 @@ class ComparePlan:
 
 def plan_comparison(base: RunConfig, settings: CompareConfig, prefix: str) -> ComparePlan:
     """The checked plan (names, prefix, every variant's config) before anything is written."""
+    from qpa.data.splits import split_sizes
     from qpa.training.loop import validate_config
 
     unknown = [v for v in settings.variants if v not in VARIANTS]
@@ -80,6 +81,7 @@ def plan_comparison(base: RunConfig, settings: CompareConfig, prefix: str) -> Co
     check_run_id(plan.run_id(settings.variants[0], plan.grid()[0], settings.seeds[0]), "prefix")
     for variant in settings.variants:
         validate_config(plan.config(variant, plan.grid()[0], settings.seeds[0]))
+    split_sizes(plan.base.data)  # a test split leaving no training data fails here
     return plan
 
 
@@ -189,4 +191,6 @@ def existing_runs(plan: ComparePlan, root: str | Path | None = None) -> int:
     """How many of the plan's tuning runs are already finished (a dry run's "reused")."""
     seed, base = plan.settings.seeds[0], runs_root(root)
     paths = [base / plan.run_id(variant, lr, seed) for variant, lr in plan.grid_runs()]
-    return sum(Run(p).status().get("state") == "done" for p in paths if (p / "config.json").is_file())
+    return sum(
+        Run(p).status().get("state") == "done" for p in paths if (p / "config.json").is_file()
+    )

@@ -25,7 +25,7 @@ from typing import Any
 COLORS = {"lora": "#e8710a", "qpa-lora": "#1a73e8"}
 
 
-def describe(result: dict[str, Any]) -> str:
+def describe_comparison(result: dict[str, Any]) -> str:
     """One line: model, corpus, metric, steps, grid and seeds."""
     grid = ", ".join(f"{x:g}" for x in result["lr_grid"])
     return (
@@ -45,8 +45,11 @@ def comparison_table(result: dict[str, Any]) -> str:
     ]
     for r in result["rows"]:
         ci = r["diff_pct_ci"]
-        diff = "–" if r["variant"] == base else f"{r['diff_pct']:+.1f}%" + (
-            f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else " (one seed: no CI)"
+        diff = (
+            "–"
+            if r["variant"] == base
+            else f"{r['diff_pct']:+.1f}%"
+            + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else " (one seed: no CI)")
         )
         lines.append(
             f"| {r['variant']} | {r['params']:,} | {r['share']:.0%} | {r['chosen_lr']:g} | "
@@ -110,7 +113,9 @@ def frontier_svg(result: dict[str, Any], width: int = 640, height: int = 400) ->
         family = sorted((r for r in rows if r["method"] == method), key=lambda r: r["params"])
         if len(family) > 1:
             path = " ".join(f"{x(r['params']):.1f},{y(r['test_mean']):.1f}" for r in family)
-            out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.5"/>')
+            out.append(
+                f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.5"/>'
+            )
         out += [_point(r, x, y, color) for r in family]
     out.append(_legend(width))
     return "\n".join([*out, "</svg>"]) + "\n"
@@ -136,8 +141,8 @@ def _point(r: dict, x, y, color: str) -> str:
              if r["method"] == "lora" else f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="4.5" '
              f'fill="{color}"/>')  # fmt: skip
     return (
-        f'<g><title>{escape(r["variant"])}: {r["params"]:,} params, lr {r["chosen_lr"]:g}, '
-        f'{r["test_mean"]:.3f} ± {r["test_std"]:.3f}</title>'
+        f"<g><title>{escape(r['variant'])}: {r['params']:,} params, lr {r['chosen_lr']:g}, "
+        f"{r['test_mean']:.3f} ± {r['test_std']:.3f}</title>"
         f'<line x1="{cx:.1f}" y1="{top:.1f}" x2="{cx:.1f}" y2="{bottom:.1f}" stroke="{color}"/>'
         f'{shape}<text x="{cx + 6:.1f}" y="{cy - 6:.1f}" fill="#333">{escape(r["variant"])}'
         "</text></g>"
