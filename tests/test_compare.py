@@ -127,3 +127,17 @@ def test_bad_input_names_the_field_and_writes_nothing(tmp_path, capsys, flags, m
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
     assert not result_path("compare", tmp_path / "runs").exists()
+
+
+def test_the_results_tab_shows_the_same_table_and_chart(compared):
+    from app.handlers.results import comparison_view
+    from app.state import Studio
+
+    root, _, _, _ = compared
+    studio = Studio.create(runs_root=root, demo=True)
+    choices, text, svg = comparison_view(studio, None)
+    result = load_result("t", root)
+    assert choices["choices"] == ["t"] and choices["value"] == "t"
+    assert comparison_table(result) in text and svg == frontier_svg(result)
+    empty = Studio.create(runs_root=root / "none", demo=True)
+    assert "No comparison saved yet" in comparison_view(empty, None)[1]

@@ -3,7 +3,7 @@
 Gradio's wheel ships its release notes, ``gradio/CHANGELOG.md`` (850 kB, pinned with
 ``gradio==6.31.0`` in requirements.txt, so every install reads the same text). Each bullet is one
 human-written English sentence or two about a change ("Fix the chatbot's copy button when ...").
-Links, pull-request numbers, commit hashes and the closing "Thanks @user!" are stripped: random
+Links, pull-request numbers, commit hashes and the "Thanks @user!" are stripped: random
 hex digits and URLs would dominate a perplexity and say nothing about language. The package is
 located with `importlib.util.find_spec` and never imported (`qpa` does not import gradio).
 
@@ -23,7 +23,8 @@ import re
 CHANGELOG_CORPUS = "gradio-changelog"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")  # [text](url) → text
 _HEAD = re.compile(r"^#\d+\s+`?[0-9a-f]{7,40}`?\s+-\s+|^`?[0-9a-f]{7,40}`?\s+-\s+")
-_THANKS = re.compile(r"\s*Thanks @[\w.-]+!?\s*$")
+_THANKS = re.compile(r"\s*Thanks @[\w.-]+!?")
+_BREAK = re.compile(r"/n(?=\s)")  # some entries spell their line breaks "/n"
 
 
 def changelog_path() -> pathlib.Path:
@@ -42,7 +43,7 @@ def clean_entry(line: str) -> str | None:
     if not line.startswith("- "):
         return None
     text = _THANKS.sub("", _HEAD.sub("", _LINK.sub(r"\1", line[2:]).strip()))
-    return text.strip() or None
+    return _BREAK.sub("\n", text).strip() or None
 
 
 @functools.cache

@@ -160,7 +160,8 @@ def _split_order(n: int, cfg: DataConfig) -> tuple[list[int], int, int]:
     n_val = 0 if cfg.eval_corpus else max(1, round(cfg.val_fraction * len(order)))
     n_test = max(1, round(cfg.test_fraction * len(order))) if cfg.test_fraction else 0
     if len(order) - n_val - n_test < 1:
-        field = f"`test_fraction` = {cfg.test_fraction:g}" if n_test else f"`corpus` = {cfg.corpus!r}"
+        field = f"`corpus` = {cfg.corpus!r} is too small"
+        field = f"`test_fraction` = {cfg.test_fraction:g}" if n_test else field
         raise ValueError(
             f"{field}: {len(order)} example(s) leave none for training after holding out "
             f"{n_val} for validation" + (f" and {n_test} for test." if n_test else ".")
