@@ -7,7 +7,6 @@ and ``assistant_mask`` marks the tokens of the assistant replies (each with its 
 only tokens a chat fine-tune should learn; for plain text it equals ``attention_mask``.
 
 >>> from qpa.config import DataConfig
-from qpa.data.changelog import CHANGELOG_CORPUS, read_changelog
 >>> from qpa.models.tiny_tokenizer import tiny_tokenizer
 >>> splits = build_splits(DataConfig(topics=("ai",), max_length=64), tiny_tokenizer())
 >>> len(splits.train), len(splits.val), tuple(splits.train.input_ids.shape)

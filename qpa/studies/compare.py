@@ -62,7 +62,7 @@ class ComparePlan:
     @property
     def n_runs(self) -> int:
         """Runs the whole protocol trains: the grid, plus the other seeds of each variant."""
-        extra = len(dict.fromkeys(self.settings.seeds)) - 1
+        extra = len(self.settings.seeds) - 1
         return len(self.grid_runs()) + extra * len(self.settings.variants)
 
 
@@ -76,7 +76,8 @@ def plan_comparison(base: RunConfig, settings: CompareConfig, prefix: str) -> Co
         raise ValueError(f"`variants` entry {unknown[0]!r} is not one of: {', '.join(VARIANTS)}.")
     if not base.data.test_fraction:
         base = base.replace(data=base.data.replace(test_fraction=COMPARE_TEST_FRACTION))
-    settings = settings.replace(variants=tuple(dict.fromkeys(settings.variants)))
+    once = {name: tuple(dict.fromkeys(getattr(settings, name))) for name in ("variants", "seeds")}
+    settings = settings.replace(**once)
     plan = ComparePlan(base, settings, prefix)
     check_run_id(plan.run_id(settings.variants[0], plan.grid()[0], settings.seeds[0]), "prefix")
     for variant in settings.variants:
@@ -141,7 +142,7 @@ def tabulate(plan: ComparePlan, finals: dict, metric: str) -> dict[str, Any]:
     return {
         "prefix": plan.prefix, "model": plan.base.model.model, "corpus": data.corpus,
         "metric": "replies" if metric == "assistant_perplexity" else "all tokens",
-        "lr_grid": grid, "seeds": list(dict.fromkeys(plan.settings.seeds)),
+        "lr_grid": grid, "seeds": list(plan.settings.seeds),
         "baseline": plan.settings.baseline, "steps": plan.base.train.steps,
         "split": {"val_fraction": data.val_fraction, "test_fraction": data.test_fraction,
                   "split_seed": data.split_seed},

@@ -23,6 +23,7 @@ from html import escape
 from typing import Any
 
 COLORS = {"lora": "#e8710a", "qpa-lora": "#1a73e8"}
+TOP = 50  # the plot area's top edge, under the title and the legend
 
 
 def describe_comparison(result: dict[str, Any]) -> str:
@@ -71,7 +72,7 @@ def format_plan(plan, reused: int) -> str:
         f"split by seed {data.split_seed}: validation {data.val_fraction:g}, test "
         f"{data.test_fraction:g}, training the rest",
         f"lr grid ({len(plan.grid())}): {grid}; tuned with seed {s.seeds[0]}",
-        f"seeds at the chosen rate: {', '.join(map(str, dict.fromkeys(s.seeds)))}",
+        f"seeds at the chosen rate: {', '.join(map(str, s.seeds))}",
         f"runs: {len(plan.grid_runs())} tuning + {plan.n_runs - len(plan.grid_runs())} more "
         f"seeds = {plan.n_runs} ({reused} tuning runs already finished, reused)",
         f"run ids: {plan.prefix}-VARIANT-lrLR-sSEED under the runs folder; result "
@@ -93,7 +94,7 @@ def frontier_svg(result: dict[str, Any], width: int = 640, height: int = 400) ->
         [r["test_mean"] + r["test_std"] for r in rows]  # fmt: skip
     pad = 0.05 * ((max(highs) - min(lows)) or 1)
     x = _scale(min(xs) / 1.5, max(xs) * 1.5, 70, width - 20, log=True)
-    y = _scale(min(lows) - pad, max(highs) + pad, height - 50, 30)
+    y = _scale(min(lows) - pad, max(highs) + pad, height - 50, TOP)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
@@ -102,7 +103,8 @@ def frontier_svg(result: dict[str, Any], width: int = 640, height: int = 400) ->
         f"{escape(result['model'])} · {escape(result['corpus'])}: test perplexity "
         f"({escape(result['metric'])}) vs parameters</text>",
         f'<line x1="70" y1="{height - 50}" x2="{width - 20}" y2="{height - 50}" stroke="#444"/>',
-        f'<line x1="70" y1="30" x2="70" y2="{height - 50}" stroke="#444"/>',
+        f'<line x1="70" y1="{TOP}" x2="70" y2="{height - 50}" stroke="#444"/>',
+        _legend(),
         f'<text x="{width / 2}" y="{height - 12}" text-anchor="middle">trainable parameters '
         "(log scale)</text>",
         f'<text x="16" y="{height / 2}" transform="rotate(-90 16 {height / 2})" '
@@ -117,7 +119,6 @@ def frontier_svg(result: dict[str, Any], width: int = 640, height: int = 400) ->
                 f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.5"/>'
             )
         out += [_point(r, x, y, color) for r in family]
-    out.append(_legend(width))
     return "\n".join([*out, "</svg>"]) + "\n"
 
 
@@ -130,7 +131,9 @@ def _axis_ticks(xs, lows, highs, x, y, height: int) -> list[str]:
     lo, hi = min(lows), max(highs)
     for i in range(5):
         v = lo + (hi - lo) * i / 4
-        out.append(f'<text x="64" y="{y(v) + 4:.1f}" text-anchor="end">{v:.3f}</text>')
+        out.append(f'<line x1="70" y1="{y(v):.1f}" x2="{x(max(xs) * 1.5):.1f}" y2="{y(v):.1f}" '
+                   f'stroke="#e5e5e5"/><text x="64" y="{y(v) + 4:.1f}" text-anchor="end">'
+                   f"{v:.3f}</text>")  # fmt: skip
     return out
 
 
@@ -149,8 +152,10 @@ def _point(r: dict, x, y, color: str) -> str:
     )
 
 
-def _legend(width: int) -> str:
-    items = [f'<rect x="{width - 150}" y="{30 + 16 * i}" width="10" height="10" fill="{c}"/>'
-             f'<text x="{width - 135}" y="{39 + 16 * i}">{"LoRA (ranks)" if m == "lora" else "QPA (shapes)"}</text>'
+def _legend() -> str:
+    """One line under the title: LoRA's squares and QPA's circles."""
+    names = {"lora": "LoRA at ranks 1-8", "qpa-lora": "QPA shapes"}
+    items = [f'<rect x="{80 + 150 * i}" y="26" width="10" height="10" fill="{c}"/>'
+             f'<text x="{95 + 150 * i}" y="35">{names[m]}</text>'
              for i, (m, c) in enumerate(COLORS.items())]  # fmt: skip
     return "<g>" + "".join(items) + "</g>"

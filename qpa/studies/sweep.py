@@ -7,7 +7,7 @@ started again reuses every finished run, resumes stopped ones from their checkpo
 the rest.
 
 >>> sorted(VARIANTS)[:3]
-['lora', 'qpa', 'qpa-fourier']
+['lora', 'lora-r1', 'lora-r2']
 >>> apply_variant(RunConfig(), "qpa-shallow-gelu").qpa.hidden_sizes
 (64, 48)
 >>> variant_config(RunConfig(), "qpa-gelu", seed=2).qpa.activation
@@ -121,12 +121,19 @@ def plan(base: RunConfig, names: Sequence[str], seeds: Sequence[int], prefix: st
     return out
 
 
+def _comparable(config: RunConfig) -> dict[str, Any]:
+    """The config without its device: a run started on one device may be finished on another."""
+    data = config.to_dict()
+    data["train"].pop("device")
+    return data
+
+
 def _existing(run_id: str, config: RunConfig, root) -> Run | None:
     """The run already named `run_id`, if its config is `config`; ValueError if it differs."""
     if not (runs_root(root) / run_id).exists():
         return None
     run = open_run(run_id, root)
-    if run.config.to_dict() != config.to_dict():
+    if _comparable(run.config) != _comparable(config):
         raise ValueError(
             f"`prefix`: run {run_id!r} exists with another config; pick another prefix."
         )
