@@ -141,3 +141,17 @@ def test_the_results_tab_shows_the_same_table_and_chart(compared):
     assert comparison_table(result) in text and svg == frontier_svg(result)
     empty = Studio.create(runs_root=root / "none", demo=True)
     assert "No comparison saved yet" in comparison_view(empty, None)[1]
+
+
+def test_runs_in_one_process_tokenize_a_built_in_corpus_once(tmp_path):
+    from qpa.models.tiny_tokenizer import tiny_tokenizer
+    from qpa.training.session import load_splits
+
+    tok = tiny_tokenizer()
+    data = BASE.data.replace(test_fraction=0.1)
+    assert load_splits(data, tok) is load_splits(data, tiny_tokenizer())
+    assert load_splits(data.replace(split_seed=1), tok) is not load_splits(data, tok)
+    path = tmp_path / "c.txt"
+    path.write_text("one two\n\nthree four\n\nfive six\n\nseven")
+    upload = data.replace(corpus=str(path), topics=())
+    assert load_splits(upload, tok) is not load_splits(upload, tok)  # files may change: read again
