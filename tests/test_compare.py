@@ -119,6 +119,7 @@ def test_cli_compare_dry_run_report_and_files(compared, tmp_path, capsys):
         (["--variants", "lora,qpa-nope"], "`variants` entry 'qpa-nope' is not one of"),
         (["--variants", "qpa"], "`baseline` = 'lora' is not among `variants`"),
         (["--seeds", ""], "`seeds` must list at least one seed"),
+        (["--lr", "0.01"], "`lr`: compare picks them from `lr_grid`"),
     ],
 )
 def test_bad_input_names_the_field_and_writes_nothing(tmp_path, capsys, flags, message):

@@ -69,6 +69,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.report:
         result = protocol.load_result(args.prefix, args.runs_dir)
     else:
+        chosen = [f"`{k.split('.')[1]}`" for k in ("train.lr", "train.seed") if k in set_flags(args)]
+        if chosen:
+            raise ValueError(f"{' and '.join(chosen)}: compare picks them from `lr_grid` and "
+                             "`seeds`; give --lr-grid or --seeds instead.")  # fmt: skip
         given = {k.split(".", 1)[1]: v for k, v in set_flags(args, ("compare",)).items()}
         settings = CompareConfig.from_dict(given)
         plan = protocol.plan_comparison(load_config(args), settings, args.prefix)
