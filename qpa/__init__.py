@@ -32,6 +32,7 @@ _EXPORTS = {
         "METHODS",
         "DEFAULT_LR",
         "MAX_NOISY_QUBITS",
+        "CompareConfig",
         "field_help",
     ],
     "qpa.quantum.kernels": ["ENTANGLERS", "one_thread"],
@@ -79,6 +80,8 @@ _EXPORTS = {
     "qpa.studies.results": ["label", "markdown_table", "run_record", "summarize"],
     "qpa.studies.sweep": ["VARIANTS", "BEST_MEASURED", "apply_variant"],
     "qpa.studies.reproduce": ["RECIPES", "plan_recipe", "run_recipe"],
+    "qpa.studies.compare": ["list_results", "load_result", "plan_comparison", "run_comparison"],
+    "qpa.studies.compare_report": ["comparison_table", "describe_comparison", "frontier_svg"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

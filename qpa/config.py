@@ -25,6 +25,7 @@ from qpa.constants import DEFAULT_MODEL
 
 METHODS = ("qpa-lora", "lora")
 DEFAULT_LR = {"qpa-lora": 1e-2, "lora": 3e-2}
+COMPARE_TEST_FRACTION = 0.1  # the test split `compare` holds out when none is set
 MAX_NOISY_QUBITS = 10  # the noisy simulation holds a 4**N density matrix (qpa.noise)
 
 
@@ -262,7 +263,8 @@ class QPAConfig(Config):
 class DataConfig(Config):
     corpus: str = option(
         "chatterbot",
-        "`chatterbot` (embedded chat corpus), a .txt/.md/.jsonl/.csv/.yml file, or "
+        "`chatterbot` (embedded chat corpus), `gradio-changelog` (plain English text: the "
+        "entries of the installed gradio's release notes), a .txt/.md/.jsonl/.csv/.yml file, or "
         "`hf:NAME[:CONFIG][@SPLIT]` (a Hub dataset's `text` column; split `train` by default).",
     )
     topics: tuple[str, ...] = option(
@@ -293,13 +295,29 @@ class DataConfig(Config):
         above=0,
         max=0.5,
     )
+    test_fraction: float = option(
+        0.0,
+        "Share of examples held out as a test split, after validation: evaluated once at the end "
+        "of training, never used to pick anything. 0: none (`python -m qpa compare` holds out "
+        f"{COMPARE_TEST_FRACTION:g} unless set).",
+        min=0,
+        max=0.5,
+    )
     eval_corpus: str = option(
         "",
         "Validate on this corpus instead, whole and in order (same forms as `corpus`, e.g. "
         "`hf:NAME:CONFIG@test`), and train on all of `corpus`; empty: hold out `val_fraction`.",
     )
-    split_seed: int = option(0, "Seed of the train/validation shuffle.", min=0)
+    split_seed: int = option(0, "Seed of the train/validation/test shuffle.", min=0)
     max_examples: int = option(0, "Use at most this many examples (0: all).", min=0)
+
+    def validate(self) -> None:
+        held = self.test_fraction + (0 if self.eval_corpus else self.val_fraction)
+        if held >= 1:
+            raise ValueError(
+                f"`test_fraction` = {self.test_fraction:g} with `val_fraction` = "
+                f"{self.val_fraction:g} leaves no training data; hold out less than 1 in all."
+            )
 
 
 @dataclass(frozen=True)
@@ -408,6 +426,43 @@ class VarianceConfig(Config):
         ("local", "global", "generator"),
     )
     seed: int = option(0, "Seed of the random angles and of the generator.", min=0)
+
+
+@dataclass(frozen=True)
+class CompareConfig(Config):
+    """The fair comparison protocol's own settings (`python -m qpa compare`)."""
+
+    variants: tuple[str, ...] = option(
+        ("lora-r1", "lora-r2", "lora", "lora-r8", "qpa-c256-h32", "qpa-c512-h32",
+         "qpa-c1024-h48", "qpa-shallow-gelu", "qpa-c2048-h96"),
+        "Variants to compare (`python -m qpa sweep --list`); the default is the parameter "
+        "frontier: LoRA at ranks 1, 2, 4, 8 and QPA from about 5% to 100% of LoRA r = 4.",
+    )  # fmt: skip
+    lr_grid: tuple[float, ...] = option(
+        (1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+        "Learning rates every variant is tried at (seed: the first of `seeds`), on validation.",
+        above=0,
+        max=10,
+    )
+    seeds: tuple[int, ...] = option(
+        (0, 1, 2), "Seeds trained at each variant's chosen rate; test perplexity over them.", min=0
+    )
+    baseline: str = option("lora", "The variant every other one is compared with.")
+
+    def validate(self) -> None:
+        if not self.variants:
+            raise ValueError("`variants` must name at least one variant.")
+        if len(set(self.lr_grid)) < 2:
+            raise ValueError(
+                f"`lr_grid` = {','.join(f'{x:g}' for x in self.lr_grid) or '(empty)'} needs at "
+                "least two learning rates, e.g. 3e-3,1e-2,3e-2: one point cannot be tuned."
+            )
+        if not self.seeds:
+            raise ValueError("`seeds` must list at least one seed, e.g. 0,1,2.")
+        if self.baseline not in self.variants:
+            raise ValueError(
+                f"`baseline` = {self.baseline!r} is not among `variants` = {','.join(self.variants)}."
+            )
 
 
 SECTIONS = {

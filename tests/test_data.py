@@ -50,6 +50,42 @@ def test_val_fraction_and_max_examples(tok):
 
 
 @pytest.mark.chatterbot
+def test_a_test_split_is_held_out_three_ways_by_seed(tok):
+    """Validation stays the same examples, test takes the next ones, training the rest."""
+    cfg = DataConfig(topics=TOPICS, max_length=64)
+    two, three = data.build_splits(cfg, tok), data.build_splits(cfg.replace(test_fraction=0.2), tok)
+    assert two.test is None and torch.equal(two.val.input_ids, three.val.input_ids)
+    assert (len(three.train), len(three.val), len(three.test)) == (86, 12, 24)
+    rows = [set(map(tuple, s.input_ids.tolist())) for s in (three.train, three.val, three.test)]
+    assert rows[2] <= set(map(tuple, two.train.input_ids.tolist()))  # taken from training
+    assert not rows[2] & rows[0] and not rows[2] & rows[1]
+    again = data.build_splits(cfg.replace(test_fraction=0.2), tok)
+    assert torch.equal(again.test.input_ids, three.test.input_ids)
+    assert "/ 24 test rows" in three.summary()
+
+
+@pytest.mark.chatterbot
+def test_a_test_split_that_leaves_no_training_data_is_refused():
+    with pytest.raises(ValueError, match="`test_fraction` = 0.5 with `val_fraction` = 0.5 leaves"):
+        DataConfig(val_fraction=0.5, test_fraction=0.5)
+    with pytest.raises(ValueError, match="`test_fraction` = 0.4: 2 example.*1 for test"):
+        data.split_sizes(DataConfig(topics=TOPICS, max_examples=2, test_fraction=0.4))
+    old = {k: v for k, v in DataConfig().to_dict().items() if k != "test_fraction"}
+    assert DataConfig.from_dict(old).test_fraction == 0  # run folders from before still load
+
+
+def test_the_gradio_changelog_is_plain_english_text():
+    pytest.importorskip("gradio", reason="the gradio-changelog corpus ships with gradio")
+    from qpa.data.changelog import read_changelog
+
+    texts = data.load_conversations(DataConfig(corpus="gradio-changelog"))
+    assert texts == list(read_changelog()) and len(texts) > 3000
+    assert all(isinstance(t, str) and t for t in texts)
+    joined = " ".join(texts)
+    assert "](http" not in joined and "Thanks @" not in joined and "Fix" in joined
+
+
+@pytest.mark.chatterbot
 def test_topics_filter(tok):
     convs = data.load_conversations(DataConfig(topics=("food",)))
     assert len(convs) == 17

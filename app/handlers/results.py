@@ -1,6 +1,7 @@
 """Results tab: every finished run grouped over seeds (`qpa.summarize`), as perplexity against
 parameters and as a table; perplexity against shots and noise for runs that vary them (paper
-App. G); and the gradient-variance explorer (barren plateaus, App. H).
+App. G); the saved fair comparisons (``python -m qpa compare``: test perplexity over seeds at
+each variant's tuned rate); and the gradient-variance explorer (barren plateaus, App. H).
 
 Results are read from the run folders on every refresh, so runs from the app, ``python -m qpa
 train`` and ``python -m qpa sweep`` all show up. The explorer computes in this process, on one
@@ -12,17 +13,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import gradio as gr
+
 from app import result_plots
 from app.handlers.common import as_int, as_ints, guarded
 from app.state import Studio
 from qpa import (
     COSTS,
     VarianceConfig,
+    comparison_table,
+    describe_comparison,
     field_help,
     fit_decay,
+    frontier_svg,
     gradient_variance,
     label,
+    list_results,
     list_runs,
+    load_result,
     markdown_table,
     one_thread,
     run_record,
@@ -100,6 +108,21 @@ def results_view(studio: Studio, metric_name: str | None) -> tuple:
     )
 
 
+def comparison_view(studio: Studio, prefix: str | None) -> tuple[dict, str, str]:
+    """(choices of the saved comparisons, Markdown table, SVG chart) of `prefix` (else the newest).
+
+    The same table and chart as ``python -m qpa compare --markdown/--svg`` draw from the JSON.
+    """
+    prefixes = list_results(studio.root)
+    chosen = prefix if prefix in prefixes else (prefixes[0] if prefixes else None)
+    choices = gr.update(choices=prefixes, value=chosen)
+    if chosen is None:
+        return choices, "*No comparison saved yet: run `python -m qpa compare`.*", ""
+    result = load_result(chosen, studio.root)
+    text = f"{describe_comparison(result)}\n\n{comparison_table(result)}"
+    return choices, text, frontier_svg(result)
+
+
 def variance_work(qubits: list[int], depths: list[int], samples: int, cost: str) -> int:
     """Amplitude updates the explorer will make: samples × Σ 2^N · (L + the mapping's share)."""
     extra = GENERATOR_WORK if cost == "generator" else 0
@@ -122,6 +145,12 @@ def _check_work(studio: Studio, qubits: list[int], depths: list[int], samples: i
 def on_refresh(studio: Studio, metric_name: str | None):
     """Refresh (or the perplexity switch): redraw both charts and the table from the runs."""
     return results_view(studio, metric_name)
+
+
+@guarded(3)
+def on_comparison(studio: Studio, prefix: str | None):
+    """Refresh or a choice of comparison: its table and its parameters-vs-test-perplexity chart."""
+    return comparison_view(studio, prefix)
 
 
 @guarded(2)

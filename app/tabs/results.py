@@ -1,5 +1,6 @@
 """Results tab: finished runs grouped over seeds (perplexity against parameters, and the
-table), perplexity against measurement shots and noise, and the gradient-variance explorer."""
+table), perplexity against measurement shots and noise, the saved fair comparisons and the
+gradient-variance explorer."""
 
 from __future__ import annotations
 
@@ -74,5 +75,24 @@ def build(studio: Studio) -> gr.Button:
     show = partial(h.on_refresh, studio)
     refresh.click(show, metric, outputs, api_name="results")
     metric.input(show, metric, outputs, api_visibility="private")
+    _comparison(studio, refresh)
     _explorer(studio)
     return refresh
+
+
+def _comparison(studio: Studio, refresh: gr.Button) -> None:
+    """A saved fair comparison: its table and its parameters-vs-test-perplexity chart."""
+    gr.Markdown(
+        "### Fair comparison (test split)\nEach variant tuned on one learning-rate grid on "
+        "validation, then trained over seeds at its best rate; test perplexity, never used to "
+        "choose. Run `python -m qpa compare --prefix NAME` (add `--dry-run` to see the plan)."
+    )
+    prefix = gr.Dropdown([], label="Comparison", elem_id="compare-prefix", allow_custom_value=True)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=6):
+            chart = gr.HTML(elem_id="compare-chart")
+        with gr.Column(scale=6):
+            table = gr.Markdown(elem_id="compare-table")
+    show = partial(h.on_comparison, studio)
+    refresh.click(show, prefix, [prefix, table, chart], api_name="comparison")
+    prefix.input(show, prefix, [prefix, table, chart], api_visibility="private")

@@ -21,7 +21,7 @@ import os
 import sys
 
 from qpa.cli.run_config import load_config
-from qpa.config import SECTIONS, ChatConfig, QPAConfig, VarianceConfig
+from qpa.config import SECTIONS, ChatConfig, CompareConfig, QPAConfig, VarianceConfig
 from qpa.constants import DEFAULT_MODEL
 from qpa.flags import add_config_flags, add_section_flags
 from qpa.formatting import format_duration, format_number, format_table
@@ -210,6 +210,25 @@ def _sweep_flags(p) -> None:
     _common(p, "Print the summary rows as JSON.")
 
 
+def _compare_flags(p) -> None:
+    _flag(p, "--prefix", "Run ids are PREFIX-VARIANT-lrLR-sSEED; finished ones are reused, and "
+          "the result is saved as PREFIX.compare.json in the runs folder.", default="compare")  # fmt: skip
+    _flag(p, "--dry-run", "Print the plan (variants, grid, seeds, number of runs); train nothing.",
+          action="store_true")  # fmt: skip
+    _flag(p, "--report", "Train nothing: print the saved result of PREFIX.", action="store_true")
+    _flag(p, "--markdown", "Also write the table to this Markdown file.", metavar="FILE")
+    _flag(p, "--svg", "Also draw test perplexity against parameters into this SVG file.",
+          metavar="FILE")  # fmt: skip
+    _common(p, "Print the result as JSON.")
+    add_section_flags(p, "compare", CompareConfig)
+    p.epilog = (
+        "Tunes every variant on one learning-rate grid (validation, first seed), trains the "
+        "other seeds at each one's best rate and reports the test split, which nothing is "
+        "chosen on. Config flags set the shared setup, e.g. --corpus gradio-changelog "
+        "--packing block, --steps 100, --device cuda."
+    )
+
+
 def _reproduce_flags(p) -> None:
     p.add_argument("recipe", nargs="?", help="The recipe to run; none lists them.")
     _flag(p, "--list", "List the recipes and exit.", action="store_true")
@@ -246,6 +265,9 @@ COMMANDS = {  # name: (help, handler, config sections given as flags, extra flag
                   _lazy("qpa.cli.research", "cmd_reproduce"), (), _reproduce_flags),
     "sweep": ("Train named QPA variants and LoRA over seeds; print a comparison table.",
               _lazy("qpa.cli.research", "cmd_sweep"), tuple(SECTIONS), _sweep_flags),
+    "compare": ("The fair protocol: tune every variant's lr on validation, report test "
+                "perplexity over seeds against LoRA's.", _lazy("qpa.cli.research", "cmd_compare"),
+                tuple(SECTIONS), _compare_flags),
     "variance": ("Barren plateaus: variance of cost gradients over random circuits, by N and L.",
                  _lazy("qpa.cli.research", "cmd_variance"), (), _variance_flags),
 }  # fmt: skip

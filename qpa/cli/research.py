@@ -1,5 +1,5 @@
-"""The research subcommands: ``sweep`` (variants × seeds), ``reproduce`` (the paper's recipes)
-and ``variance`` (barren plateaus). Imported lazily by `qpa.cli.main` like `qpa.cli.commands`.
+"""The research subcommands: ``sweep`` (variants × seeds), ``compare`` (the fair protocol),
+``reproduce`` (the paper's recipes) and ``variance`` (barren plateaus). Imported lazily by `qpa.cli.main` like `qpa.cli.commands`.
 """
 
 from __future__ import annotations
@@ -35,12 +35,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except ValueError:
         raise ValueError(f"`seeds` = {args.seeds!r} must be whole numbers, e.g. 0,1,2.") from None
 
-    def announce(run_id: str, i: int, n: int) -> None:
-        print(f"[{i + 1}/{n}] {run_id}", file=sys.stderr)
-
     bar = ProgressBar()  # closes itself when a run is done and reopens for the next
     try:
-        rows = sweep(load_config(args), names, seeds, args.prefix, args.runs_dir, announce, [bar])
+        rows = sweep(load_config(args), names, seeds, args.prefix, args.runs_dir, _announce, [bar])
     finally:
         bar.close()
     return _print_summary(rows, args)
@@ -59,6 +56,48 @@ def _print_summary(rows: list[dict], args: argparse.Namespace) -> int:
     else:
         print(table)
     return 0
+
+
+# -- compare ------------------------------------------------------------------------------------
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from qpa.config import CompareConfig
+    from qpa.flags import section_from_args, set_flags
+    from qpa.studies import compare as protocol
+    from qpa.studies import compare_report as report
+
+    if args.report:
+        result = protocol.load_result(args.prefix, args.runs_dir)
+    else:
+        chosen = [f"`{k.split('.')[1]}`" for k in ("train.lr", "train.seed") if k in set_flags(args)]
+        if chosen:
+            raise ValueError(f"{' and '.join(chosen)}: compare picks them from `lr_grid` and "
+                             "`seeds`; give --lr-grid or --seeds instead.")  # fmt: skip
+        settings = section_from_args(args, CompareConfig)
+        plan = protocol.plan_comparison(load_config(args), settings, args.prefix)
+        if args.dry_run:
+            print(report.format_plan(plan, protocol.existing_runs(plan, args.runs_dir)))
+            return 0
+        bar = ProgressBar()
+        try:
+            result = protocol.run_comparison(plan, args.runs_dir, _announce, [bar])
+        finally:
+            bar.close()
+    if args.markdown:
+        text = f"{report.describe_comparison(result)}\n\n{report.comparison_table(result)}\n"
+        Path(args.markdown).write_text(text, encoding="utf-8")
+    if args.svg:
+        Path(args.svg).write_text(report.frontier_svg(result), encoding="utf-8")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{report.describe_comparison(result)}\n\n{report.comparison_table(result)}")
+    return 0
+
+
+def _announce(run_id: str, i: int, n: int) -> None:
+    print(f"[{i + 1}/{n}] {run_id}", file=sys.stderr)
 
 
 # -- reproduce ----------------------------------------------------------------------------------

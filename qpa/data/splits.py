@@ -1,8 +1,8 @@
 """Corpora → tokenized train/validation tensors: the embedded chat corpus, uploads, Hub datasets.
 
 `load_conversations` reads a `DataConfig`'s corpus (see `qpa.data.corpora` for the formats);
-`build_splits` shuffles it by ``split_seed``, holds out ``val_fraction`` and tokenizes both parts
-into `Encoded` tensors. Chat conversations are rendered with the tokenizer's own chat template,
+`build_splits` shuffles it by ``split_seed``, holds out ``val_fraction`` (and ``test_fraction``,
+a test split) and tokenizes the parts into `Encoded` tensors. Chat conversations are rendered with the tokenizer's own chat template,
 and ``assistant_mask`` marks the tokens of the assistant replies (each with its end token), the
 only tokens a chat fine-tune should learn; for plain text it equals ``attention_mask``.
 
@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from qpa.config import DataConfig
+from qpa.data.changelog import CHANGELOG_CORPUS, read_changelog
 from qpa.data.corpora import (
     PARSERS,
     Conversation,
@@ -68,7 +69,7 @@ class Encoded:
 
 @dataclass
 class Splits:
-    """Train and validation tensors and what went into them."""
+    """Train, validation (and test) tensors and what went into them."""
 
     train: Encoded
     val: Encoded
@@ -76,12 +77,14 @@ class Splits:
     n_examples: int  # conversations or texts used, after `max_examples`
     n_tokens: int  # their tokens before truncation, padding or blocking
     n_truncated: int  # examples cut at `max_length` (example packing)
+    test: Encoded | None = None  # held out for the end of training only (`test_fraction`)
 
     def summary(self) -> str:
         kind = "conversations" if self.chat else "texts"
+        test = f" / {len(self.test):,} test" if self.test is not None else ""
         return (
             f"{self.n_examples:,} {kind}, {self.n_tokens:,} tokens → {len(self.train):,} train / "
-            f"{len(self.val):,} val rows of {self.train.input_ids.shape[1]} tokens"
+            f"{len(self.val):,} val{test} rows of {self.train.input_ids.shape[1]} tokens"
             f" ({self.n_truncated:,} truncated)"
         )
 
@@ -94,6 +97,8 @@ def load_conversations(cfg: DataConfig) -> list[Conversation] | list[str]:
     lines = cfg.text_unit == "line"
     if corpus == "chatterbot":
         items = read_chatterbot(cfg.topics)
+    elif corpus == CHANGELOG_CORPUS:
+        items = list(read_changelog())
     elif corpus.startswith("hf:"):
         items = read_hub(corpus, lines=lines)
     else:
@@ -115,7 +120,8 @@ def _read_file(path: pathlib.Path, lines: bool = False) -> list[Conversation] | 
     name = path.name
     if not path.is_file():
         raise ValueError(
-            f"`corpus` = {str(path)!r} is not `chatterbot`, `hf:NAME[:CONFIG]` or an existing file."
+            f"`corpus` = {str(path)!r} is not `chatterbot`, `{CHANGELOG_CORPUS}`, "
+            "`hf:NAME[:CONFIG]` or an existing file."
         )
     ext = path.suffix.lower()
     if ext not in PARSERS:
@@ -144,24 +150,38 @@ def _read_file(path: pathlib.Path, lines: bool = False) -> list[Conversation] | 
     return PARSERS[ext](text, name)
 
 
-def _split_order(n: int, cfg: DataConfig) -> tuple[list[int], int]:
-    """Shuffled indices (capped at `max_examples`) and how many of the first are validation."""
+def _split_order(n: int, cfg: DataConfig) -> tuple[list[int], int, int]:
+    """Shuffled indices (capped at `max_examples`), how many of the first are validation and how
+    many of the next are test: the validation split does not depend on `test_fraction`."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.split_seed)).tolist()
     if cfg.max_examples:
         order = order[: cfg.max_examples]
     n_val = 0 if cfg.eval_corpus else max(1, round(cfg.val_fraction * len(order)))
-    if len(order) - n_val < 1:
+    n_test = max(1, round(cfg.test_fraction * len(order))) if cfg.test_fraction else 0
+    if len(order) - n_val - n_test < 1:
+        field = f"`corpus` = {cfg.corpus!r} is too small"
+        field = f"`test_fraction` = {cfg.test_fraction:g}" if n_test else field
         raise ValueError(
-            f"`corpus` = {cfg.corpus!r} is too small: {len(order)} example(s) leave none for "
-            f"training after holding out {n_val} for validation."
+            f"{field}: {len(order)} example(s) leave none for training after holding out "
+            f"{n_val} for validation" + (f" and {n_test} for test." if n_test else ".")
         )
-    return order, n_val
+    return order, n_val, n_test
+
+
+def split_sizes(cfg: DataConfig) -> tuple[int, int, int]:
+    """(training, validation, test) examples of `cfg`, checked without tokenizing anything.
+
+    >>> split_sizes(DataConfig(topics=("ai",), test_fraction=0.2))
+    (74, 10, 21)
+    """
+    order, n_val, n_test = _split_order(len(load_conversations(cfg)), cfg)
+    return len(order) - n_val - n_test, n_val, n_test
 
 
 def build_splits(cfg: DataConfig, tokenizer: Any) -> Splits:
-    """Tokenized, deterministic train/validation splits of the corpus of `cfg`."""
+    """Tokenized, deterministic train/validation(/test) splits of the corpus of `cfg`."""
     items = load_conversations(cfg)
-    order, n_val = _split_order(len(items), cfg)
+    order, n_val, n_test = _split_order(len(items), cfg)
     items = [items[i] for i in order]
     chat = isinstance(items[0], list)
     if cfg.eval_corpus:
@@ -173,7 +193,10 @@ def build_splits(cfg: DataConfig, tokenizer: Any) -> Splits:
     else:
         pack, token = _pack_blocks, tokenizer.eos_token_id
     parts = {}
-    for part, rows in (("validation", slice(0, n_val)), ("training", slice(n_val, None))):
+    for part, rows in (("validation", slice(0, n_val)), ("test", slice(n_val, n_val + n_test)),
+                       ("training", slice(n_val + n_test, None))):  # fmt: skip
+        if part == "test" and not n_test:
+            continue
         parts[part] = pack(ids[rows], masks[rows], token, cfg.max_length, chat)
         _check_split(parts[part], part, cfg, sum(len(x) for x in ids[rows]))
     n_truncated = sum(len(x) > cfg.max_length for x in ids) if cfg.packing == "example" else 0
@@ -184,6 +207,7 @@ def build_splits(cfg: DataConfig, tokenizer: Any) -> Splits:
         n_examples=len(items),
         n_tokens=sum(len(x) for x in ids),
         n_truncated=n_truncated,
+        test=parts.get("test"),
     )
 
 

@@ -7,7 +7,7 @@ started again reuses every finished run, resumes stopped ones from their checkpo
 the rest.
 
 >>> sorted(VARIANTS)[:3]
-['lora', 'qpa', 'qpa-fourier']
+['lora', 'lora-r1', 'lora-r2']
 >>> apply_variant(RunConfig(), "qpa-shallow-gelu").qpa.hidden_sizes
 (64, 48)
 >>> variant_config(RunConfig(), "qpa-gelu", seed=2).qpa.activation
@@ -61,7 +61,27 @@ VARIANTS = {
         {"qpa": {"chunk_size": 1024, "hidden_sizes": (96,), "activation": "gelu",
                  "fourier_features": 16}},
     ),
-}
+    # The parameter frontier (issue #15): LoRA at ranks 1-8 and QPA shapes from about 5% to 100%
+    # of LoRA r = 4's parameters; shares are of smollm2's lm_head (`python -m qpa count`).
+    "lora-r1": Variant("LoRA rank 1: 25% of rank 4's parameters",
+                       {"adapter": {"method": "lora", "rank": 1}}),
+    "lora-r2": Variant("LoRA rank 2: 50% of rank 4's parameters",
+                       {"adapter": {"method": "lora", "rank": 2}}),
+    "lora-r8": Variant("LoRA rank 8: 200% of rank 4's parameters",
+                       {"adapter": {"method": "lora", "rank": 8}}),
+    **{
+        f"qpa-c{chunk}-h{width}": Variant(
+            f"chunk {chunk}, one GELU layer of {width}, 16 Fourier frequencies: {share} of "
+            "LoRA r = 4's parameters on smollm2",
+            {"qpa": {"chunk_size": chunk, "hidden_sizes": (width,), "activation": "gelu",
+                     "fourier_features": 16}},
+        )
+        for chunk, width, share in ((256, 32, "5%"), (512, 32, "9%"), (1024, 48, "26%"),
+                                    (2048, 96, "102%"))
+    },
+}  # fmt: skip
+FRONTIER = ("lora-r1", "lora-r2", "lora", "lora-r8", "qpa-c256-h32", "qpa-c512-h32",
+            "qpa-c1024-h48", "qpa-shallow-gelu", "qpa-c2048-h96")  # fmt: skip
 
 
 BEST_MEASURED = "qpa-shallow-gelu"  # README "Measured results": 3.2% below LoRA's perplexity
@@ -101,12 +121,19 @@ def plan(base: RunConfig, names: Sequence[str], seeds: Sequence[int], prefix: st
     return out
 
 
+def _comparable(config: RunConfig) -> dict[str, Any]:
+    """The config without its device: a run started on one device may be finished on another."""
+    data = config.to_dict()
+    data["train"].pop("device")
+    return data
+
+
 def _existing(run_id: str, config: RunConfig, root) -> Run | None:
     """The run already named `run_id`, if its config is `config`; ValueError if it differs."""
     if not (runs_root(root) / run_id).exists():
         return None
     run = open_run(run_id, root)
-    if run.config.to_dict() != config.to_dict():
+    if _comparable(run.config) != _comparable(config):
         raise ValueError(
             f"`prefix`: run {run_id!r} exists with another config; pick another prefix."
         )

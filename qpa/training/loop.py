@@ -27,6 +27,7 @@ Callback = Callable[[dict], None]
 def validate_config(config: RunConfig) -> RunConfig:
     """Resolve defaults and check model, targets, qubits and corpus before any run folder exists."""
     from qpa.adapters.counts import count_params, lora_layout
+    from qpa.data.changelog import CHANGELOG_CORPUS
     from qpa.data.splits import check_upload
     from qpa.models.loading import SHAPE_PRESETS
 
@@ -43,10 +44,11 @@ def validate_config(config: RunConfig) -> RunConfig:
     if config.adapter.method == "qpa-lora":
         count_params(config.model.model, config.adapter, config.qpa)  # too few qubits raise here
     corpus = config.data.corpus
-    if corpus != "chatterbot" and not corpus.startswith("hf:"):
+    if corpus not in ("chatterbot", CHANGELOG_CORPUS) and not corpus.startswith("hf:"):
         if not Path(corpus).is_file():
             raise ValueError(
-                f"`corpus` = {corpus!r} is neither `chatterbot`, `hf:NAME` nor an existing file."
+                f"`corpus` = {corpus!r} is neither `chatterbot`, `{CHANGELOG_CORPUS}`, `hf:NAME` "
+                "nor an existing file."
             )
         check_upload(corpus)
     return config
@@ -101,11 +103,20 @@ def evaluate_split(session: Session, split: str = "val", batch_size: int = 32) -
         assistant_total += nll[assistant].sum().item()
         assistant_count += int(assistant.sum())
     loss = total / max(1, count)
-    out = {"loss": loss, "perplexity": math.exp(loss), "tokens": count}
+    out = {"loss": loss, "perplexity": perplexity(loss), "tokens": count}
     if 0 < assistant_count < count:
         out["assistant_loss"] = assistant_total / assistant_count
-        out["assistant_perplexity"] = math.exp(out["assistant_loss"])
+        out["assistant_perplexity"] = perplexity(out["assistant_loss"])
     return out
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), or inf for a diverged run (a loss too large for a float, or NaN).
+
+    >>> perplexity(0.0), perplexity(1e4), perplexity(float("nan"))
+    (1.0, inf, inf)
+    """
+    return math.exp(loss) if loss < 700 else math.inf
 
 
 def _state(session: Session, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -283,6 +294,8 @@ def _loop(session: Session, run, emit: Callback, resume: bool) -> dict:
         "wall_time": time.time() - t0,
         **{f"val_{k}": v for k, v in val.items()},
     }
+    if "test" in session.rows:  # once, at the end: the test split chooses nothing
+        summary.update({f"test_{k}": v for k, v in evaluate_split(session, "test").items()})
     if run is not None:
         _finish(session, run, state, summary)
     emit({"event": "done", **summary})

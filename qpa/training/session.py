@@ -20,7 +20,7 @@ from torch import nn
 
 from qpa.adapters.head_loss import head_nll, head_parts
 from qpa.adapters.qpa_lora import QPALoRA
-from qpa.config import RunConfig
+from qpa.config import DataConfig, RunConfig
 from qpa.training.rows import Rows, backbone_rows, cache_key, cached_rows, target_mask, token_rows
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class Session:
     qpa: QPALoRA | None
     tokenizer: object
     splits: object  # qpa.data.Splits
-    rows: dict[str, Rows]  # "train" / "val"
+    rows: dict[str, Rows]  # "train" / "val" (/ "test" with a test split)
     device: torch.device
 
     @property
@@ -85,8 +85,10 @@ def build_rows(
 ) -> dict[str, Rows]:
     protocol = config.train.perplexity
     rows = {}
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         encoded = getattr(splits, split)
+        if encoded is None:  # no test split
+            continue
         if not use_cache:
             rows[split] = token_rows(encoded, protocol)
             continue
@@ -100,6 +102,26 @@ def build_rows(
             key = cache_key(config.model.model, base, protocol, encoded)
             rows[split] = cached_rows(cache_dir, key, compute)
     return rows
+
+
+_SPLITS: dict[tuple, object] = {}  # the built-in corpora's splits, by data config and tokenizer
+
+
+def load_splits(data: DataConfig, tokenizer) -> object:
+    """`build_splits`, remembered for the built-in corpora (read-only package data), so that the
+    many runs of a sweep or comparison in one process tokenize them once."""
+    from qpa.data.changelog import CHANGELOG_CORPUS
+    from qpa.data.splits import build_splits
+
+    if data.corpus not in ("chatterbot", CHANGELOG_CORPUS) or data.eval_corpus:
+        return build_splits(data, tokenizer)
+    key = (data, type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer),
+           str(tokenizer.chat_template))  # fmt: skip
+    if key not in _SPLITS:
+        if len(_SPLITS) >= 2:
+            _SPLITS.clear()
+        _SPLITS[key] = build_splits(data, tokenizer)
+    return _SPLITS[key]
 
 
 def prepare(
@@ -128,7 +150,6 @@ def prepare(
     """
     from qpa.adapters.export import load_adapter
     from qpa.adapters.qpa_lora import build_adapter, resolve_targets
-    from qpa.data.splits import build_splits
     from qpa.models.loading import load_model
 
     device = pick_device(config.train.device)
@@ -136,7 +157,7 @@ def prepare(
     base.to(device).eval()
     for p in base.parameters():
         p.requires_grad_(False)
-    splits = build_splits(config.data, tokenizer)
+    splits = load_splits(config.data, tokenizer)
     targets = resolve_targets(base, config.adapter.target_modules)
     use_cache = config.train.cache_backbone and can_cache_head(base, targets)
     rows = build_rows(config, base, splits, use_cache, cache_dir, progress)
