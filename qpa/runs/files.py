@@ -19,8 +19,10 @@ file), so of several processes racing for it exactly one wins and none sees it e
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Mapping
 from datetime import datetime
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL", re.I)
 MIN_SECRET_LEN = 6  # shorter values ("1", "true") would redact ordinary words
+MAX_JSON_BYTES = 16 * 2**20  # a run's JSON files and config files are a few KB
 
 
 def now() -> str:
@@ -54,14 +57,63 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
+def json_safe(data: Any) -> Any:
+    """`data` with every NaN or infinite float replaced by None, so it is valid JSON.
+
+    >>> json_safe({"ppl": float("nan"), "xs": [1.5, float("inf")]})
+    {'ppl': None, 'xs': [1.5, None]}
+    """
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: json_safe(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_safe(v) for v in data]
+    return data
+
+
+def dumps(data: Any, **kw: Any) -> str:
+    """`data` as strict JSON (non-finite floats as null): what every JSON we write is."""
+    return json.dumps(json_safe(data), allow_nan=False, **kw)
+
+
 def atomic_write_json(path: str | Path, data: Any) -> None:
     """Write `data` as indented JSON atomically (temp file + fsync + `os.replace`)."""
-    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, (dumps(data, indent=2) + "\n").encode("utf-8"))
+
+
+def read_regular(path: str | Path, limit: int, field: str = "file") -> bytes:
+    """The bytes of `path` if it is a regular file of at most `limit` bytes; ValueError naming
+    `field` otherwise (a FIFO, a device or /dev/zero would block or never end).
+
+    >>> read_regular("/dev/zero", 10)
+    Traceback (most recent call last):
+    ...
+    ValueError: `file` = '/dev/zero' is not a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"`{field}` = {str(path)!r} is not a regular file.")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"`{field}` = {str(path)!r} is larger than {limit:,} bytes.")
+    return data
+
+
+def loads(text: str | bytes, what: str) -> Any:
+    """Parsed JSON; ValueError naming `what` for malformed or too deeply nested text."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply to be read.") from None
 
 
 def read_json(path: str | Path) -> Any:
-    """The parsed JSON of `path`; OSError or ValueError when missing or unreadable."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The parsed JSON of `path`; OSError or ValueError when missing, unreadable, not a
+    regular file or too deeply nested."""
+    return loads(read_regular(path, MAX_JSON_BYTES, Path(path).name), Path(path).name)
 
 
 def claim_file(path: str | Path, data: Any) -> bool:
@@ -89,9 +141,11 @@ def pid_alive(pid: int) -> bool:
     """Whether process `pid` exists on this host (a zombie counts until its parent reaps it)."""
     if pid == os.getpid():
         return True
+    if pid <= 0:  # 0 and negative ids name process groups, not a process
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: no pid is that large
         return False
     except (PermissionError, OSError):
         return True  # exists but belongs to someone else, or cannot be probed here

@@ -34,6 +34,7 @@ import platform
 import re
 import secrets
 import socket
+import stat
 import sys
 from collections import deque
 from datetime import datetime
@@ -44,11 +45,14 @@ from typing import TYPE_CHECKING, Any
 from qpa.config import RunConfig
 from qpa.runs.control import FINISHED, RunControl
 from qpa.runs.files import (
+    MAX_JSON_BYTES,
     atomic_write_json,
+    dumps,
     load_tensors,
     now,
     pid_alive,
     read_json,
+    read_regular,
     redact,
     save_tensors,
 )
@@ -60,7 +64,14 @@ STATES = ("queued", "running", "done", "failed", "cancelled")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # = qpa.adapters.export.ADAPTER_FILES
 INTERRUPTED = "interrupted (process ended)"
 NEVER_STARTED = "interrupted (the training process ended before it started)"
+MAX_METRICS_BYTES = 512 * 2**20  # about 2 million records
 _ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_TEXT, _WHOLE = (str, type(None)), (int, type(None))
+STATUS_FIELDS = {  # status.json field: the types it may hold (a bool is no whole number)
+    "state": str, "error": _TEXT, "pid": _WHOLE, "host": _TEXT, "created": _TEXT,
+    "started": _TEXT, "updated": _TEXT, "finished": _TEXT, "step": _WHOLE,
+    "total_steps": _WHOLE, "message": _TEXT,
+}  # fmt: skip
 
 
 def runs_root(root: str | Path | None = None) -> Path:
@@ -75,9 +86,17 @@ def check_run_id(run_id: str, field: str = "run") -> str:
             f"`{field}` = {run_id!r} is not a valid run id; use 1-128 letters, digits, "
             "'.', '_' or '-', without '..' or '/'."
         )
-    if run_id.startswith("."):
-        raise ValueError(f"`{field}` = {run_id!r} must not start with '.'.")
+    if run_id[0] in ".-":  # hidden, or read as a flag by every later command
+        raise ValueError(f"`{field}` = {run_id!r} must not start with {run_id[0]!r}.")
     return run_id
+
+
+def _is_run_id(name: str) -> bool:
+    try:
+        check_run_id(name)
+    except ValueError:
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=1)
@@ -153,7 +172,7 @@ def list_runs(root: str | Path | None = None) -> list[Run]:
         return []
     runs = []
     for path in base.iterdir():
-        if not path.is_dir() or not _ID.fullmatch(path.name) or path.name.startswith("."):
+        if not _is_run_id(path.name) or not path.is_dir():
             continue
         run = Run(path)
         try:
@@ -162,6 +181,23 @@ def list_runs(root: str | Path | None = None) -> list[Run]:
             continue
         runs.append(run)
     return sorted(runs, key=lambda r: (r.status().get("created") or "", r.id), reverse=True)
+
+
+def status_problem(status: Any) -> str | None:
+    """What is wrong with a parsed ``status.json``, or None when its fields have their types.
+
+    >>> status_problem({"state": "done", "created": 12345})
+    '`created` = 12345 has the wrong type'
+    """
+    if not isinstance(status, dict):
+        return f"it holds a {type(status).__name__}, not a mapping"
+    for name, types in STATUS_FIELDS.items():
+        value = status.get(name)
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"`{name}` = {value!r} has the wrong type"[:200]
+    if status["state"] not in STATES:
+        return f"`state` = {status['state']!r} is not one of: {', '.join(STATES)}"[:200]
+    return None
 
 
 def _local(record: dict[str, Any]) -> bool:
@@ -206,7 +242,8 @@ class Run(RunControl):
     def config(self) -> RunConfig:
         """The run's config, read once from ``config.json``."""
         if self._config is None:
-            text = (self.path / "config.json").read_text(encoding="utf-8")
+            path = self.path / "config.json"
+            text = read_regular(path, MAX_JSON_BYTES, "config.json").decode("utf-8", "replace")
             try:
                 self._config = RunConfig.from_json(text)
             except ValueError as e:
@@ -216,26 +253,38 @@ class Run(RunControl):
     # -- status ------------------------------------------------------------------------------
 
     def _raw_status(self) -> dict[str, Any]:
+        """The status as written; a missing, unreadable or damaged one reads as failed, with
+        the reason (a damaged run is listed, never stops a listing or the queue)."""
         try:
             status = read_json(self.path / "status.json")
         except (OSError, ValueError):
-            status = None
-        ok = isinstance(status, dict)
-        return status if ok else {"state": "failed", "error": "status.json is unreadable"}
+            return {"state": "failed", "error": "status.json is unreadable"}
+        problem = status_problem(status)
+        if problem:
+            return {"state": "failed", "error": f"status.json is damaged: {problem}"}
+        return status
 
     def status(self) -> dict[str, Any]:
-        """The status; a run whose process on this host is gone reads as failed (interrupted).
+        """The status; a run whose trainer is gone reads as failed (interrupted).
 
-        A queued run someone claimed reads as queued with ``starting: True`` while its claimer
-        lives; a `running` run's process is its ``pid``.
+        A `running` run's trainer holds the run's lock: a free lock proves it gone whatever
+        its ``pid`` (reused after a reboot) or ``host`` (a restarted container) say. A queued
+        run someone claimed reads as queued with ``starting: True`` until its claimer is gone:
+        its pid has ended, or the lock stayed free past `CLAIM_GRACE_S`.
         """
         status = self._raw_status()
         state, pid = status.get("state"), status.get("pid")
-        if state == "running" and isinstance(pid, int) and _local(status) and not pid_alive(pid):
-            return {**status, "state": "failed", "error": INTERRUPTED}
+        if state == "running" and isinstance(pid, int) and pid != os.getpid():
+            gone = self.lock_free()
+            if gone is None:  # no locks here: the pid is all there is
+                gone = _local(status) and not pid_alive(pid)
+            if gone:
+                return {**status, "state": "failed", "error": INTERRUPTED}
         if state == "queued" and (claim := self.claim_info()) is not None:
             pid = claim.get("pid")
             if isinstance(pid, int) and _local(claim) and not pid_alive(pid):
+                return {**status, "state": "failed", "error": NEVER_STARTED}
+            if self.claim_abandoned():
                 return {**status, "state": "failed", "error": NEVER_STARTED}
             return {**status, "starting": True}
         return status
@@ -271,7 +320,7 @@ class Run(RunControl):
         """Append one record as a JSON line, flushed and fsynced."""
         if not isinstance(record, dict):
             raise ValueError(f"`record` must be a dict, got {type(record).__name__}.")
-        line = json.dumps(record)
+        line = dumps(record)
         path = self.path / "metrics.jsonl"
         with open(path, "a+b") as f:
             if f.tell() > 0:  # a crash mid-append left a torn line: start a fresh one after it
@@ -285,19 +334,24 @@ class Run(RunControl):
     def metrics(self, split: str | None = None) -> list[dict[str, Any]]:
         """Every complete record, oldest first, optionally only one `split` (train or val).
 
-        Steps a resumed run redid (those after its last checkpoint) appear once, as redone.
+        Steps a resumed run redid (those after its last checkpoint) appear once, as redone;
+        lines that are no record (torn by a crash, or edited) are skipped. ValueError naming
+        the file when it cannot be read at all.
         """
+        path = self.path / "metrics.jsonl"
         try:
-            text = (self.path / "metrics.jsonl").read_text(encoding="utf-8", errors="replace")
+            data = read_regular(path, MAX_METRICS_BYTES, "metrics.jsonl")
         except FileNotFoundError:
             return []
+        except OSError as e:
+            raise ValueError(f"`run` {self.id}: metrics.jsonl is unreadable ({e.strerror}).") from None
         out = []
-        for line in text.splitlines():
+        for line in data.decode("utf-8", errors="replace").splitlines():
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue  # a torn line from a crash mid-append
-            if isinstance(record, dict):
+            if isinstance(record, dict) and isinstance(record.get("split"), (str, type(None))):
                 out.append(record)
         return [r for r in _rewound(out) if split is None or r.get("split") == split]
 
@@ -311,11 +365,15 @@ class Run(RunControl):
 
     def log_text(self, tail_lines: int = 200) -> str:
         """The last `tail_lines` lines of ``train.log`` ('' when there is none)."""
+        path = self.path / "train.log"
         try:
-            with open(self.path / "train.log", encoding="utf-8", errors="replace") as f:
-                return "".join(deque(f, maxlen=max(0, tail_lines)))
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             return ""
+        with open(fd, encoding="utf-8", errors="replace") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError(f"`run` {self.id}: train.log is not a regular file.")
+            return "".join(deque(f, maxlen=max(0, tail_lines)))
 
     # -- adapter, stop request, trainable state --------------------------------------------------
 
@@ -336,20 +394,37 @@ class Run(RunControl):
         atomic_write_json(self.path / "qpa_state.json", meta)
 
     def load_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """(tensors, meta) from `save_state`; ValueError when the run has none."""
+        """(tensors, meta) from `save_state`; ValueError when the run has none, or when it is
+        damaged (see `checkpoint_step`)."""
         path = self.path / "qpa_state.safetensors"
         if not path.is_file():
             raise ValueError(
                 f"`run` {self.id} has no saved state ({path.name}); it cannot be resumed."
             )
-        return load_tensors(path)
+        tensors, meta = load_tensors(path)
+        self._check_meta(meta)
+        return tensors, meta
+
+    def _check_meta(self, meta: Any) -> None:
+        """ValueError naming the file unless `meta` holds a whole step in 0 … the run's steps."""
+        step = meta.get("step") if isinstance(meta, dict) else None
+        total = self.config.train.steps
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= total:
+            raise ValueError(
+                f"`run` {self.id}: qpa_state.safetensors is damaged: its step {step!r} is not a "
+                f"whole number from 0 to the run's {total} steps; train the run afresh."
+            )
 
     # -- tables ----------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        """One row for run tables: what was trained, how far it got and how well."""
+        """One row for run tables: what was trained, how far it got and how well; a run whose
+        metrics cannot be read is a failed row saying why."""
         config, status = self.config, self.status()
-        val = self.metrics("val")
+        try:
+            val = self.metrics("val")
+        except ValueError as e:
+            status, val = {**status, "state": "failed", "error": str(e)}, []
         return {
             "id": self.id,
             "method": config.adapter.method,
