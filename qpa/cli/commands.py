@@ -8,7 +8,6 @@ returns an exit status; user errors are raised as ValueError and printed by `qpa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 from qpa.cli.main import DEFAULT_MODEL, format_number, load_config
 from qpa.config import RunConfig
 from qpa.flags import set_flags
+from qpa.runs.files import dumps
 from qpa.runs.run import FINISHED, Run, check_run_id, open_run, runs_root
 
 CLAIM_ENV = "QPA_CLAIM"  # the token of the claim a studio took before starting this process
@@ -211,7 +211,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config = load_config(args, run.config if run else None).resolved()
     result = engine.evaluate(config, adapter_dir=adapter_dir)
     if args.json:
-        print(json.dumps(result, indent=2, default=str))
+        print(dumps(result, indent=2, default=str))
         return 0
     what = f"run {run.id}" if run else f"base model {config.model.model}"
     loss, ppl = format_number(result.get("loss"), ".4f"), format_number(result.get("perplexity"))
@@ -225,6 +225,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     run = open_run(args.run, args.runs_dir)
     adapter_dir, out = _run_adapter(run), Path(args.out).expanduser()
+    if out.resolve().is_relative_to(run.path.resolve()):
+        raise ValueError(f"`out` = {str(out)!r} is inside run {run.id}; choose a folder outside it.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"`out` = {str(out)!r} already exists; choose a new folder.")
     out.parent.mkdir(parents=True, exist_ok=True)

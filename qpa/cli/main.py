@@ -15,7 +15,6 @@ Set ``QPA_DEBUG=1`` to see the traceback behind an ``error:`` line.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 from qpa.config import SECTIONS, ModelConfig, RunConfig, field_help
 from qpa.flags import add_config_flags, config_from_args
-from qpa.runs.files import redact
+from qpa.runs.files import MAX_JSON_BYTES, dumps, read_regular, redact
 from qpa.runs.run import Run, list_runs, open_run
 from qpa.studies.sweep import BEST_MEASURED, VARIANTS, apply_variant
 
@@ -52,7 +51,8 @@ def load_config(args: argparse.Namespace, base: RunConfig | None = None) -> RunC
     """``--config FILE`` (else `base`, else defaults), then ``--variant NAME``'s overrides, then
     the given flags: what is typed explicitly wins."""
     if getattr(args, "config", None):
-        text = Path(args.config).read_text(encoding="utf-8", errors="replace")
+        data = read_regular(Path(args.config).expanduser(), MAX_JSON_BYTES, "config")
+        text = data.decode("utf-8", errors="replace")
         try:
             base = RunConfig.from_json(text)
         except ValueError as e:
@@ -71,7 +71,7 @@ def cmd_count(args: argparse.Namespace) -> int:
 
     counts = count_params(config.model.model, config.adapter, config.qpa)
     if args.json:
-        print(json.dumps(counts.to_dict(), indent=2))
+        print(dumps(counts.to_dict(), indent=2))
     else:
         print(
             f"{config.model.model}: rank {config.adapter.rank}, chunk_size {config.qpa.chunk_size:,}"
@@ -105,7 +105,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     rows = [run.summary() for run in list_runs(args.runs_dir)]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(dumps(rows, indent=2))
     elif not rows:
         print(f"no runs under {args.runs_dir or os.environ.get('QPA_RUNS') or 'runs'}")
     else:
@@ -128,10 +128,10 @@ def _show_run(run: Run, as_json: bool) -> int:
             "last_metrics": [m for ms in last.values() for m in ms],
             "adapter": str(run.adapter_dir) if run.has_adapter() else None}  # fmt: skip
     if as_json:
-        print(json.dumps(info, indent=2))
+        print(dumps(info, indent=2))
         return 0
     for key in ("config", "status", "last_metrics"):
-        print(f"{key}:\n{json.dumps(info[key], indent=2)}")
+        print(f"{key}:\n{dumps(info[key], indent=2)}")
     print(f"adapter: {info['adapter'] or '(none yet)'}")
     return 0
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from qpa.config import MAX_SEED
 from qpa.models.loading import DEFAULT_MODEL, load_model
 
 ROLES = ("system", "user", "assistant")
@@ -63,8 +64,10 @@ def check_generation(
         raise ValueError(f"`temperature` = {temperature!r} must be between 0 (greedy) and 100.")
     if not isinstance(top_p, (int, float)) or not (0 < top_p <= 1):
         raise ValueError(f"`top_p` = {top_p!r} must be in (0, 1].")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"`seed` = {seed!r} must be a whole number ≥ 0 or None.")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED
+    ):
+        raise ValueError(f"`seed` = {seed!r} must be a whole number from 0 to {MAX_SEED:,}, or None.")
 
 
 def context_length(model: torch.nn.Module) -> int | None:

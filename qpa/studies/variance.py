@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from qpa.config import MAX_NOISY_QUBITS, QPAConfig
+from qpa.config import MAX_NOISY_QUBITS, MAX_SEED, QPAConfig
 from qpa.quantum.statevector import _group_matrices, _plan, make_circuit
 
 COSTS = {
@@ -64,6 +64,7 @@ def gradient_variance(
     qubits = _counts("qubits", qubits, MAX_QUBITS[cost])
     depths = _counts("depths", depths, MAX_DEPTH)
     samples = _count("samples", samples, 2, 1_000_000)
+    seed = _count("seed", seed, 0, MAX_SEED)
     config = config or QPAConfig()
     if config.noise > 0 and max(qubits) > MAX_NOISY_QUBITS:
         raise ValueError(

@@ -27,7 +27,7 @@ Callback = Callable[[dict], None]
 def validate_config(config: RunConfig) -> RunConfig:
     """Resolve defaults and check model, targets, qubits and corpus before any run folder exists."""
     from qpa.adapters.counts import count_params, lora_layout
-    from qpa.data.splits import check_upload
+    from qpa.data.splits import check_corpus
     from qpa.models.loading import SHAPE_PRESETS
 
     config = config.resolved()
@@ -41,13 +41,7 @@ def validate_config(config: RunConfig) -> RunConfig:
         check_differentiated_norm(config, layout.targets)
     if config.adapter.method == "qpa-lora":
         count_params(config.model.model, config.adapter, config.qpa)  # too few qubits raise here
-    corpus = config.data.corpus
-    if corpus != "chatterbot" and not corpus.startswith("hf:"):
-        if not Path(corpus).is_file():
-            raise ValueError(
-                f"`corpus` = {corpus!r} is neither `chatterbot`, `hf:NAME` nor an existing file."
-            )
-        check_upload(corpus)
+    check_corpus(config.data)
     return config
 
 
