@@ -107,7 +107,7 @@ def stream_reply(studio: Studio, messages, model, run_id, settings: dict, seed=N
 # -- event handlers -------------------------------------------------------------------------------
 
 
-@guarded(2)
+@guarded
 def on_send(studio: Studio, message, history, model, run_id, max_new_tokens, temperature, top_p):
     """Send: append the user's message and stream the reply into the chat."""
     message = check_prompt(studio, message, history)
@@ -137,7 +137,7 @@ def _stream_into(shown, studio, messages, model, run_id, settings, seed, pack):
     yield pack(list(shown))
 
 
-@guarded(3)
+@guarded
 def on_compare(
     studio: Studio, prompt, model, qpa_run, lora_run, max_new_tokens, temperature, top_p
 ):
@@ -182,7 +182,7 @@ def on_runs_changed(studio: Studio):
     )
 
 
-@guarded(1)
+@guarded
 def on_pick_run(studio: Studio, run_id: str | None):
     """An adapter picked: its base model becomes the model (an adapter fits only its own)."""
     if not run_id:

@@ -125,7 +125,7 @@ class _NoAliasLoader(yaml.SafeLoader):
 def parse_yaml(text: str, name: str) -> list[Conversation]:
     """A chatterbot-shaped YAML document → conversations (those with at least an answer).
 
-    >>> parse_yaml("a: &x [Hi]\nconversations: [*x]", "bomb.yml")
+    >>> parse_yaml("a: &x [Hi]\\nconversations: [*x]", "bomb.yml")
     Traceback (most recent call last):
     ...
     ValueError: `corpus` = 'bomb.yml': line 2: malformed YAML: aliases (*name) are not allowed.

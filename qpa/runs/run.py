@@ -209,6 +209,13 @@ def _at_or_after(record: dict[str, Any], step: float) -> bool:
     return isinstance(value, (int, float)) and value >= step
 
 
+def _plain_record(record: dict[str, Any]) -> bool:
+    """A metrics record readers can use: a text split (or none) and a numeric step."""
+    step = record.get("step")
+    number = isinstance(step, (int, float)) and not isinstance(step, bool)
+    return isinstance(record.get("split"), (str, type(None))) and number
+
+
 def _rewound(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Records with those a resume redid replaced: a step at or before a split's last one
     drops that split's records from that step on (they were lost with the crashed process)."""
@@ -351,7 +358,7 @@ class Run(RunControl):
                 record = json.loads(line)
             except (ValueError, RecursionError):
                 continue  # a torn line from a crash mid-append
-            if isinstance(record, dict) and isinstance(record.get("split"), (str, type(None))):
+            if isinstance(record, dict) and _plain_record(record):
                 out.append(record)
         return [r for r in _rewound(out) if split is None or r.get("split") == split]
 

@@ -22,6 +22,28 @@ from qpa.config import RunConfig
 from qpa.training.session import Session, prepare, split_loss
 
 Callback = Callable[[dict], None]
+MAX_LOG_PERPLEXITY = 700.0  # exp() of more overflows a float
+
+
+def perplexity(loss: float) -> float:
+    """exp(`loss`), capped at exp(700) so a huge loss never overflows.
+
+    >>> perplexity(0.0), perplexity(1e6) == perplexity(700.0)
+    (1.0, True)
+    """
+    return math.exp(min(loss, MAX_LOG_PERPLEXITY))
+
+
+def check_finite(loss: float, split: str, step: int, config: RunConfig) -> None:
+    """ValueError when a loss is NaN or infinite: training diverged, and the run must fail
+    rather than export NaN weights."""
+    if math.isfinite(loss):
+        return
+    knobs = "`lr`" + (", `gamma` or `beta`" if config.adapter.method == "qpa-lora" else "")
+    raise ValueError(
+        f"Training diverged: the {split} loss at step {step} is {loss}; lower {knobs} "
+        f"(`lr` = {config.train.lr:g})."
+    )
 
 
 def validate_config(config: RunConfig) -> RunConfig:
@@ -94,10 +116,10 @@ def evaluate_split(session: Session, split: str = "val", batch_size: int = 32) -
         assistant_total += nll[assistant].sum().item()
         assistant_count += int(assistant.sum())
     loss = total / max(1, count)
-    out = {"loss": loss, "perplexity": math.exp(loss), "tokens": count}
+    out = {"loss": loss, "perplexity": perplexity(loss), "tokens": count}
     if 0 < assistant_count < count:
         out["assistant_loss"] = assistant_total / assistant_count
-        out["assistant_perplexity"] = math.exp(out["assistant_loss"])
+        out["assistant_perplexity"] = perplexity(out["assistant_loss"])
     return out
 
 
@@ -283,6 +305,8 @@ def train_step(session: Session, optimizer: torch.optim.Optimizer, step: int) ->
     if not nll.numel():  # prompts filled every example of the batch: learn from all its tokens
         nll, _ = split_loss(session, "train", examples)
     loss = nll.mean()
+    value = loss.item()
+    check_finite(value, "train", step + 1, session.config)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip > 0:
@@ -291,13 +315,12 @@ def train_step(session: Session, optimizer: torch.optim.Optimizer, step: int) ->
         )
     optimizer.step()
     seconds = time.perf_counter() - tic
-    value = loss.item()
     return {
         "step": step + 1,
         "total_steps": cfg.steps,
         "split": "train",
         "loss": value,
-        "perplexity": math.exp(min(value, 50)),
+        "perplexity": perplexity(value),
         "lr": optimizer.param_groups[0]["lr"],
         "tokens_per_s": nll.numel() / seconds,
         "seconds": seconds,
@@ -306,6 +329,7 @@ def train_step(session: Session, optimizer: torch.optim.Optimizer, step: int) ->
 
 def _eval(session: Session, emit: Callback, step: int, t0: float) -> dict:
     metrics = evaluate_split(session, "val")
+    check_finite(metrics["loss"], "validation", step, session.config)
     emit(
         {
             "event": "eval",
