@@ -373,6 +373,8 @@ class RunConfig(Config):
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"Config is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ValueError("Config is nested too deeply to be read.") from None
         return cls.from_dict(data)
 
 

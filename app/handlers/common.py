@@ -89,8 +89,10 @@ def as_float(name: str, value: Any) -> float:
 def check_model(caps_any_model: bool, model: Any) -> str:
     """`model` (stripped), if this studio may read it: a demo reads only the presets it offers,
     never a local folder or another Hub id. Every endpoint taking a model calls this."""
-    if not isinstance(model, str) or not model.strip():
-        raise ValueError(f"`model` = {model!r}: pick a base model (a preset or a Hub id).")
+    if not isinstance(model, str):
+        raise ValueError(f"`model` = {model!r} must be text: a preset or a Hub id.")
+    if not model.strip():
+        raise ValueError("`model` is empty; pick a preset or type a Hub id.")
     model = model.strip()
     if not caps_any_model and model not in PRESETS:
         raise ValueError(

@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from app.handlers.common import as_float, as_int, as_ints, as_names
+from app.handlers.common import as_float, as_int, as_ints, as_names, check_model
 from qpa import (
     BEST_MEASURED,
     VARIANTS,
@@ -102,9 +102,7 @@ def _choice(f: dict[str, Any], name: str) -> str:
 def configs(*values) -> tuple[str, AdapterConfig, QPAConfig]:
     """Validated (model name, AdapterConfig, QPAConfig) from the form's raw values."""
     f = form(values)
-    model = (f["model"] or "").strip()
-    if not model:
-        raise ValueError("`model` is empty; pick a preset or type a Hub id.")
+    model = check_model(True, f["model"])  # text, not empty; the caps are the caller's
     adapter = AdapterConfig(
         target_modules=as_names(f["target_modules"]),
         rank=as_int("rank", f["rank"]),
