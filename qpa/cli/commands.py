@@ -112,6 +112,7 @@ def _check_resumable(run: Run) -> None:
             f"`resume` = {run.id!r} ({state}) has no saved state to resume from; it ended "
             "before its first checkpoint, so train it afresh with `--config` on its config.json."
         )
+    run.load_state()  # a damaged checkpoint is refused before anything is written
 
 
 def _take_claim(run: Run) -> None:
