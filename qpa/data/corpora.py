@@ -130,10 +130,13 @@ def parse_yaml(text: str, name: str) -> list[Conversation]:
     ...
     ValueError: `corpus` = 'bomb.yml': line 2: malformed YAML: aliases (*name) are not allowed.
     """
+    loader = _NoAliasLoader(text)  # what yaml.safe_load does, with aliases refused
     try:
-        data = yaml.load(text, Loader=_NoAliasLoader)
+        data = loader.get_single_data()
     except yaml.YAMLError as e:
         raise ValueError(_yaml_error(name, e)) from None
+    finally:
+        loader.dispose()
     shape = (
         f"`corpus` = {name!r} is not chatterbot-shaped YAML: expected a mapping with "
         "`conversations: [[question, answer, ...], ...]`"
