@@ -65,6 +65,8 @@ def as_int(name: str, value: Any) -> int:
     """A whole number from a form field (gradio gives floats or None); ValueError naming it."""
     if value is None or value == "":
         raise ValueError(f"`{name}` is empty; enter a whole number.")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"`{name}` = {value!r} must be a whole number.")
     if isinstance(value, str):
         value = value.strip()
         try:
@@ -102,12 +104,15 @@ def check_model(caps_any_model: bool, model: Any) -> str:
     return model
 
 
-def as_names(value: Any) -> tuple[str, ...]:
-    """A list of names from a multiselect (list) or comma-separated text."""
+def as_names(value: Any, name: str = "names") -> tuple[str, ...]:
+    """A list of names from a multiselect (list) or comma-separated text; ValueError naming
+    the field for anything else."""
     if value is None:
         return ()
     if isinstance(value, str):
         value = value.split(",")
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"`{name}` = {value!r} must be a list of names.")
     return tuple(str(v).strip() for v in value if str(v).strip())
 
 
@@ -124,5 +129,5 @@ def as_run_ids(name: str, value: Any) -> list[str]:
 
 def as_ints(name: str, value: Any) -> tuple[int, ...]:
     """Whole numbers from comma-separated text or a list; ValueError naming the field."""
-    items = as_names(value) if not isinstance(value, (list, tuple)) else value
+    items = as_names(value, name) if not isinstance(value, (list, tuple)) else value
     return tuple(as_int(name, v) for v in items)

@@ -52,7 +52,7 @@ def data_config(source, topic_list, upload, max_length, max_examples) -> DataCon
         check_upload(path)
         corpus, chosen = path, ()
     elif source == SOURCES[0]:
-        corpus, chosen = "chatterbot", as_names(topic_list)
+        corpus, chosen = "chatterbot", as_names(topic_list, "topics")
         unknown = [t for t in chosen if t not in topics()]
         if unknown:
             raise ValueError(

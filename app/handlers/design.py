@@ -244,7 +244,7 @@ def on_preset(studio: Studio, name, *values):
 def on_model(studio: Studio, model, target_modules):
     """A new base model: offer its layers, keeping the chosen ones it also has."""
     choices = target_choices(check_model(studio.caps.any_model, model))
-    keep = [t for t in as_names(target_modules) if t in choices] or choices[:1]
+    keep = [t for t in as_names(target_modules, "target_modules") if t in choices] or choices[:1]
     return gr.update(choices=choices, value=keep)
 
 

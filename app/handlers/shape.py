@@ -89,8 +89,8 @@ def form(values: Sequence) -> dict[str, Any]:
 def key(values: Sequence) -> tuple:
     """The values as a hashable tuple in `FIELDS` order (lists joined), for caching."""
     f = form(values)
-    f["target_modules"] = ",".join(as_names(f["target_modules"]))
-    f["hidden_sizes"] = ",".join(as_names(f["hidden_sizes"]))
+    f["target_modules"] = ",".join(as_names(f["target_modules"], "target_modules"))
+    f["hidden_sizes"] = ",".join(as_names(f["hidden_sizes"], "hidden_sizes"))
     return tuple(f.values())
 
 
@@ -104,7 +104,7 @@ def configs(*values) -> tuple[str, AdapterConfig, QPAConfig]:
     f = form(values)
     model = check_model(True, f["model"])  # text, not empty; the caps are the caller's
     adapter = AdapterConfig(
-        target_modules=as_names(f["target_modules"]),
+        target_modules=as_names(f["target_modules"], "target_modules"),
         rank=as_int("rank", f["rank"]),
         use_dora=bool(f["use_dora"]),
         dora_magnitude=_choice(f, "dora_magnitude"),
