@@ -18,6 +18,7 @@ file), so of several processes racing for it exactly one wins and none sees it e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -82,6 +83,17 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_bytes(path, (dumps(data, indent=2) + "\n").encode("utf-8"))
 
 
+@contextlib.contextmanager
+def open_regular(path: str | Path, field: str = "file"):
+    """`path` open for binary reading if it is a regular file; ValueError naming `field`
+    otherwise. Opened without blocking, so a FIFO is refused, not waited on."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"`{field}` = {str(path)!r} is not a regular file.")
+        yield f
+
+
 def read_regular(path: str | Path, limit: int, field: str = "file") -> bytes:
     """The bytes of `path` if it is a regular file of at most `limit` bytes; ValueError naming
     `field` otherwise (a FIFO, a device or /dev/zero would block or never end).
@@ -91,11 +103,7 @@ def read_regular(path: str | Path, limit: int, field: str = "file") -> bytes:
     ...
     ValueError: `file` = '/dev/zero' is not a regular file.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not block
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"`{field}` = {str(path)!r} is not a regular file.")
+    with open_regular(path, field) as f:
         data = f.read(limit + 1)
     if len(data) > limit:
         raise ValueError(f"`{field}` = {str(path)!r} is larger than {limit:,} bytes.")

@@ -28,13 +28,13 @@ torch until state is saved or loaded.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import platform
 import re
 import secrets
 import socket
-import stat
 import sys
 from collections import deque
 from datetime import datetime
@@ -50,28 +50,23 @@ from qpa.runs.files import (
     dumps,
     load_tensors,
     now,
+    open_regular,
     pid_alive,
     read_json,
     read_regular,
     redact,
     save_tensors,
 )
+from qpa.runs.records import STATES, checkpoint_problem, plain_record, rewound, status_problem
 
 if TYPE_CHECKING:
     import torch
 
-STATES = ("queued", "running", "done", "failed", "cancelled")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # = qpa.adapters.export.ADAPTER_FILES
 INTERRUPTED = "interrupted (process ended)"
 NEVER_STARTED = "interrupted (the training process ended before it started)"
 MAX_METRICS_BYTES = 512 * 2**20  # about 2 million records
 _ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_TEXT, _WHOLE = (str, type(None)), (int, type(None))
-STATUS_FIELDS = {  # status.json field: the types it may hold (a bool is no whole number)
-    "state": str, "error": _TEXT, "pid": _WHOLE, "host": _TEXT, "created": _TEXT,
-    "started": _TEXT, "updated": _TEXT, "finished": _TEXT, "step": _WHOLE,
-    "total_steps": _WHOLE, "message": _TEXT,
-}  # fmt: skip
 
 
 def runs_root(root: str | Path | None = None) -> Path:
@@ -92,11 +87,7 @@ def check_run_id(run_id: str, field: str = "run") -> str:
 
 
 def _is_run_id(name: str) -> bool:
-    try:
-        check_run_id(name)
-    except ValueError:
-        return False
-    return True
+    return bool(_ID.fullmatch(name)) and ".." not in name and name[0] not in ".-"
 
 
 @functools.lru_cache(maxsize=1)
@@ -183,52 +174,8 @@ def list_runs(root: str | Path | None = None) -> list[Run]:
     return sorted(runs, key=lambda r: (r.status().get("created") or "", r.id), reverse=True)
 
 
-def status_problem(status: Any) -> str | None:
-    """What is wrong with a parsed ``status.json``, or None when its fields have their types.
-
-    >>> status_problem({"state": "done", "created": 12345})
-    '`created` = 12345 has the wrong type'
-    """
-    if not isinstance(status, dict):
-        return f"it holds a {type(status).__name__}, not a mapping"
-    for name, types in STATUS_FIELDS.items():
-        value = status.get(name)
-        if isinstance(value, bool) or not isinstance(value, types):
-            return f"`{name}` = {value!r} has the wrong type"[:200]
-    if status["state"] not in STATES:
-        return f"`state` = {status['state']!r} is not one of: {', '.join(STATES)}"[:200]
-    return None
-
-
 def _local(record: dict[str, Any]) -> bool:
     return record.get("host") in (None, socket.gethostname())
-
-
-def _at_or_after(record: dict[str, Any], step: float) -> bool:
-    value = record.get("step")
-    return isinstance(value, (int, float)) and value >= step
-
-
-def _plain_record(record: dict[str, Any]) -> bool:
-    """A metrics record readers can use: a text split (or none) and a numeric step."""
-    step = record.get("step")
-    number = isinstance(step, (int, float)) and not isinstance(step, bool)
-    return isinstance(record.get("split"), (str, type(None))) and number
-
-
-def _rewound(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records with those a resume redid replaced: a step at or before a split's last one
-    drops that split's records from that step on (they were lost with the crashed process)."""
-    out: list[dict[str, Any]] = []
-    last: dict[Any, float] = {}
-    for r in records:
-        split, step = r.get("split"), r.get("step")
-        if isinstance(step, (int, float)) and step <= last.get(split, float("-inf")):
-            out = [o for o in out if o.get("split") != split or not _at_or_after(o, step)]
-        out.append(r)
-        if isinstance(step, (int, float)):
-            last[split] = step
-    return out
 
 
 class Run(RunControl):
@@ -260,8 +207,7 @@ class Run(RunControl):
     # -- status ------------------------------------------------------------------------------
 
     def _raw_status(self) -> dict[str, Any]:
-        """The status as written; a missing, unreadable or damaged one reads as failed, with
-        the reason (a damaged run is listed, never stops a listing or the queue)."""
+        """The status as written; a missing, unreadable or damaged one reads as failed, why."""
         try:
             status = read_json(self.path / "status.json")
         except (OSError, ValueError):
@@ -272,13 +218,10 @@ class Run(RunControl):
         return status
 
     def status(self) -> dict[str, Any]:
-        """The status; a run whose trainer is gone reads as failed (interrupted).
-
-        A `running` run's trainer holds the run's lock: a free lock proves it gone whatever
-        its ``pid`` (reused after a reboot) or ``host`` (a restarted container) say. A queued
-        run someone claimed reads as queued with ``starting: True`` until its claimer is gone:
-        its pid has ended, or the lock stayed free past `CLAIM_GRACE_S`.
-        """
+        """The status; a run whose trainer is gone reads as failed (interrupted): a free lock
+        proves it, whatever its ``pid`` (reused) or ``host`` (a new container) say. A claimed
+        queued run reads ``starting: True`` until its claimer ended or left the lock free too
+        long (`qpa.runs.control.CLAIM_GRACE_S`)."""
         status = self._raw_status()
         state, pid = status.get("state"), status.get("pid")
         if state == "running" and isinstance(pid, int) and pid != os.getpid():
@@ -342,8 +285,7 @@ class Run(RunControl):
         """Every complete record, oldest first, optionally only one `split` (train or val).
 
         Steps a resumed run redid (those after its last checkpoint) appear once, as redone;
-        lines that are no record (torn by a crash, or edited) are skipped. ValueError naming
-        the file when it cannot be read at all.
+        lines that are no record (torn, or edited) are skipped; an unreadable file: ValueError.
         """
         path = self.path / "metrics.jsonl"
         try:
@@ -358,9 +300,9 @@ class Run(RunControl):
                 record = json.loads(line)
             except (ValueError, RecursionError):
                 continue  # a torn line from a crash mid-append
-            if isinstance(record, dict) and _plain_record(record):
+            if isinstance(record, dict) and plain_record(record):
                 out.append(record)
-        return [r for r in _rewound(out) if split is None or r.get("split") == split]
+        return [r for r in rewound(out) if split is None or r.get("split") == split]
 
     def log(self, message: str) -> None:
         """Append a timestamped line (or lines) to ``train.log``, secrets redacted."""
@@ -372,15 +314,12 @@ class Run(RunControl):
 
     def log_text(self, tail_lines: int = 200) -> str:
         """The last `tail_lines` lines of ``train.log`` ('' when there is none)."""
-        path = self.path / "train.log"
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+            with open_regular(self.path / "train.log", "train.log") as f:
+                text = io.TextIOWrapper(f, encoding="utf-8", errors="replace")
+                return "".join(deque(text, maxlen=max(0, tail_lines)))
         except FileNotFoundError:
             return ""
-        with open(fd, encoding="utf-8", errors="replace") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ValueError(f"`run` {self.id}: train.log is not a regular file.")
-            return "".join(deque(f, maxlen=max(0, tail_lines)))
 
     # -- adapter, stop request, trainable state --------------------------------------------------
 
@@ -401,32 +340,23 @@ class Run(RunControl):
         atomic_write_json(self.path / "qpa_state.json", meta)
 
     def load_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """(tensors, meta) from `save_state`; ValueError when the run has none, or when it is
-        damaged (see `checkpoint_step`)."""
+        """(tensors, meta) from `save_state`; ValueError when the run has none or it is damaged."""
         path = self.path / "qpa_state.safetensors"
         if not path.is_file():
             raise ValueError(
                 f"`run` {self.id} has no saved state ({path.name}); it cannot be resumed."
             )
         tensors, meta = load_tensors(path)
-        self._check_meta(meta)
+        problem = checkpoint_problem(meta, self.config.train.steps)
+        if problem:
+            raise ValueError(f"`run` {self.id}: {path.name} is damaged: {problem}.")
         return tensors, meta
-
-    def _check_meta(self, meta: Any) -> None:
-        """ValueError naming the file unless `meta` holds a whole step in 0 … the run's steps."""
-        step = meta.get("step") if isinstance(meta, dict) else None
-        total = self.config.train.steps
-        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= total:
-            raise ValueError(
-                f"`run` {self.id}: qpa_state.safetensors is damaged: its step {step!r} is not a "
-                f"whole number from 0 to the run's {total} steps; train the run afresh."
-            )
 
     # -- tables ----------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        """One row for run tables: what was trained, how far it got and how well; a run whose
-        metrics cannot be read is a failed row saying why."""
+        """One row for run tables: what was trained, how far it got and how well (unreadable
+        metrics: a failed row saying why)."""
         config, status = self.config, self.status()
         try:
             val = self.metrics("val")
