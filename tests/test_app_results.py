@@ -2,8 +2,8 @@
 the assistant-token switch, shots and noise against perplexity, and the variance explorer."""
 
 import statistics
-import warnings
 
+import gradio as gr
 import pytest
 from tiny_run import TINY_RUN as BASE
 
@@ -122,8 +122,6 @@ def test_variance_explorer_plots_the_engines_variances_and_fit(studio):
     ],
 )
 def test_variance_explorer_refuses_bad_or_too_big_grids(studio, args, message):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = results.on_variance(studio, *args)
-    assert all(x.get("__type__") == "update" and len(x) == 1 for x in result)  # nothing changed
-    assert any(message in str(w.message) for w in caught), [str(w.message) for w in caught]
+    with pytest.raises(gr.Error) as error:  # the page and API callers see it; nothing changes
+        results.on_variance(studio, *args)
+    assert message in error.value.message
