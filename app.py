@@ -1,8 +1,13 @@
 """QPA Studio in the browser: ``python app.py`` (binds 127.0.0.1; ``QPA_HOST`` or Spaces change it)."""
 
+import sys
+
 from app.ui import build_app, launch_kwargs
 
-demo = build_app()
+try:
+    demo = build_app()  # reads the QPA_* settings
+except ValueError as e:  # a bad setting: one line, no traceback
+    sys.exit(f"error: {e}")
 
 if __name__ == "__main__":
     demo.launch(**launch_kwargs())

@@ -2,11 +2,15 @@
 
 `build_app` returns the Blocks and starts the run queue's poller; `launch_kwargs` the theme,
 CSS, address (127.0.0.1 unless ``QPA_HOST`` or Spaces say otherwise) and upload cap to launch it
-with (gradio 6 takes theme and CSS in ``launch``).
+with (gradio 6 takes theme and CSS in ``launch``). The server shows no tracebacks: every error
+a caller can cause reaches the page and API clients as a `gr.Error` message (the handlers'
+`guarded`, and `StudioBlocks` for values gradio itself cannot read).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +39,38 @@ def header(studio: Studio) -> str:
     )
 
 
+class StudioBlocks(gr.Blocks):
+    """`gr.Blocks` whose input errors reach the caller: a value gradio cannot read for a
+    component (``"abc"`` for a number, too few values) becomes a `gr.Error` with gradio's own
+    message, instead of an error without one (``show_error`` stays off for everything else)."""
+
+    async def preprocess_data(self, *args, **kwargs):
+        try:
+            return await super().preprocess_data(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as e:
+            raise gr.Error(str(e), duration=10, print_exception=False) from None
+
+
+def private_file_cache() -> None:
+    """Point gradio's file cache (where it copies every file it serves, adapter zips included,
+    readable by all in a shared /tmp/gradio) at a private 0700 folder, unless the operator
+    chose one with ``GRADIO_TEMP_DIR``. Call before building Blocks."""
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="qpa-gradio-")
+
+
 def build_app(studio: Studio | None = None) -> gr.Blocks:
     """The whole studio as a gradio Blocks (not launched); its queue starts runs from now on."""
     studio = studio or Studio.create()
+    private_file_cache()
     studio.jobs.start_poller()
-    with gr.Blocks(title="QPA Studio", fill_width=True) as demo:
+    with StudioBlocks(title="QPA Studio", fill_width=True) as demo:
         gr.HTML(header(studio))
         with gr.Tabs():
             with gr.Tab("① Design", id="design"):
-                shape = design.build()
+                shape = design.build(studio)
             with gr.Tab("② Train", id="train"):
                 watch = train.build(studio, shape)
             with gr.Tab("③ Runs", id="runs") as runs_tab:

@@ -27,6 +27,7 @@ METHODS = ("qpa-lora", "lora")
 DEFAULT_LR = {"qpa-lora": 1e-2, "lora": 3e-2}
 COMPARE_TEST_FRACTION = 0.1  # the test split `compare` holds out when none is set
 MAX_NOISY_QUBITS = 10  # the noisy simulation holds a 4**N density matrix (qpa.noise)
+MAX_SEED = 2**32 - 1  # torch seeds are 64-bit, and the batch order multiplies the seed by ~10^6
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] = (), **range_: float) -> Any:
@@ -117,11 +118,16 @@ def _check_range(f: dataclasses.Field, value: Any) -> None:
         if meta.get("choices") and v not in meta["choices"]:
             raise ValueError(f"`{f.name}` = {v!r} is not one of: {', '.join(meta['choices'])}.")
         if "min" in meta and v < meta["min"]:
-            raise ValueError(f"`{f.name}` = {v!r} must be ≥ {meta['min']:g}.")
+            raise ValueError(f"`{f.name}` = {v!r} must be ≥ {_bound(meta['min'])}.")
         if "max" in meta and v > meta["max"]:
-            raise ValueError(f"`{f.name}` = {v!r} must be ≤ {meta['max']:g}.")
+            raise ValueError(f"`{f.name}` = {v!r} must be ≤ {_bound(meta['max'])}.")
         if "above" in meta and v <= meta["above"]:
-            raise ValueError(f"`{f.name}` = {v!r} must be > {meta['above']:g}.")
+            raise ValueError(f"`{f.name}` = {v!r} must be > {_bound(meta['above'])}.")
+
+
+def _bound(value: float) -> str:
+    """A range bound as written: whole numbers in full (4,294,967,295), others short."""
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,10 @@ class ModelConfig(Config):
         "`tiny-gpt2`), a Hub id or a local folder; for counting only, the shape presets "
         "`gpt2-config`, `gemma-config`, `smollm2-config`.",
     )
+
+    def validate(self) -> None:
+        if not self.model.strip():
+            raise ValueError("`model` is empty; name a preset, a Hub id or a local folder.")
 
 
 @dataclass(frozen=True)
@@ -308,7 +318,7 @@ class DataConfig(Config):
         "Validate on this corpus instead, whole and in order (same forms as `corpus`, e.g. "
         "`hf:NAME:CONFIG@test`), and train on all of `corpus`; empty: hold out `val_fraction`.",
     )
-    split_seed: int = option(0, "Seed of the train/validation/test shuffle.", min=0)
+    split_seed: int = option(0, "Seed of the train/validation/test shuffle.", min=0, max=MAX_SEED)
     max_examples: int = option(0, "Use at most this many examples (0: all).", min=0)
 
     def validate(self) -> None:
@@ -339,7 +349,9 @@ class TrainConfig(Config):
     eval_every: int = option(
         50, "Validate every this many steps (and at the start and end).", min=1
     )
-    seed: int = option(0, "Seed of initialisation, batch order and dropout.", min=0)
+    seed: int = option(
+        0, "Seed of initialisation, batch order and dropout.", min=0, max=MAX_SEED
+    )
     loss_on: str = option(
         "assistant",
         "Tokens the training loss counts: `assistant` (the replies of chat data, the default: "
@@ -386,6 +398,8 @@ class RunConfig(Config):
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ValueError(f"Config is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ValueError("Config is nested too deeply to be read.") from None
         return cls.from_dict(data)
 
 

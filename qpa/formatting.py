@@ -18,9 +18,14 @@ MISSING = "–"  # shown for a value not measured (yet)
 
 
 def format_number(value: Any, spec: str = ".3f") -> str:
-    """`value` formatted with `spec`, or "–" when it is not a number (e.g. not measured yet)."""
+    """`value` formatted with `spec` (fixed-point past 10^12 as 4 significant digits, so a
+    diverged perplexity stays one short cell), or "–" when it is not a number (not measured).
+
+    >>> format_number(1.5e300)
+    '1.5e+300'
+    """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return format(value, spec)
+        return format(value, ".4g" if spec.endswith("f") and abs(value) >= 1e12 else spec)
     return MISSING
 
 

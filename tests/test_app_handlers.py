@@ -1,5 +1,5 @@
-"""The app's handlers without a browser: live counts, linked controls, warnings instead of
-exceptions, a tiny background run from launch to table, and a streamed chat reply."""
+"""The app's handlers without a browser: live counts, linked controls, clear `gr.Error` messages
+instead of exceptions, a tiny background run from launch to table, and a streamed chat reply."""
 
 import pytest
 
@@ -10,6 +10,7 @@ import time
 import warnings
 import zipfile
 
+import gradio as gr
 from tiny_run import tiny_form
 
 from app import plots
@@ -23,6 +24,7 @@ OTHER_LOSS = next(c for c in LOSS_ON["choices"] if c != LOSS_ON["default"])  # s
 
 HIDDEN = "32,64,128,128,64,32,32"
 GPT2 = ("gpt2-config", ["lm_head"], 4, 2048, 7, 8, HIDDEN, "ladder")
+FULL = Studio.create(runs_root="unused-runs", demo=False)  # the Design tab reads only its caps
 
 
 def skipped(result) -> bool:
@@ -41,15 +43,25 @@ def warned(fn, *args):
     return result, [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
 
 
+def refused(fn, *args) -> str:
+    """Call a handler that must refuse its input; the `gr.Error` message the page and an API
+    caller both see (an exception: every output stays as it was)."""
+    with pytest.raises(gr.Error) as error:
+        result = fn(*args)
+        if hasattr(result, "__next__"):
+            list(result)
+    return error.value.message
+
+
 # -- Design -------------------------------------------------------------------------------------
 
 
 def test_design_counts_paper_gpt2_under_200ms():
-    design.on_change(*GPT2[:3], 1024, 8, *GPT2[5:])  # warm-up: imports, meta model, sweep
+    design.on_change(FULL, *GPT2[:3], 1024, 8, *GPT2[5:])  # warm-up: imports, meta model, sweep
     elapsed = []
     for _ in range(3):  # the best of three: CI shares two cores with other jobs
         start = time.perf_counter()
-        chunk, n, table, headline, tradeoff, circuit, probs, command = design.on_change(*GPT2)
+        chunk, n, table, headline, tradeoff, circuit, probs, command = design.on_change(FULL, *GPT2)
         elapsed.append(time.perf_counter() - start)
     elapsed = min(elapsed)
     rows = {row[0]: row[1] for row in table}
@@ -67,12 +79,12 @@ def test_gemma_paper_point():
 
 
 def test_chunk_and_qubits_are_linked_both_ways():
-    assert design.on_chunk(*GPT2[:3], 1024, 7, *GPT2[5:])[:2] == (1024, 8)  # 200 chunks → 8 qubits
-    assert design.on_chunk(*GPT2[:3], 4096, 8, *GPT2[5:])[:2] == (4096, 6)
-    assert design.on_qubits(*GPT2[:3], 2048, 9, *GPT2[5:])[:2] == (512, 9)
-    assert design.on_qubits(*GPT2[:3], 2048, 5, *GPT2[5:])[:2] == (8192, 5)
+    assert design.on_chunk(FULL, *GPT2[:3], 1024, 7, *GPT2[5:])[:2] == (1024, 8)  # 200 chunks → 8 qubits
+    assert design.on_chunk(FULL, *GPT2[:3], 4096, 8, *GPT2[5:])[:2] == (4096, 6)
+    assert design.on_qubits(FULL, *GPT2[:3], 2048, 9, *GPT2[5:])[:2] == (512, 9)
+    assert design.on_qubits(FULL, *GPT2[:3], 2048, 5, *GPT2[5:])[:2] == (8192, 5)
     # another control: a doubled rank needs one more qubit at the same chunk size
-    assert design.on_change("gpt2-config", ["lm_head"], 8, 2048, 7, 8, HIDDEN, "ladder")[:2] == (
+    assert design.on_change(FULL, "gpt2-config", ["lm_head"], 8, 2048, 7, 8, HIDDEN, "ladder")[:2] == (
         2048,
         8,
     )
@@ -89,15 +101,12 @@ def test_chunk_and_qubits_are_linked_both_ways():
         (("", *GPT2[1:]), "`model` is empty"),
     ],
 )
-def test_bad_design_inputs_warn_and_change_nothing(args, message):
-    result, messages = warned(design.on_change, *args)
-    assert skipped(result)
-    assert any(message in m for m in messages), messages
+def test_bad_design_inputs_are_refused(args, message):
+    assert message in refused(design.on_change, FULL, *args)
 
 
-def test_too_few_qubits_warns():
-    result, messages = warned(design.on_qubits, *GPT2[:4], 30, *GPT2[5:])
-    assert skipped(result) and "between 1 and 24" in messages[0]
+def test_too_few_qubits_is_refused():
+    assert "between 1 and 24" in refused(design.on_qubits, FULL, *GPT2[:4], 30, *GPT2[5:])
 
 
 def advanced(**changes) -> tuple:
@@ -110,13 +119,13 @@ def stats(headline: str) -> list[str]:
 
 
 def test_advanced_options_move_the_counts_rank_ceiling_and_command():
-    *_, table, headline, _, _, _, command = design.on_change(*GPT2, *advanced(activation="gelu"))
+    *_, table, headline, _, _, _, command = design.on_change(FULL, *GPT2, *advanced(activation="gelu"))
     assert stats(headline) == ["106,264", "204,100", "52.06%", "7 × 8", "≤ 33"]  # 32 + bias
     assert command.endswith("--n-qubits 7 --activation gelu")
-    out = design.on_change(*GPT2, *advanced(fourier_features=4, start="zero-scale"))
+    out = design.on_change(FULL, *GPT2, *advanced(fourier_features=4, start="zero-scale"))
     rows = {row[0]: row[1] for row in out[2]}
     assert rows["QPA start scales"] == "1" and rows["QPA mapping MLP"] == f"{38_624 + 8 * 32:,}"
-    dora = design.on_chunk(*GPT2, *advanced(use_dora=True, dora_magnitude="generated"))
+    dora = design.on_chunk(FULL, *GPT2, *advanced(use_dora=True, dora_magnitude="generated"))
     assert stats(dora[3])[1] == f"{204_100 + 50_257:,}" and "DoRA baseline" in dora[3]
     assert "125 chunks" in dora[3] and dora[:2] == (2048, 7)  # it generates the magnitudes too
     assert "--use-dora --dora-magnitude generated" in dora[7]
@@ -124,33 +133,33 @@ def test_advanced_options_move_the_counts_rank_ceiling_and_command():
 
 def test_per_layer_generators_link_qubits_to_the_largest():
     attn = ("gpt2-config", ["c_attn"], 4, 2048, 7, 8, HIDDEN, "ladder")
-    shared = design.on_chunk(*attn)
-    per_layer = design.on_chunk(*attn, *advanced(layers="per-layer"))
+    shared = design.on_chunk(FULL, *attn)
+    per_layer = design.on_chunk(FULL, *attn, *advanced(layers="per-layer"))
     assert shared[:2] == (2048, 7)  # 12 layers × 4 · (768 + 2304) = 147,456 values: 72 chunks
     assert per_layer[:2] == (2048, 3)  # one layer's 12,288 values: 6 chunks
     assert "12 generators" in per_layer[3]
-    assert design.on_qubits(*attn[:4], 5, *attn[5:], *advanced(layers="per-layer"))[:2] == (
+    assert design.on_qubits(FULL, *attn[:4], 5, *attn[5:], *advanced(layers="per-layer"))[:2] == (
         512,
         5,
     )
 
 
 def test_shots_and_noise_draw_the_measured_probabilities_over_the_exact_ones():
-    probs = design.on_change(*GPT2, *advanced(shots=100, noise=0.02))[6]
+    probs = design.on_change(FULL, *GPT2, *advanced(shots=100, noise=0.02))[6]
     measured, exact, _ = probs.data
     assert measured.name == "p_i (noise p = 0.02, 100 shots)" and exact.name == "exact p_i"
     assert sum(measured.y) == pytest.approx(1) and len(set(measured.y)) <= 101  # counts / 100
     assert all(abs(p * 100 - round(p * 100)) < 1e-4 for p in measured.y)  # float32 counts / 100
-    again = design.on_change(*GPT2, *advanced(shots=100, noise=0.02))[6]
+    again = design.on_change(FULL, *GPT2, *advanced(shots=100, noise=0.02))[6]
     assert list(again.data[0].y) == list(measured.y)  # seeded: the same sample on every redraw
-    result, messages = warned(design.on_qubits, *GPT2[:4], 11, *GPT2[5:], *advanced(noise=0.01))
-    assert skipped(result) and "at most 10 qubits" in messages[0]
+    message = refused(design.on_qubits, FULL, *GPT2[:4], 11, *GPT2[5:], *advanced(noise=0.01))
+    assert "at most 10 qubits" in message
 
 
 def test_dora_switch_enables_its_magnitude_and_norm_and_the_api_counts_advanced_shapes():
     assert [u["interactive"] for u in design.on_dora(True)] == [True, True]
     assert [u["interactive"] for u in design.on_dora(False)] == [False, False]
-    counts = design.count_api("gpt2-config", "lm_head", 4, 2048, 0, 8, HIDDEN, "ring", "gelu")
+    counts = design.count_api(FULL)("gpt2-config", "lm_head", 4, 2048, 0, 8, HIDDEN, "ring", "gelu")
     assert (counts["qpa"], counts["rank_ceiling"], counts["n_generators"]) == (106_264, 33, 1)
 
 
@@ -158,8 +167,8 @@ def test_dora_norm_reaches_the_adapter_config_and_the_command():
     values = (*GPT2, *advanced(use_dora=True, dora_norm="differentiated"))
     assert shape.configs(*values)[1].dora_norm == "differentiated"
     assert shape.configs(*GPT2)[1].dora_norm == "constant"  # the field's default
-    assert "--use-dora --dora-norm differentiated" in design.on_change(*values)[7]
-    assert "--dora-norm" not in design.on_change(*GPT2, *advanced(use_dora=True))[7]
+    assert "--use-dora --dora-norm differentiated" in design.on_change(FULL, *values)[7]
+    assert "--dora-norm" not in design.on_change(FULL, *GPT2, *advanced(use_dora=True))[7]
     with pytest.raises(ValueError, match="`dora_norm` = 'sometimes'"):
         shape.configs(*GPT2, *advanced(dora_norm="sometimes"))
 
@@ -187,11 +196,9 @@ def studio(tmp_path):
     ],
 )
 @pytest.mark.chatterbot
-def test_bad_launch_warns_and_writes_nothing(studio, overrides, message):
+def test_bad_launch_is_refused_and_writes_nothing(studio, overrides, message):
     values = [tiny_form(**overrides)[k] for k in train.FORM_FIELDS]
-    result, messages = warned(train.on_launch, studio, *values)
-    assert skipped(result)
-    assert any(message in m for m in messages), messages
+    assert message in refused(train.on_launch, studio, *values)
     assert not studio.root.exists()
 
 
@@ -257,11 +264,11 @@ def test_too_large_upload_is_refused(tmp_path):
 
 @pytest.mark.chatterbot
 def test_preview_shows_templated_examples(tmp_path):
-    html = data.on_preview("tiny-llama", data.SOURCES[0], ["ai"], None, 64, 40)
+    html = data.on_preview(FULL, "tiny-llama", data.SOURCES[0], ["ai"], None, 64, 40)
     assert "40 examples" in html and "&lt;|im_start|&gt;user" in html
     upload = tmp_path / "notes.txt"
     upload.write_text("First paragraph about qubits.\n\nSecond paragraph about LoRA.\n")
-    assert "2 examples" in data.on_preview("tiny-llama", data.SOURCES[1], [], str(upload), 64, 0)
+    assert "2 examples" in data.on_preview(FULL, "tiny-llama", data.SOURCES[1], [], str(upload), 64, 0)
 
 
 # -- Train → Runs → Chat with real background runs -------------------------------------------------
@@ -342,10 +349,9 @@ def test_stop_cancels_a_live_run(tmp_path):
 
 
 @pytest.mark.chatterbot
-def test_cancel_of_finished_runs_warns(finished):
+def test_cancel_of_finished_runs_is_refused(finished):
     studio, ids = finished
-    result, messages = warned(train.on_cancel, studio, ids)
-    assert skipped(result) and "nothing to cancel" in messages[0]
+    assert "nothing to cancel" in refused(train.on_cancel, studio, ids)
 
 
 @pytest.mark.chatterbot
@@ -369,7 +375,7 @@ def test_chat_streams_a_reply_from_tiny_llama_and_its_adapter(finished):
 @pytest.mark.chatterbot
 def test_chat_refuses_bad_settings(finished):
     studio, _ = finished
-    _, messages = warned(chat.on_send, studio, "Hi", [], "gpt2-config", "", 8, 0.7, 0.9)
-    assert "shape-only preset" in messages[0]
-    _, messages = warned(chat.on_send, studio, "  ", [], "tiny-llama", "", 8, 0.7, 0.9)
-    assert "Type a message" in messages[0]
+    assert "shape-only preset" in refused(
+        chat.on_send, studio, "Hi", [], "gpt2-config", "", 8, 0.7, 0.9
+    )
+    assert "Type a message" in refused(chat.on_send, studio, "  ", [], "tiny-llama", "", 8, 0.7, 0.9)

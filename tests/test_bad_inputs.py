@@ -1,5 +1,7 @@
 """The bad-input matrix: every bad input to the CLI, the library or a UI handler gives a clear
-message naming what is wrong, never a traceback, and leaves the runs folder byte-identical."""
+message naming what is wrong, never a traceback, and leaves the runs folder byte-identical.
+Cases marked with a probe id (H1, U3, ...) are the failures of the reliability probe of issue
+#17, each of which failed before its fix."""
 
 import pytest
 
@@ -14,7 +16,7 @@ from types import SimpleNamespace
 import torch
 from tiny_run import tiny_form
 
-from app.handlers import chat, data, design, runs, train
+from app.handlers import chat, data, design, results, runs, train
 from app.state import Studio
 from qpa import AdapterConfig, QPAConfig, RunConfig, count_params, create_run, open_run
 from qpa.cli.main import main
@@ -35,7 +37,16 @@ UPLOADS = {
     "bad.jsonl": b'{"text": "ok"}\n{not json\n',
     "wrong.jsonl": b'{"messages": [{"role": "wizard", "content": "hi"}]}\n',
     "program.exe": b"MZ\x90\x00",
+    "notes.txt": b"A paragraph about qubits.\n\nAnother about LoRA.\n",
+    "deep.json": b"[" * 100_000 + b"]" * 100_000,
+    "deep.jsonl": b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+    "deep.yml": b"conversations: " + b"[" * 5_000 + b"]" * 5_000 + b"\n",
+    "seed.json": b'{"train": {"seed": 1180591620717411303424}}',  # 2**70
 }
+LAUGHS = "\n".join(  # a "billion laughs": 9 levels of 9 aliases, 10**9 strings from 0.6 KB
+    ["conversations:", "- &a0 [lol, lol]"]
+    + [f"- &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +61,8 @@ def ctx(tmp_path_factory):
     (folder / "dir.txt").mkdir()
     (folder / "bad.json").write_text("{not json")
     (folder / "unknown-key.json").write_text('{"nope": 1}')
+    (folder / "laughs.yml").write_text(LAUGHS)
+    os.mkfifo(folder / "fifo.json")  # no writer: reading it would block forever
     run = create_run(RunConfig.from_dict({"model": {"model": "tiny-llama"}}), root, name="done")
     run.append_metrics({"step": 1, "split": "val", "loss": 1.0, "perplexity": 2.7})
     run.save_state({"w": torch.ones(2)}, {"step": 1})
@@ -59,7 +72,7 @@ def ctx(tmp_path_factory):
     run.set_status("done", step=1)
     return SimpleNamespace(
         root=root, up=folder, full=Studio.create(runs_root=root, demo=False),
-        demo=Studio.create(runs_root=root, demo=True),
+        demo=Studio.create(runs_root=root, demo=True), local=str(tmp_path_factory.mktemp("model")),
     )  # fmt: skip
 
 
@@ -91,6 +104,105 @@ def ui(fn):
 
 TINY = ("--model", "tiny-llama")
 LONG = "word " * 9_000  # 45,000 characters
+BIG = "99999999999999999999999"
+SEED_CAP = "must be ≤ 4,294,967,295"
+DEMO_CAP = "this demo loads only"
+PROBE_CASES = {  # the probe's failures (issue #17), by id
+    # H1: a YAML alias bomb is refused before anything expands it
+    "H1-cli-yaml-bomb": (*cli("train", *TINY, "--corpus", "{up}/laughs.yml"), "aliases"),
+    "H1-lib-yaml-bomb": (*lib(lambda c: check_upload(c.up / "laughs.yml")), "aliases"),
+    "H1-ui-upload-bomb": (*ui(lambda c: data.on_upload(str(c.up / "laughs.yml"))), "aliases"),
+    "H1-ui-preview-bomb": (
+        *ui(lambda c: data.on_preview(c.demo, "tiny-llama", data.SOURCES[1], [],
+                                      str(c.up / "laughs.yml"), 48, 40)),
+        "aliases",
+    ),  # fmt: skip
+    # H4: --config reads regular files only
+    "H4-cli-config-fifo": (*cli("count", "--config", "{up}/fifo.json"), "not a regular file"),
+    "H4-cli-config-dev-zero": (*cli("count", "--config", "/dev/zero"), "not a regular file"),
+    # L1, L2: a demo reads no model but its presets, on every endpoint
+    "L1-ui-preview-local-model": (
+        *ui(lambda c: data.on_preview(c.demo, c.local, data.SOURCES[0], ["ai"], None, 48, 40)),
+        DEMO_CAP,
+    ),  # fmt: skip
+    "L2-ui-count-local-path": (*ui(lambda c: design.count_api(c.demo)("/root")), DEMO_CAP),
+    "L2-ui-design-local-path": (*ui(lambda c: design.on_change(c.demo, c.local)), DEMO_CAP),
+    "L2-ui-targets-local-path": (*ui(lambda c: design.on_model(c.demo, "/root", [])), DEMO_CAP),
+    # U3: seeds beyond what torch takes are refused before a run folder exists
+    "U3-cli-seed": (*cli("train", *TINY, "--seed", BIG), f"`seed` = {BIG} {SEED_CAP}"),
+    "U3-cli-split-seed": (*cli("train", *TINY, "--split-seed", BIG), "`split_seed`"),
+    "U3-cli-config-seed": (*cli("train", *TINY, "--config", "{up}/seed.json"), SEED_CAP),
+    "U3-cli-chat-seed": (*cli("chat", *TINY, "--prompt", "hi", "--seed", BIG), "`seed`"),
+    "U3-ui-launch-seed": (*ui(lambda c: train.on_launch(c.full, *form(seed=2**70))), SEED_CAP),
+    # U4: every data setting is checked before a run folder exists
+    "U4-cli-topics": (*cli("train", *TINY, "--topics", "nope"), "unknown topic(s) nope"),
+    "U4-cli-hf-empty": (*cli("train", *TINY, "--corpus", "hf:"), "hf:NAME"),
+    "U4-cli-hf-offline": (*cli("train", *TINY, "--corpus", "hf:nobody/nothing"), "nobody"),
+    "U4-cli-eval-missing": (
+        *cli("train", *TINY, "--corpus", "{up}/notes.txt", "--eval-corpus", "{up}/nope.txt"),
+        "`eval_corpus`",
+    ),  # fmt: skip
+    "U4-cli-eval-kind": (
+        *cli("train", *TINY, "--corpus", "{up}/notes.txt", "--eval-corpus", "chatterbot"),
+        "validate on the same kind",
+    ),  # fmt: skip
+    # U5: data nested past the recursion limit
+    "U5-cli-deep-config": (*cli("train", "--config", "{up}/deep.json"), "nested too deeply"),
+    "U5-cli-deep-jsonl": (*cli("train", *TINY, "--corpus", "{up}/deep.jsonl"), "too deeply"),
+    "U5-cli-deep-yml": (*cli("train", *TINY, "--corpus", "{up}/deep.yml"), "too deeply"),
+    "U5-lib-deep-json": (*lib(lambda c: RunConfig.from_json("[" * 10**5)), "too deeply"),
+    # U7: run ids that later commands would read as flags
+    "U7-cli-name-dash": (*cli("train", *TINY, "--name=-x"), "must not start with '-'"),
+    "U7-cli-sweep-prefix": (
+        *cli("sweep", *TINY, "--prefix", "", "--variants", "lora", "--steps", "1"),
+        "must not start with '-'",
+    ),  # fmt: skip
+    "U7-lib-open-dash": (*lib(lambda c: open_run("-x", c.root)), "must not start with '-'"),
+    # U8: what an API caller can send, each a clear message
+    "U8-ui-launch-model-type": (
+        *ui(lambda c: train.on_launch(c.full, *form(model={"a": 1}))),
+        "`model` = {'a': 1} must be text",
+    ),  # fmt: skip
+    "U8-ui-launch-hidden": (
+        *ui(lambda c: train.on_launch(c.full, *form(hidden_sizes="16,abc"))),
+        "`hidden_sizes` = 'abc'",
+    ),  # fmt: skip
+    "U8-ui-chat-history": (
+        *ui(lambda c: chat.on_send(c.full, "hi", "oops", "tiny-llama", "", 8, 0.7, 0.9)),
+        "`history` must be a list",
+    ),  # fmt: skip
+    "U8-ui-chat-message": (
+        *ui(lambda c: chat.on_send(c.full, "hi", [{"role": 1}], "tiny-llama", "", 8, 0.7, 0.9)),
+        "`history` must be a list",
+    ),  # fmt: skip
+    "U8-ui-chat-model-type": (
+        *ui(lambda c: chat.on_send(c.full, "hi", [], {"a": 1}, "", 8, 0.7, 0.9)),
+        "must be text",
+    ),  # fmt: skip
+    "U8-ui-chat-tokens-nan": (
+        *ui(lambda c: chat.on_send(c.full, "hi", [], "tiny-llama", "", "nan", 0.7, 0.9)),
+        "`max_new_tokens` = nan",
+    ),  # fmt: skip
+    "U8-ui-count-types": (
+        *ui(lambda c: design.count_api(c.full)(1, rank="x")),
+        "`model` = 1 must be text",
+    ),  # fmt: skip
+    "U8-ui-variance-qubits": (
+        *ui(lambda c: results.on_variance(c.full, "abc", "2", "local", 20)),
+        "`qubits` = 'abc'",
+    ),  # fmt: skip
+    "U8-ui-runs-type": (*ui(lambda c: runs.on_refresh(c.full, 5)), "must be a list of run ids"),
+    "U8-ui-open-type": (*ui(lambda c: runs.on_open(c.full, {"a": 1})), "not a valid run id"),
+    "U8-ui-cancel-type": (*ui(lambda c: train.on_cancel(c.full, 5)), "list of run ids"),
+    # U10, U11
+    "U10-cli-model-empty": (*cli("count", "--model", ""), "`model` is empty"),
+    "U11-cli-export-into-run": (
+        *cli("export", "--run", "done", "--out", "{root}/done/adapter/sub"),
+        "is inside run done",
+    ),  # fmt: skip
+}
+
+
 CASES = {  # id: (kind, call, what the message must say)
     # -- CLI: out of range, wrong type, inconsistent, unknown, bad files, bad ids
     "cli-steps-zero": (*cli("train", *TINY, "--steps", "0"), "`steps` = 0 must be ≥ 1"),
@@ -174,16 +286,16 @@ CASES = {  # id: (kind, call, what the message must say)
     ),  # fmt: skip
     # -- UI handlers (what a visitor or an API client can send)
     "ui-rank-text": (
-        *ui(lambda c: design.on_change(*GPT2[:2], "four", *GPT2[3:])),
+        *ui(lambda c: design.on_change(c.full, *GPT2[:2], "four", *GPT2[3:])),
         "`rank` = 'four'",
     ),  # fmt: skip
-    "ui-too-few-qubits": (*ui(lambda c: design.on_qubits(*GPT2[:4], 30, *GPT2[5:])), "1 and 24"),
+    "ui-too-few-qubits": (*ui(lambda c: design.on_qubits(c.full, *GPT2[:4], 30, *GPT2[5:])), "1 and 24"),
     "ui-count-api-chunk": (
-        *ui(lambda c: design.count_api("gpt2-config", chunk_size=-1)),
+        *ui(lambda c: design.count_api(c.full)("gpt2-config", chunk_size=-1)),
         "`chunk_size` = -1",
     ),  # fmt: skip
     "ui-unknown-module": (
-        *ui(lambda c: design.on_change("gpt2-config", ["warp"], *GPT2[2:])),
+        *ui(lambda c: design.on_change(c.full, "gpt2-config", ["warp"], *GPT2[2:])),
         "`target_modules` entry 'warp'",
     ),  # fmt: skip
     "ui-launch-steps": (*ui(lambda c: train.on_launch(c.full, *form(steps=-3))), "`steps` = -3"),
@@ -215,7 +327,7 @@ CASES = {  # id: (kind, call, what the message must say)
     "ui-preview-jsonl": (
         *ui(
             lambda c: data.on_preview(
-                "tiny-llama", data.SOURCES[1], [], str(c.up / "bad.jsonl"), 48, 0
+                c.full, "tiny-llama", data.SOURCES[1], [], str(c.up / "bad.jsonl"), 48, 0
             )
         ),
         "bad.jsonl",
@@ -252,6 +364,7 @@ CASES = {  # id: (kind, call, what the message must say)
         *ui(lambda c: train.on_refresh(c.full, ["../../x"], "")),
         "not a valid run id",
     ),  # fmt: skip
+    **PROBE_CASES,
 }
 
 
@@ -284,7 +397,7 @@ def offline(ctx, monkeypatch):
 
 def test_the_matrix_is_big_and_covers_every_surface():
     kinds = [kind for kind, _, _ in CASES.values()]
-    assert len(CASES) >= 40 and {kinds.count(k) >= 10 for k in ("cli", "lib", "ui")} == {True}
+    assert len(CASES) >= 100 and {kinds.count(k) >= 15 for k in ("cli", "lib", "ui")} == {True}
 
 
 @pytest.mark.chatterbot
@@ -293,7 +406,7 @@ def test_bad_input_is_a_clear_message_and_changes_nothing(case, ctx, offline, ca
     kind, call, expected = CASES[case]
     before = tree_hash(ctx.root)
     if kind == "cli":
-        argv = [a.format(up=ctx.up) for a in call]
+        argv = [a.format(up=ctx.up, root=ctx.root) for a in call]
         try:
             code = main(argv)
         except SystemExit as e:  # argparse's own usage errors

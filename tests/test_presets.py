@@ -7,13 +7,16 @@ pytest.importorskip("gradio", reason="the app tests need gradio (requirements.tx
 
 import json
 
+import gradio as gr
 from tiny_run import TINY_RUN
 
 from app.handlers import design, shape
+from app.state import Studio
 from qpa import VARIANTS, apply_variant, open_run
 from qpa.cli.main import main
 
 SMOLLM2 = {**shape.DEFAULTS, "model": "smollm2-config"}  # lm_head, r = 4, the paper's shape
+FULL = Studio.create(runs_root="unused-runs", demo=False)  # the Design tab reads only its caps
 SHALLOW_GELU = {"hidden_sizes": "64,48", "activation": "gelu", "fourier_features": 16}
 
 
@@ -99,7 +102,7 @@ def test_help_lists_the_variants(capsys, command):
 
 def picked(name: str, **form) -> dict:
     """on_preset's outputs by name: the linked chunk size and qubits, the views and the fields."""
-    out = design.on_preset(name, *{**SMOLLM2, **form}.values())
+    out = design.on_preset(FULL, name, *{**SMOLLM2, **form}.values())
     views = ("chunk_size", "n_qubits", "table", "headline", "tradeoff", "circuit", "probs",
              "command")  # fmt: skip
     return dict(zip(views + design.PRESET_OUTPUTS, out, strict=True))
@@ -107,7 +110,7 @@ def picked(name: str, **form) -> dict:
 
 def test_presets_are_the_qpa_variants_with_the_best_measured_marked():
     values = [value for _, value in shape.PRESET_CHOICES]
-    assert values == [n for n in VARIANTS if n != "lora"] + [shape.CUSTOM]
+    assert values == [n for n in VARIANTS if not n.startswith("lora")] + [shape.CUSTOM]
     marked = [value for label, value in shape.PRESET_CHOICES if "best measured" in label]
     assert marked == ["qpa-shallow-gelu"]
     assert shape.matching_preset(*shape.DEFAULTS.values()) == "qpa"  # the default selection
@@ -145,7 +148,8 @@ def test_the_dropdown_reads_custom_only_while_the_form_differs_from_every_preset
     assert match(hidden_sizes="64,x") == shape.CUSTOM  # half typed
 
 
-def test_picking_custom_changes_nothing_and_a_bad_preset_warns():
-    assert all(u == {"__type__": "update"} for u in design.on_preset("custom", *SMOLLM2.values()))
-    with pytest.warns(UserWarning, match="`preset` = 'lora' is not one of: qpa, "):
-        design.on_preset("lora", *SMOLLM2.values())
+def test_picking_custom_changes_nothing_and_a_bad_preset_is_refused():
+    unchanged = design.on_preset(FULL, "custom", *SMOLLM2.values())
+    assert all(u == {"__type__": "update"} for u in unchanged)
+    with pytest.raises(gr.Error, match="`preset` = 'lora' is not one of: qpa, "):
+        design.on_preset(FULL, "lora", *SMOLLM2.values())

@@ -122,7 +122,13 @@ def test_dead_pid_running_reads_as_interrupted(tmp_path, config):
     run.set_status("running", pid=os.getpid())
     assert run.status()["state"] == "running"
     run.set_status("running", pid=child.pid, host="another-host")
-    assert run.status()["state"] == "running"  # cannot be probed from here
+    assert run.status()["state"] == "failed"  # the free lock proves the trainer gone (H2)
+    trainer = open_run(run.id, tmp_path)
+    trainer.lock()  # what a live trainer holds, on any host
+    try:
+        assert run.status()["state"] == "running"
+    finally:
+        trainer.unlock()
 
 
 def test_status_round_trip_and_times(tmp_path, config):

@@ -8,6 +8,8 @@ pytest.importorskip("gradio", reason="the app tests need gradio (requirements.tx
 import os
 import re
 import stat
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -33,6 +35,15 @@ UNSAFE = {
     "remote code": re.compile(r"trust_remote_code\s*=\s*True"),
     "a shell": re.compile(r"shell\s*=\s*True|os\.system\("),
 }
+
+
+def test_a_bad_setting_stops_the_app_with_one_line():
+    """T2: `QPA_MAX_RUNS=abc python app.py` says what is wrong in one line, no traceback."""
+    env = {**os.environ, "QPA_MAX_RUNS": "abc"}
+    out = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr == "error: `QPA_MAX_RUNS` = 'abc' must be a whole number ≥ 1.\n"
 
 
 def test_binds_loopback_unless_told_and_caps_uploads():

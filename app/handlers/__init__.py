@@ -1,5 +1,6 @@
 """Handlers: plain functions behind the tabs' events, testable without a browser.
 
-Each module serves one tab. Engine errors (`ValueError`, `OSError`) stop at this boundary and
-become a `gr.Warning` in the page, with every output left as it was (`guarded`).
+Each module serves one tab. Every error stops at this boundary (`guarded`) and becomes a
+`gr.Error`: the page and an API caller see the same message (an engine `ValueError` or
+`OSError` says what is wrong; anything else only its type), and every output stays as it was.
 """

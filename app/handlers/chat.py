@@ -38,15 +38,13 @@ def resolve(studio: Studio, model: str, run_id: str | None) -> tuple[str, Path |
                 f"`run` {run_id!r} has no exported adapter yet; wait until it finishes."
             )
         return run.config.model.model, run.adapter_dir
-    model = (model or "").strip()
-    if not model:
-        raise ValueError("`model` is empty; pick a base model.")
+    model = check_model(studio.caps.any_model, model)
     if model in SHAPE_PRESETS:
         raise ValueError(
             f"`model` = {model!r} is a shape-only preset (no weights); chat with smollm2, "
             "a tiny-* preset or a Hub id."
         )
-    return check_model(studio.caps.any_model, model), None
+    return model, None
 
 
 def check_prompt(studio: Studio, text: str, history: list[dict] | None = None) -> str:
@@ -91,7 +89,16 @@ def text_of(content: Any) -> str:
 
 
 def to_messages(history: list[dict] | None) -> list[dict[str, str]]:
-    return [{"role": m["role"], "content": text_of(m.get("content"))} for m in history or []]
+    """The chat's history as plain messages; ValueError for anything else an API caller sent."""
+    if history is None:
+        return []
+    shape = "a list of {role, content} messages"
+    if not isinstance(history, list):
+        raise ValueError(f"`history` must be {shape}, got {type(history).__name__}.")
+    for m in history:
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
+            raise ValueError(f"`history` must be {shape}; got {str(m)[:80]!r}.")
+    return [{"role": m["role"], "content": text_of(m.get("content"))} for m in history]
 
 
 def stream_reply(studio: Studio, messages, model, run_id, settings: dict, seed=None):
@@ -107,7 +114,7 @@ def stream_reply(studio: Studio, messages, model, run_id, settings: dict, seed=N
 # -- event handlers -------------------------------------------------------------------------------
 
 
-@guarded(2)
+@guarded
 def on_send(studio: Studio, message, history, model, run_id, max_new_tokens, temperature, top_p):
     """Send: append the user's message and stream the reply into the chat."""
     message = check_prompt(studio, message, history)
@@ -137,7 +144,7 @@ def _stream_into(shown, studio, messages, model, run_id, settings, seed, pack):
     yield pack(list(shown))
 
 
-@guarded(3)
+@guarded
 def on_compare(
     studio: Studio, prompt, model, qpa_run, lora_run, max_new_tokens, temperature, top_p
 ):
@@ -182,7 +189,7 @@ def on_runs_changed(studio: Studio):
     )
 
 
-@guarded(1)
+@guarded
 def on_pick_run(studio: Studio, run_id: str | None):
     """An adapter picked: its base model becomes the model (an adapter fits only its own)."""
     if not run_id:

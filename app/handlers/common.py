@@ -4,63 +4,59 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
 
-from qpa import PRESETS
+from qpa import PRESETS, check_run_id
 
 USER_ERRORS = (ValueError, OSError)
+ERROR_SECONDS = 10  # how long an error stays in the page (a warning's default)
+log = logging.getLogger(__name__)
 
 
-def _nothing(n_outputs: int) -> Any:
-    return gr.skip() if n_outputs == 1 else tuple(gr.skip() for _ in range(n_outputs))
+def as_error(e: Exception) -> gr.Error:
+    """The `gr.Error` a visitor and an API caller see for `e`: a user error's own message;
+    for anything else its type only (the traceback goes to the server log, never out)."""
+    if isinstance(e, gr.Error):
+        return e
+    if isinstance(e, USER_ERRORS):
+        return gr.Error(str(e), duration=ERROR_SECONDS, print_exception=False)
+    log.error("internal error in a handler", exc_info=e)
+    return gr.Error(
+        f"Internal error ({type(e).__name__}); the server log has the details.",
+        duration=ERROR_SECONDS,
+        print_exception=False,
+    )
 
 
-def guarded(n_outputs: int) -> Callable:
-    """Turn a user error raised by `fn` into a page warning; the outputs stay unchanged.
+def guarded(fn: Callable) -> Callable:
+    """Turn any error raised by `fn` into `as_error`'s `gr.Error`: the page shows its message,
+    an API client receives the same one (gradio sends a `gr.Error`'s message even with
+    ``show_error=False``), and the outputs stay as they were.
 
     Works for plain functions and generators (streaming handlers): a generator that fails
     mid-stream keeps what it already showed.
     """
-
-    def decorate(fn: Callable) -> Callable:
-        if inspect.isgeneratorfunction(fn):
-
-            @functools.wraps(fn)
-            def stream(*args, **kwargs):
-                try:
-                    yield from fn(*args, **kwargs)
-                except USER_ERRORS as e:
-                    gr.Warning(str(e))
-                    yield _nothing(n_outputs)
-
-            return stream
+    if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
-        def call(*args, **kwargs):
+        def stream(*args, **kwargs):
             try:
-                return fn(*args, **kwargs)
-            except USER_ERRORS as e:
-                gr.Warning(str(e))
-                return _nothing(n_outputs)
+                yield from fn(*args, **kwargs)
+            except Exception as e:
+                raise as_error(e) from None
 
-        return call
-
-    return decorate
-
-
-def api_errors(fn: Callable) -> Callable:
-    """For an API-only endpoint: a user error becomes `gr.Error`, whose message the caller sees
-    even with ``show_error=False`` (and no traceback)."""
+        return stream
 
     @functools.wraps(fn)
     def call(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as e:
-            raise gr.Error(str(e), print_exception=False) from None
+        except Exception as e:
+            raise as_error(e) from None
 
     return call
 
@@ -69,6 +65,8 @@ def as_int(name: str, value: Any) -> int:
     """A whole number from a form field (gradio gives floats or None); ValueError naming it."""
     if value is None or value == "":
         raise ValueError(f"`{name}` is empty; enter a whole number.")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"`{name}` = {value!r} must be a whole number.")
     if isinstance(value, str):
         value = value.strip()
         try:
@@ -90,8 +88,14 @@ def as_float(name: str, value: Any) -> float:
         raise ValueError(f"`{name}` = {value!r} must be a number.") from None
 
 
-def check_model(caps_any_model: bool, model: str) -> str:
-    """`model`, if this studio may load it: a demo loads only the presets it offers."""
+def check_model(caps_any_model: bool, model: Any) -> str:
+    """`model` (stripped), if this studio may read it: a demo reads only the presets it offers,
+    never a local folder or another Hub id. Every endpoint taking a model calls this."""
+    if not isinstance(model, str):
+        raise ValueError(f"`model` = {model!r} must be text: a preset or a Hub id.")
+    if not model.strip():
+        raise ValueError("`model` is empty; pick a preset or type a Hub id.")
+    model = model.strip()
     if not caps_any_model and model not in PRESETS:
         raise ValueError(
             f"`model` = {model!r}: this demo loads only {', '.join(PRESETS)}; "
@@ -100,16 +104,30 @@ def check_model(caps_any_model: bool, model: str) -> str:
     return model
 
 
-def as_names(value: Any) -> tuple[str, ...]:
-    """A list of names from a multiselect (list) or comma-separated text."""
+def as_names(value: Any, name: str = "names") -> tuple[str, ...]:
+    """A list of names from a multiselect (list) or comma-separated text; ValueError naming
+    the field for anything else."""
     if value is None:
         return ()
     if isinstance(value, str):
         value = value.split(",")
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"`{name}` = {value!r} must be a list of names.")
     return tuple(str(v).strip() for v in value if str(v).strip())
+
+
+def as_run_ids(name: str, value: Any) -> list[str]:
+    """Run ids from a run picker (one id, a list, or None); ValueError naming the field for
+    anything that is no valid run id (the pickers accept ids typed or sent by API callers)."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"`{name}` = {value!r} must be a list of run ids.")
+    return [check_run_id(i, name) for i in items]
 
 
 def as_ints(name: str, value: Any) -> tuple[int, ...]:
     """Whole numbers from comma-separated text or a list; ValueError naming the field."""
-    items = as_names(value) if not isinstance(value, (list, tuple)) else value
+    items = as_names(value, name) if not isinstance(value, (list, tuple)) else value
     return tuple(as_int(name, v) for v in items)

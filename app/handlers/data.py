@@ -11,7 +11,8 @@ from typing import Any
 
 import gradio as gr
 
-from app.handlers.common import as_int, as_names, guarded
+from app.handlers.common import as_int, as_names, check_model, guarded
+from app.state import Studio
 from qpa import (
     SHAPE_PRESETS,
     TINY_PRESETS,
@@ -51,7 +52,7 @@ def data_config(source, topic_list, upload, max_length, max_examples) -> DataCon
         check_upload(path)
         corpus, chosen = path, ()
     elif source == SOURCES[0]:
-        corpus, chosen = "chatterbot", as_names(topic_list)
+        corpus, chosen = "chatterbot", as_names(topic_list, "topics")
         unknown = [t for t in chosen if t not in topics()]
         if unknown:
             raise ValueError(
@@ -119,8 +120,9 @@ def on_source(source):
     return gr.update(visible=not upload), gr.update(visible=upload)
 
 
-@guarded(1)
-def on_preview(model, source, topic_list, upload, max_length, max_examples):
-    """Preview button: what the run will train on."""
+@guarded
+def on_preview(studio: Studio, model, source, topic_list, upload, max_length, max_examples):
+    """Preview button: what the run will train on (read by a model this studio may load)."""
+    model = check_model(studio.caps.any_model, model)
     cfg = data_config(source, topic_list, upload, max_length, max_examples)
-    return preview_html((model or "").strip(), cfg)
+    return preview_html(model, cfg)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ import gradio as gr
 from app import plots
 from app.circuit_svg import circuit_svg
 from app.handlers import shape
-from app.handlers.common import api_errors, as_names, guarded
+from app.handlers.common import as_names, check_model, guarded
 from app.handlers.shape import (
     CUSTOM,
     MAX_CHUNK,
@@ -34,6 +35,7 @@ from app.handlers.shape import (
     linked,
     preset_values,
 )
+from app.state import Studio
 from qpa import (
     AdapterConfig,
     ParamCounts,
@@ -173,53 +175,54 @@ def headline_html(c: ParamCounts, ceiling: int, use_dora: bool = False) -> str:
 N_OUTPUTS = 8  # chunk_size, n_qubits, table, headline, tradeoff, circuit, probs, command
 
 
-def _outputs(values: tuple, lead: str) -> tuple:
+def _outputs(studio: Studio, values: tuple, lead: str) -> tuple:
+    check_model(studio.caps.any_model, form(values)["model"])  # a demo reads no local folder
     chunk, n = linked(values, lead)
     view = design_view(*{**form(values), "chunk_size": chunk, "n_qubits": n}.values())
     return (chunk, n, view.table, view.headline, view.tradeoff, view.circuit, view.probs,
             view.command)  # fmt: skip
 
 
-@guarded(N_OUTPUTS)
-def on_change(*values):
+@guarded
+def on_change(studio: Studio, *values):
     """Depth, MLP, entangler or an advanced option moved: the qubits stay (raised to the
     minimum if they must)."""
-    return _outputs(values, "other")
+    return _outputs(studio, values, "other")
 
 
-@guarded(N_OUTPUTS)
-def on_chunk(*values):
+@guarded
+def on_chunk(studio: Studio, *values):
     """Chunk size, rank, targets, model or what is generated moved: qubits follow (the fewest
     that fit)."""
-    return _outputs(values, "chunk")
+    return _outputs(studio, values, "chunk")
 
 
-@guarded(N_OUTPUTS)
-def on_qubits(*values):
+@guarded
+def on_qubits(studio: Studio, *values):
     """Qubits moved: the chunk size follows (the smallest power of two that fits)."""
-    return _outputs(values, "qubits")
+    return _outputs(studio, values, "qubits")
 
 
 PRESET_OUTPUTS = tuple(k for k in PRESET_FIELDS if k != "chunk_size")  # already an output
 
 
-@guarded(N_OUTPUTS + len(PRESET_OUTPUTS))
-def on_preset(name, *values):
+@guarded
+def on_preset(studio: Studio, name, *values):
     """A preset picked: its QPA fields (the other QPA fields at their defaults), the qubits
     following its chunk size, then the fields themselves in `PRESET_OUTPUTS` order. `custom`
     changes nothing."""
     if name == CUSTOM:
         return tuple(gr.skip() for _ in range(N_OUTPUTS + len(PRESET_OUTPUTS)))
     preset = preset_values(name)
-    outputs = _outputs(tuple({**form(values), **preset}.values()), "chunk")
+    outputs = _outputs(studio, tuple({**form(values), **preset}.values()), "chunk")
     return (*outputs, *(preset[k] for k in PRESET_OUTPUTS))
 
 
-@guarded(1)
-def on_model(model, target_modules):
+@guarded
+def on_model(studio: Studio, model, target_modules):
     """A new base model: offer its layers, keeping the chosen ones it also has."""
-    choices = adaptable_suffixes((model or "").strip())
-    keep = [t for t in as_names(target_modules) if t in choices] or choices[:1]
+    choices = adaptable_suffixes(check_model(studio.caps.any_model, model))
+    keep = [t for t in as_names(target_modules, "target_modules") if t in choices] or choices[:1]
     return gr.update(choices=choices, value=keep)
 
 
@@ -231,29 +234,36 @@ def on_dora(use_dora: bool):
 D = shape.DEFAULTS  # the API's defaults are the configs' (shape.HELP)
 
 
-@api_errors
-def count_api(
-    model: str,
-    target_modules: str = ",".join(D["target_modules"]),
-    rank: int = D["rank"],
-    chunk_size: int = D["chunk_size"],
-    n_qubits: int = D["n_qubits"],
-    depth: int = D["depth"],
-    hidden_sizes: str = ",".join(map(str, D["hidden_sizes"])),
-    entangler: str = D["entangler"],
-    activation: str = D["activation"],
-    fourier_features: int = D["fourier_features"],
-    start: str = D["start"],
-    layers: str = D["layers"],
-    use_dora: bool = D["use_dora"],
-    dora_magnitude: str = D["dora_magnitude"],
-    dora_norm: str = D["dora_norm"],
-) -> dict:
-    """Exact trainable-parameter counts (QPA parts, LoRA, adapted layers, ratio, rank ceiling)."""
-    values = (model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes, entangler,
-              activation, fourier_features, start, layers, use_dora, dora_magnitude,
-              dora_norm)  # fmt: skip
-    return dict(_counts(*configs(*values)))
+def count_api(studio: Studio) -> Callable[..., dict]:
+    """The ``count_params`` API endpoint of `studio` (its typed signature is the API's)."""
+
+    @guarded
+    def count_params(
+        model: str,
+        target_modules: str = ",".join(D["target_modules"]),
+        rank: int = D["rank"],
+        chunk_size: int = D["chunk_size"],
+        n_qubits: int = D["n_qubits"],
+        depth: int = D["depth"],
+        hidden_sizes: str = ",".join(map(str, D["hidden_sizes"])),
+        entangler: str = D["entangler"],
+        activation: str = D["activation"],
+        fourier_features: int = D["fourier_features"],
+        start: str = D["start"],
+        layers: str = D["layers"],
+        use_dora: bool = D["use_dora"],
+        dora_magnitude: str = D["dora_magnitude"],
+        dora_norm: str = D["dora_norm"],
+    ) -> dict:
+        """Exact trainable-parameter counts (QPA parts, LoRA, adapted layers, ratio, rank
+        ceiling)."""
+        check_model(studio.caps.any_model, model)
+        values = (model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes,
+                  entangler, activation, fourier_features, start, layers, use_dora,
+                  dora_magnitude, dora_norm)  # fmt: skip
+        return dict(_counts(*configs(*values)))
+
+    return count_params
 
 
 @functools.lru_cache(maxsize=1024)

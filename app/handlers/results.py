@@ -141,19 +141,19 @@ def _check_work(studio: Studio, qubits: list[int], depths: list[int], samples: i
 # -- event handlers -------------------------------------------------------------------------------
 
 
-@guarded(3)
+@guarded
 def on_refresh(studio: Studio, metric_name: str | None):
     """Refresh (or the perplexity switch): redraw both charts and the table from the runs."""
     return results_view(studio, metric_name)
 
 
-@guarded(3)
+@guarded
 def on_comparison(studio: Studio, prefix: str | None):
     """Refresh or a choice of comparison: its table and its parameters-vs-test-perplexity chart."""
     return comparison_view(studio, prefix)
 
 
-@guarded(2)
+@guarded
 def on_variance(studio: Studio, qubits, depths, cost: str | None, samples):
     """Compute: gradient variances over the grid (within the studio's cap), and their fits."""
     cost = cost or VARIANCE["cost"]["default"]

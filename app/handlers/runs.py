@@ -15,7 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 from app import plots
-from app.handlers.common import guarded
+from app.handlers.common import as_run_ids, guarded
 from app.handlers.progress import series
 from app.state import Studio
 from qpa import format_duration, format_number, list_runs, open_run
@@ -48,11 +48,34 @@ def table_rows(studio: Studio) -> list[list]:
 
 
 def run_details(studio: Studio, run_id: str) -> tuple[str, str, str | None]:
-    """(config JSON, log tail, path of a zip of the adapter or None) of one run."""
+    """(config JSON, log tail without tracebacks, path of a zip of the adapter or None)."""
     run = open_run(run_id, studio.root)
     config = json.dumps(run.config.to_dict(), indent=2)
-    log = run.log_text(300) or "(no log yet)"
+    log = without_tracebacks(run.log_text(300)) or "(no log yet)"
     return config, log, zip_adapter(studio, run_id)
+
+
+def without_tracebacks(log: str) -> str:
+    """A ``train.log`` text with each Python traceback cut to its last line (the error): the
+    frames name server paths, and stay in the file for the operator.
+
+    >>> print(without_tracebacks("t0 start\\nt1 Traceback (most recent call last):\\n"
+    ...                          "t1   File 'x.py', line 1\\nt1 ValueError: bad\\nt2 end"))
+    t0 start
+    t1 ValueError: bad (traceback in train.log on the server)
+    t2 end
+    """
+    out, inside = [], False
+    for line in log.splitlines():
+        text = line.split(" ", 1)[-1]  # after the timestamp
+        if text.startswith("Traceback (most recent call last):"):
+            inside = True
+        elif inside and not text.startswith(" "):
+            inside = False
+            out.append(f"{line} (traceback in train.log on the server)")
+        elif not inside:
+            out.append(line)
+    return "\n".join(out) + ("\n" if out and log.endswith("\n") else "")
 
 
 def adapter_files(studio: Studio, run_id: str) -> list[Path]:
@@ -100,12 +123,12 @@ def zip_adapter(studio: Studio, run_id: str) -> str | None:
 # -- event handlers -------------------------------------------------------------------------------
 
 
-@guarded(4)
+@guarded
 def on_refresh(studio: Studio, selected: list[str] | None):
     """Refresh: the table, the run pickers (keeping valid choices) and the overlay."""
     rows = table_rows(studio)
     ids = [r[0] for r in rows]
-    keep = [i for i in selected or [] if i in ids] or ids[:2]
+    keep = [i for i in as_run_ids("runs", selected) if i in ids] or ids[:2]
     overlay = plots.curves_figure(series(studio, keep))
     return (
         gr.update(value=rows),
@@ -115,13 +138,13 @@ def on_refresh(studio: Studio, selected: list[str] | None):
     )
 
 
-@guarded(1)
+@guarded
 def on_overlay(studio: Studio, selected: list[str] | None):
     """Runs picked for the overlay changed: redraw their curves together."""
-    return plots.curves_figure(series(studio, list(selected or [])))
+    return plots.curves_figure(series(studio, as_run_ids("runs", selected)))
 
 
-@guarded(3)
+@guarded
 def on_open(studio: Studio, run_id: str | None):
     """A run picked: show its config and log; offer its adapter for download."""
     if not run_id:
@@ -135,7 +158,7 @@ def on_open(studio: Studio, run_id: str | None):
     return config, log, button
 
 
-@guarded(1)
+@guarded
 def on_table_select(studio: Studio, rows, evt: gr.SelectData):
     """Clicking a table row opens that run."""
     row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index

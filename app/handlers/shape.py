@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from app.handlers.common import as_float, as_int, as_ints, as_names
+from app.handlers.common import as_float, as_int, as_ints, as_names, check_model
 from qpa import (
     BEST_MEASURED,
     VARIANTS,
@@ -89,8 +89,8 @@ def form(values: Sequence) -> dict[str, Any]:
 def key(values: Sequence) -> tuple:
     """The values as a hashable tuple in `FIELDS` order (lists joined), for caching."""
     f = form(values)
-    f["target_modules"] = ",".join(as_names(f["target_modules"]))
-    f["hidden_sizes"] = ",".join(as_names(f["hidden_sizes"]))
+    f["target_modules"] = ",".join(as_names(f["target_modules"], "target_modules"))
+    f["hidden_sizes"] = ",".join(as_names(f["hidden_sizes"], "hidden_sizes"))
     return tuple(f.values())
 
 
@@ -102,11 +102,9 @@ def _choice(f: dict[str, Any], name: str) -> str:
 def configs(*values) -> tuple[str, AdapterConfig, QPAConfig]:
     """Validated (model name, AdapterConfig, QPAConfig) from the form's raw values."""
     f = form(values)
-    model = (f["model"] or "").strip()
-    if not model:
-        raise ValueError("`model` is empty; pick a preset or type a Hub id.")
+    model = check_model(True, f["model"])  # text, not empty; the caps are the caller's
     adapter = AdapterConfig(
-        target_modules=as_names(f["target_modules"]),
+        target_modules=as_names(f["target_modules"], "target_modules"),
         rank=as_int("rank", f["rank"]),
         use_dora=bool(f["use_dora"]),
         dora_magnitude=_choice(f, "dora_magnitude"),

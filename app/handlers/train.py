@@ -18,7 +18,7 @@ from typing import Any
 import gradio as gr
 
 from app import plots
-from app.handlers.common import as_float, as_int, check_model, guarded
+from app.handlers.common import as_float, as_int, as_run_ids, check_model, guarded
 from app.handlers.data import data_config
 from app.handlers.progress import run_card, series, signature
 from app.handlers.shape import FIELDS as DESIGN_FIELDS
@@ -168,7 +168,7 @@ def default_watch(studio: Studio) -> list[str]:
 # -- event handlers ---------------------------------------------------------------------------------
 
 
-@guarded(3)
+@guarded
 def on_launch(studio: Studio, *values):
     """Launch button: start the runs and watch them; show the equivalent CLI commands."""
     ids, commands = launch(studio, dict(zip(FORM_FIELDS, values, strict=True)))
@@ -193,10 +193,10 @@ def cli_text(studio: Studio, ids: list[str]) -> str:
     )  # fmt: skip
 
 
-@guarded(3)
+@guarded
 def on_refresh(studio: Studio, ids: list[str] | None, last: str):
     """Timer tick: redraw progress and curves only when a watched run changed."""
-    ids = list(ids or [])
+    ids = as_run_ids("watch", ids)
     now = signature(studio, ids)
     if now == last:
         return gr.skip(), gr.skip(), last
@@ -209,10 +209,10 @@ def on_refresh(studio: Studio, ids: list[str] | None, last: str):
     return cards, plots.curves_figure(series(studio, ids)), now
 
 
-@guarded(1)
+@guarded
 def on_cancel(studio: Studio, ids: list[str] | None):
     """Cancel button: ask every watched run that is still live to stop."""
-    live = [i for i in ids or [] if studio.jobs.state(i).get("state") in LIVE]
+    live = [i for i in as_run_ids("watch", ids) if studio.jobs.state(i).get("state") in LIVE]
     if not live:
         raise ValueError("None of the watched runs is queued or training; nothing to cancel.")
     for run_id in live:

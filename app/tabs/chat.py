@@ -32,6 +32,7 @@ def build(studio: Studio) -> gr.Button:
             adapter = gr.Dropdown(
                 h.adapter_choices(studio),
                 value="",
+                allow_custom_value=True,  # a run that finished after the page was built
                 label="Adapter",
                 info="A finished run; picking one switches to its base model.",
             )
@@ -72,10 +73,12 @@ def build(studio: Studio) -> gr.Button:
                 with gr.Tab("Side by side"):
                     with gr.Row():
                         qpa_run = gr.Dropdown(
-                            h.adapter_choices(studio, "qpa-lora"), value="", label="QPA run"
+                            h.adapter_choices(studio, "qpa-lora"), value="", label="QPA run",
+                            allow_custom_value=True,
                         )
                         lora_run = gr.Dropdown(
-                            h.adapter_choices(studio, "lora"), value="", label="LoRA run"
+                            h.adapter_choices(studio, "lora"), value="", label="LoRA run",
+                            allow_custom_value=True,
                         )
                     with gr.Row():
                         prompt = gr.Textbox(

@@ -4,10 +4,13 @@ redrawn on every change (no weights are loaded), with the same count as a termin
 
 from __future__ import annotations
 
+from functools import partial
+
 import gradio as gr
 
 from app.handlers import design as h
 from app.handlers import shape
+from app.state import Studio
 from qpa import DEFAULT_MODEL, PRESETS, adaptable_suffixes
 
 INFO = {name: v["help"] for name, v in shape.HELP.items()}
@@ -136,7 +139,7 @@ def _views(view: h.DesignView | None) -> list:
     return [table, headline, tradeoff, circuit, probs, command]
 
 
-def build() -> dict:
+def build(studio: Studio) -> dict:
     """Lay out the Design tab; returns its input components by field name."""
     view = _initial()
     with gr.Row(equal_height=False):
@@ -146,13 +149,16 @@ def build() -> dict:
             c.update(_advanced())
         with gr.Column(scale=8):
             views = _views(view)
-    _wire(c, [c["chunk_size"], c["n_qubits"], *views])
+    _wire(studio, c, [c["chunk_size"], c["n_qubits"], *views])
     return c
 
 
-def _wire(c: dict, outputs: list) -> None:
+def _wire(studio: Studio, c: dict, outputs: list) -> None:
     """Every control redraws the views; which one moved decides how chunks and qubits follow.
     Afterwards the preset shows the one the form matches, else `custom`."""
+    on_chunk, on_change, on_qubits, on_preset, on_model = (
+        partial(fn, studio) for fn in (h.on_chunk, h.on_change, h.on_qubits, h.on_preset, h.on_model)
+    )
     inputs = [c[k] for k in shape.FIELDS]
     sizing = ("chunk_size", "rank", "target_modules", "layers", "use_dora", "dora_magnitude")
     other = ("depth", "entangler", "activation", "fourier_features", "start", "dora_norm", "shots",
@@ -160,11 +166,11 @@ def _wire(c: dict, outputs: list) -> None:
     keep = [c[k].input for k in other] + [c["hidden_sizes"].submit, c["hidden_sizes"].blur]
     preset_outputs = outputs + [c[k] for k in h.PRESET_OUTPUTS]
     for event in (
-        gr.on([c[k].input for k in sizing], h.on_chunk, inputs, outputs,
+        gr.on([c[k].input for k in sizing], on_chunk, inputs, outputs,
               api_name="design_chunk", **LIVE),
-        gr.on(keep, h.on_change, inputs, outputs, api_name="design", **LIVE),
-        c["n_qubits"].input(h.on_qubits, inputs, outputs, api_name="design_qubits", **LIVE),
-        c["preset"].input(h.on_preset, [c["preset"], *inputs], preset_outputs,
+        gr.on(keep, on_change, inputs, outputs, api_name="design", **LIVE),
+        c["n_qubits"].input(on_qubits, inputs, outputs, api_name="design_qubits", **LIVE),
+        c["preset"].input(on_preset, [c["preset"], *inputs], preset_outputs,
                           api_visibility="private", **LIVE),
     ):  # fmt: skip
         event.then(shape.matching_preset, inputs, c["preset"], api_visibility="private",
@@ -174,6 +180,6 @@ def _wire(c: dict, outputs: list) -> None:
         api_visibility="private", queue=False,
     )  # fmt: skip
     c["model"].input(
-        h.on_model, [c["model"], c["target_modules"]], c["target_modules"], api_visibility="private"
-    ).success(h.on_chunk, inputs, outputs, api_visibility="private", **LIVE)
-    gr.api(h.count_api, api_name="count_params", concurrency_limit=8)  # cached and light
+        on_model, [c["model"], c["target_modules"]], c["target_modules"], api_visibility="private"
+    ).success(on_chunk, inputs, outputs, api_visibility="private", **LIVE)
+    gr.api(h.count_api(studio), api_name="count_params", concurrency_limit=8)  # cached and light

@@ -33,12 +33,15 @@ def build(studio: Studio) -> gr.Button:
                 ids,
                 value=ids[:2],
                 multiselect=True,
+                allow_custom_value=True,  # an API caller may name a run newer than the page
                 label="Overlay curves of",
                 info="QPA runs are solid lines, LoRA baselines dashed.",
             )
             overlay = gr.Plot(show_label=False, elem_id="overlay")
         with gr.Column(scale=5):
-            run = gr.Dropdown(ids, value=None, label="Open run", elem_id="open-run")
+            run = gr.Dropdown(
+                ids, value=None, label="Open run", elem_id="open-run", allow_custom_value=True
+            )
             download = gr.DownloadButton("Download adapter (.zip)", interactive=False, size="sm")
             with gr.Tabs():
                 with gr.Tab("config.json"):

@@ -48,9 +48,9 @@ def _settings(caps: Caps) -> dict:
     return f
 
 
-def _data(caps: Caps, model: gr.Dropdown) -> dict:
+def _data(studio: Studio, model: gr.Dropdown) -> dict:
     """The corpus: chatterbot topics or an upload, checked on arrival, previewed on demand."""
-    f = {}
+    f, caps = {}, studio.caps
     with gr.Accordion("Data", open=True):
         f["source"] = gr.Radio(
             list(dh.SOURCES),
@@ -79,8 +79,9 @@ def _data(caps: Caps, model: gr.Dropdown) -> dict:
     f["source"].change(dh.on_source, f["source"], [f["topics"], f["upload"]], **private)
     keys = ("source", "topics", "upload", "max_length", "max_examples")
     preview_btn.click(
-        dh.on_preview, [model, *(f[k] for k in keys)], preview, api_name="preview_data"
-    )
+        partial(dh.on_preview, studio), [model, *(f[k] for k in keys)], preview,
+        api_name="preview_data",
+    )  # fmt: skip
     return f
 
 
@@ -94,13 +95,14 @@ def build(studio: Studio, design: dict) -> dict:
                 f"{studio.settings.max_runs} train at once; later launches wait in a queue."
             )
             f = _settings(studio.caps)
-            f.update(_data(studio.caps, design["model"]))
+            f.update(_data(studio, design["model"]))
             with gr.Row():
                 launch = gr.Button("Launch", variant="primary", elem_id="launch")
                 cancel = gr.Button("Stop / cancel", variant="stop", elem_id="cancel")
         with gr.Column(scale=8):
             watch = gr.Dropdown(
                 [], value=[], multiselect=True, label="Watching", elem_id="watch",
+                allow_custom_value=True,  # runs launched after this page was built
                 info="Runs shown below; a new page picks the live ones.",
             )  # fmt: skip
             progress = gr.HTML(elem_id="progress")

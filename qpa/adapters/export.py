@@ -62,11 +62,13 @@ def export_adapter(
         meta = json.loads((tmp / "adapter_config.json").read_text())
         meta["base_model_name_or_path"] = base_model or meta.get("base_model_name_or_path")
         (tmp / "adapter_config.json").write_text(json.dumps(meta, indent=2))
-        save_file(
-            adapter_state(peft_model, qpa),
-            tmp / "adapter_model.safetensors",
-            metadata={"format": "pt"},
-        )
+        state = adapter_state(peft_model, qpa)
+        broken = [k for k, v in state.items() if not torch.isfinite(v).all()]
+        if broken:
+            raise ValueError(
+                f"The adapter's {broken[0]} holds NaN or infinite values; nothing is exported."
+            )
+        save_file(state, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
         _fsync_files(tmp)
         _swap_in(tmp, out_dir)
     finally:
@@ -102,7 +104,37 @@ def load_adapter(base: nn.Module, adapter_dir: str | Path) -> nn.Module:
         raise ValueError(
             f"`adapter` folder {adapter_dir} lacks {', '.join(missing)}; export it first."
         )
+    check_adapter(adapter_dir)
     return PeftModel.from_pretrained(base, adapter_dir)
+
+
+def check_adapter(adapter_dir: Path) -> None:
+    """ValueError naming the damaged file unless the folder's config is a mapping with a whole
+    rank ``r`` and its weights are readable safetensors whose LoRA matrices have that rank."""
+    from safetensors import safe_open
+
+    path = adapter_dir / ADAPTER_FILES[0]
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}).") from None
+    rank = config.get("r") if isinstance(config, dict) else None
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"{path}: `r` = {rank!r} is not a whole rank ≥ 1.")
+    path = adapter_dir / ADAPTER_FILES[1]
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error type for a damaged file
+        raise ValueError(f"{path} is unreadable: {e}") from None
+    if config.get("rank_pattern"):
+        return  # per-layer ranks: peft checks them
+    for key, shape in shapes.items():
+        got = shape[0] if ".lora_A." in key else shape[-1] if ".lora_B." in key else rank
+        if got != rank:
+            raise ValueError(
+                f"{path}: {key} has rank {got} but {ADAPTER_FILES[0]} says `r` = {rank}."
+            )
 
 
 def merge_adapter(base: nn.Module, adapter_dir: str | Path) -> nn.Module:

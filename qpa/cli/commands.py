@@ -8,7 +8,6 @@ returns an exit status; user errors are raised as ValueError and printed by `qpa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -21,6 +20,7 @@ from qpa.constants import CLAIM_ENV, DEFAULT_MODEL
 from qpa.flags import set_flags
 from qpa.formatting import format_number
 from qpa.runs.run import FINISHED, Run, check_run_id, open_run, runs_root
+from qpa.safe_io import dumps
 
 # -- train --------------------------------------------------------------------------------------
 
@@ -111,6 +111,7 @@ def _check_resumable(run: Run) -> None:
             f"`resume` = {run.id!r} ({state}) has no saved state to resume from; it ended "
             "before its first checkpoint, so train it afresh with `--config` on its config.json."
         )
+    run.load_state()  # a damaged checkpoint is refused before anything is written
 
 
 def _take_claim(run: Run) -> None:
@@ -210,7 +211,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config = load_config(args, run.config if run else None).resolved()
     result = engine.evaluate(config, adapter_dir=adapter_dir)
     if args.json:
-        print(json.dumps(result, indent=2, default=str))
+        print(dumps(result, indent=2, default=str))
         return 0
     what = f"run {run.id}" if run else f"base model {config.model.model}"
     loss, ppl = format_number(result.get("loss"), ".4f"), format_number(result.get("perplexity"))
@@ -224,6 +225,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     run = open_run(args.run, args.runs_dir)
     adapter_dir, out = _run_adapter(run), Path(args.out).expanduser()
+    if out.resolve().is_relative_to(run.path.resolve()):
+        raise ValueError(f"`out` = {str(out)!r} is inside run {run.id}; choose a folder outside it.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"`out` = {str(out)!r} already exists; choose a new folder.")
     out.parent.mkdir(parents=True, exist_ok=True)

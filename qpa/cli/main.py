@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 
@@ -27,6 +26,7 @@ from qpa.flags import add_config_flags, add_section_flags
 from qpa.formatting import format_duration, format_number, format_table
 from qpa.runs.files import redact
 from qpa.runs.run import Run, list_runs, open_run
+from qpa.safe_io import dumps
 from qpa.studies.sweep import BEST_MEASURED, VARIANTS
 
 # -- count --------------------------------------------------------------------------------------
@@ -39,7 +39,7 @@ def cmd_count(args: argparse.Namespace) -> int:
     counts = count_params(config.model.model, config.adapter, config.qpa)
     choices = qubit_choices(counts.max_values, counts.n_qubits)
     if args.json:
-        print(json.dumps({**counts.to_dict(), "qubit_choices": choices}, indent=2))
+        print(dumps({**counts.to_dict(), "qubit_choices": choices}, indent=2))
     else:
         print(
             f"{config.model.model}: rank {config.adapter.rank}, chunk_size {config.qpa.chunk_size:,}"
@@ -64,7 +64,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     rows = [run.summary() for run in list_runs(args.runs_dir)]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(dumps(rows, indent=2))
     elif not rows:
         print(f"no runs under {args.runs_dir or os.environ.get('QPA_RUNS') or 'runs'}")
     else:
@@ -87,10 +87,10 @@ def _show_run(run: Run, as_json: bool) -> int:
             "last_metrics": [m for ms in last.values() for m in ms],
             "adapter": str(run.adapter_dir) if run.has_adapter() else None}  # fmt: skip
     if as_json:
-        print(json.dumps(info, indent=2))
+        print(dumps(info, indent=2))
         return 0
     for key in ("config", "status", "last_metrics"):
-        print(f"{key}:\n{json.dumps(info[key], indent=2)}")
+        print(f"{key}:\n{dumps(info[key], indent=2)}")
     print(f"adapter: {info['adapter'] or '(none yet)'}")
     return 0
 

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from qpa.cli.commands import ProgressBar, settle_run
 from qpa.cli.run_config import load_config
 from qpa.formatting import format_table
 from qpa.runs.run import list_runs
+from qpa.safe_io import dumps
 
 # -- sweep --------------------------------------------------------------------------------------
 
@@ -52,7 +52,7 @@ def _print_summary(rows: list[dict], args: argparse.Namespace) -> int:
     if args.markdown:
         Path(args.markdown).write_text(table + "\n", encoding="utf-8")
     if args.json:
-        print(json.dumps([{k: v for k, v in r.items() if k != "config"} for r in rows], indent=2))
+        print(dumps([{k: v for k, v in r.items() if k != "config"} for r in rows], indent=2))
     else:
         print(table)
     return 0
@@ -90,7 +90,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.svg:
         Path(args.svg).write_text(report.frontier_svg(result), encoding="utf-8")
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(dumps(result, indent=2))
     else:
         print(f"{report.describe_comparison(result)}\n\n{report.comparison_table(result)}")
     return 0
@@ -110,11 +110,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     if args.list or not args.recipe:
         listing = {name: r.title for name, r in recipes.RECIPES.items()}
-        print(json.dumps(listing, indent=2) if args.json else report.list_recipes())
+        print(dumps(listing, indent=2) if args.json else report.list_recipes())
         return 0
     plan = recipes.plan_recipe(args.recipe, overrides=set_flags(args), epochs=args.epochs)
     if args.dry_run:
-        print(json.dumps(plan.to_dict(), indent=2) if args.json else report.format_plan(plan))
+        print(dumps(plan.to_dict(), indent=2) if args.json else report.format_plan(plan))
         return 0
     from qpa.runs.run import create_run
 
@@ -132,7 +132,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     finally:
         bar.close()
         run.unlock()
-    print(json.dumps(result, indent=2) if args.json else report.format_result(result))
+    print(dumps(result, indent=2) if args.json else report.format_result(result))
     return {"done": 0, "cancelled": 130}.get(result["state"], 1)
 
 
@@ -147,7 +147,7 @@ def cmd_variance(args: argparse.Namespace) -> int:
     rows = gradient_variance(args.qubits, args.depths, args.samples, args.cost, args.seed, config)
     fits = fit_decay(rows)
     if args.json:
-        print(json.dumps({"rows": rows, "fits": fits}, indent=2))
+        print(dumps({"rows": rows, "fits": fits}, indent=2))
         return 0
     print(f"Var[∂C/∂θ] over {args.samples} random circuits, θ ~ U(−π, π); {args.entangler}, "
           f"noise {args.noise:g}; cost {args.cost}: {COSTS[args.cost]}")  # fmt: skip
@@ -160,4 +160,3 @@ def cmd_variance(args: argparse.Namespace) -> int:
         print(f"L = {fit['depth']}: variance × {fit['factor_per_qubit']:.3f} per added qubit "
               f"(log₂ slope {fit['log2_slope']:.3f}, fit over N = {qubits})")  # fmt: skip
     return 0
-

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from qpa.config import RunConfig
 from qpa.flags import config_from_args
+from qpa.safe_io import MAX_JSON_BYTES, read_regular
 from qpa.studies.sweep import apply_variant
 
 
@@ -21,7 +22,8 @@ def load_config(args: argparse.Namespace, base: RunConfig | None = None) -> RunC
     """``--config FILE`` (else `base`, else defaults), then ``--variant NAME``'s overrides, then
     the given flags: what is typed explicitly wins."""
     if getattr(args, "config", None):
-        text = Path(args.config).read_text(encoding="utf-8", errors="replace")
+        data = read_regular(Path(args.config).expanduser(), MAX_JSON_BYTES, "config")
+        text = data.decode("utf-8", errors="replace")
         try:
             base = RunConfig.from_json(text)
         except ValueError as e:

@@ -5,8 +5,9 @@ A corpus is either a list of conversations, each a list of ``{"role", "content"}
 upload itself (size, encoding) and turns either kind into token tensors.
 
 The embedded corpus is ``chatterbot-corpus``: one YAML file per topic, each holding
-``conversations: [[question, answer, ...], ...]``. YAML is read with ``yaml.safe_load`` only,
-so tags that would construct Python objects are refused.
+``conversations: [[question, answer, ...], ...]``. YAML is read with PyYAML's safe loader
+only, so tags that would construct Python objects are refused, and so are aliases (``*name``):
+a few hundred bytes of nested aliases expand to gigabytes (a "billion laughs").
 
 >>> chatterbot_topics()[:3]
 ['ai', 'botprofile', 'coding']
@@ -96,12 +97,46 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
+def _not_too_deep(parse):
+    """`parse(text, name)`, with data nested past Python's recursion limit a ValueError."""
+
+    @functools.wraps(parse)
+    def checked(text: str, name: str):
+        try:
+            return parse(text, name)
+        except RecursionError:
+            raise ValueError(f"`corpus` = {name!r} is nested too deeply to be read.") from None
+
+    return checked
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """The safe loader, refusing an alias before anything expands it."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed", self.peek_event().start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+@_not_too_deep
 def parse_yaml(text: str, name: str) -> list[Conversation]:
-    """A chatterbot-shaped YAML document → conversations (those with at least an answer)."""
+    """A chatterbot-shaped YAML document → conversations (those with at least an answer).
+
+    >>> parse_yaml("a: &x [Hi]\\nconversations: [*x]", "bomb.yml")
+    Traceback (most recent call last):
+    ...
+    ValueError: `corpus` = 'bomb.yml': line 2: malformed YAML: aliases (*name) are not allowed.
+    """
+    loader = _NoAliasLoader(text)  # what yaml.safe_load does, with aliases refused
     try:
-        data = yaml.safe_load(text)
+        data = loader.get_single_data()
     except yaml.YAMLError as e:
         raise ValueError(_yaml_error(name, e)) from None
+    finally:
+        loader.dispose()
     shape = (
         f"`corpus` = {name!r} is not chatterbot-shaped YAML: expected a mapping with "
         "`conversations: [[question, answer, ...], ...]`"
@@ -128,6 +163,7 @@ def _yaml_error(name: str, e: yaml.YAMLError) -> str:
     return f"`corpus` = {name!r}:{where}: malformed YAML: {problem}."
 
 
+@_not_too_deep
 def parse_jsonl(text: str, name: str) -> list[Conversation] | list[str]:
     """One JSON object per line: ``{"text": ...}`` or ``{"messages": [{"role", "content"}, ...]}``."""
     texts, convs = [], []
@@ -273,6 +309,28 @@ def check_hub(corpus: str) -> None:
         )
 
 
+def _unloadable(corpus: str, e: Exception) -> ValueError:
+    return ValueError(
+        f"`corpus` = {corpus!r} could not be loaded (no network and not cached, or no such "
+        f"dataset, config or split): {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    )
+
+
+def check_hub_dataset(corpus: str) -> None:
+    """Fail, naming the dataset, unless an ``hf:`` corpus's dataset, config and split can be
+    loaded here; reads only the dataset's description (cached like the data)."""
+    check_hub(corpus)
+    import datasets
+
+    name, config, split = hub_source(corpus)
+    try:
+        splits = datasets.load_dataset_builder(name, config).info.splits
+    except (OSError, ValueError) as e:  # offline and not cached, unknown dataset or config
+        raise _unloadable(corpus, e) from None
+    if splits and split not in splits:
+        raise ValueError(f"`corpus` = {corpus!r}: no split {split!r}; splits: {', '.join(splits)}.")
+
+
 def read_hub(corpus: str, lines: bool = False) -> list[str]:
     """The `text` column of an ``hf:NAME[:CONFIG][@SPLIT]`` dataset (needs `datasets`).
 
@@ -285,10 +343,7 @@ def read_hub(corpus: str, lines: bool = False) -> list[str]:
     try:
         ds = datasets.load_dataset(name, config, split=split)
     except (OSError, ValueError) as e:  # offline and not cached, unknown dataset/config/split
-        raise ValueError(
-            f"`corpus` = {corpus!r} could not be loaded (no network and not cached, or no such "
-            f"dataset, config or split): {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-        ) from None
+        raise _unloadable(corpus, e) from None
     if "text" not in ds.column_names:
         raise ValueError(
             f"`corpus` = {corpus!r} has no `text` column; columns: {', '.join(ds.column_names)}."

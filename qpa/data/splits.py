@@ -29,10 +29,12 @@ from qpa.data.corpora import (
     PARSERS,
     Conversation,
     chatterbot_topics,
+    check_hub_dataset,
     parse_lines,
     read_chatterbot,
     read_hub,
 )
+from qpa.safe_io import read_regular
 
 __all__ = [
     "MAX_UPLOAD_BYTES",
@@ -40,6 +42,7 @@ __all__ = [
     "Splits",
     "build_splits",
     "chatterbot_topics",
+    "check_corpus",
     "check_upload",
     "load_conversations",
     "preview",
@@ -111,8 +114,49 @@ def load_conversations(cfg: DataConfig) -> list[Conversation] | list[str]:
 
 def check_upload(path: str | pathlib.Path) -> None:
     """Raise ValueError saying why `path` is not a usable corpus file; return None if it is."""
-    if not _read_file(pathlib.Path(path)):
-        raise ValueError(f"`corpus` = {pathlib.Path(path).name!r} holds no text.")
+    _file_is_chat(pathlib.Path(path))
+
+
+def _file_is_chat(path: pathlib.Path) -> bool:
+    """Whether the corpus file `path` holds conversations (else plain texts); ValueError
+    saying why it is no usable corpus."""
+    items = _read_file(path)
+    if not items:
+        raise ValueError(f"`corpus` = {path.name!r} holds no text.")
+    return isinstance(items[0], list)
+
+
+def check_corpus(cfg: DataConfig) -> None:
+    """Every data setting of `cfg` that can fail, checked before a run folder exists: the
+    corpus (its topics, its file, its Hub dataset) and the eval corpus, and that both hold the
+    same kind of data. Nothing is tokenized and no Hub data is downloaded."""
+    chat = _is_chat(cfg.corpus.strip(), cfg.topics)
+    if cfg.eval_corpus:
+        try:
+            held = _is_chat(cfg.eval_corpus.strip(), ())
+        except ValueError as e:
+            raise ValueError(f"`eval_corpus`: {e}") from None
+        _check_kinds(cfg, held, chat)
+
+
+def _is_chat(corpus: str, topics: tuple[str, ...]) -> bool:
+    if corpus == "chatterbot":
+        return bool(read_chatterbot(topics))
+    if corpus == CHANGELOG_CORPUS:
+        return not read_changelog()  # plain texts (raises without gradio)
+    if corpus.startswith("hf:"):
+        check_hub_dataset(corpus)
+        return False
+    return _file_is_chat(pathlib.Path(corpus).expanduser())
+
+
+def _check_kinds(cfg: DataConfig, held_chat: bool, chat: bool) -> None:
+    if held_chat != chat:
+        kinds = ("plain texts", "conversations")
+        raise ValueError(
+            f"`eval_corpus` = {cfg.eval_corpus!r} holds {kinds[held_chat]} but `corpus` = "
+            f"{cfg.corpus!r} holds {kinds[chat]}; validate on the same kind of data."
+        )
 
 
 def _read_file(path: pathlib.Path, lines: bool = False) -> list[Conversation] | list[str]:
@@ -134,7 +178,7 @@ def _read_file(path: pathlib.Path, lines: bool = False) -> list[Conversation] | 
         raise ValueError(
             f"`corpus` = {name!r} is too large: {size:,} bytes, the limit is {MAX_UPLOAD_BYTES:,}."
         )
-    data = path.read_bytes()
+    data = read_regular(path, MAX_UPLOAD_BYTES, "corpus")
     if b"\0" in data:
         raise ValueError(f"`corpus` = {name!r} looks binary (it contains NUL bytes), not text.")
     try:
@@ -217,12 +261,7 @@ def load_eval_corpus(cfg: DataConfig, chat: bool) -> list[Conversation] | list[s
         held = load_conversations(cfg.replace(corpus=cfg.eval_corpus, eval_corpus=""))
     except ValueError as e:
         raise ValueError(f"`eval_corpus`: {e}") from None
-    if isinstance(held[0], list) != chat:
-        kinds = ("plain texts", "conversations")
-        raise ValueError(
-            f"`eval_corpus` = {cfg.eval_corpus!r} holds {kinds[not chat]} but `corpus` = "
-            f"{cfg.corpus!r} holds {kinds[chat]}; validate on the same kind of data."
-        )
+    _check_kinds(cfg, isinstance(held[0], list), chat)
     return held
 
 

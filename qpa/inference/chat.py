@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from qpa.config import ChatConfig
+from qpa.config import MAX_SEED, ChatConfig
 from qpa.constants import DEFAULT_MODEL
 from qpa.models.loading import load_model
 
@@ -56,8 +56,10 @@ def check_generation(
 ) -> None:
     """ValueError naming the first generation setting out of range (ranges: `ChatConfig`)."""
     ChatConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"`seed` = {seed!r} must be a whole number ≥ 0 or None.")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED
+    ):
+        raise ValueError(f"`seed` = {seed!r} must be a whole number from 0 to {MAX_SEED:,}, or None.")
 
 
 def context_length(model: torch.nn.Module) -> int | None:

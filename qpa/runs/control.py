@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ except ImportError:  # Windows: no advisory locks; the claim and status checks s
 
 CLAIM, LOCK, STOP = "claim.json", ".lock", "STOP"
 FINISHED = ("done", "failed", "cancelled")
+CLAIM_GRACE_S = 120.0  # a claimed run whose lock stays free this long was never started
+LOCK_TRIES = 20  # `lock` retries a busy lock this often, 10 ms apart: a probe holds it briefly
 
 
 class RunControl:
@@ -77,6 +80,15 @@ class RunControl:
         """Hand the claim to the process that will train (the claimer spawned it)."""
         atomic_write_json(self.path / CLAIM, {**(self.claim_info() or {}), "pid": pid})
 
+    def claim_abandoned(self) -> bool:
+        """Whether the claim is older than `CLAIM_GRACE_S` and no trainer holds the lock: the
+        process that took it is gone, whatever its pid and host say now."""
+        try:
+            age = time.time() - (self.path / CLAIM).stat().st_mtime
+        except OSError:
+            return False
+        return age > CLAIM_GRACE_S and self.lock_free() is True
+
     def cancel(self) -> str:
         """Cancel: a queued run nobody started ends cancelled and never starts; a starting or
         running one is asked to stop after its current step. Returns what happened."""
@@ -95,12 +107,40 @@ class RunControl:
         if fcntl is None or self._lock_fd is not None:
             return
         fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise ValueError(f"`run` {self.id!r} is being trained by another process.") from None
+        for attempt in range(LOCK_TRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if attempt == LOCK_TRIES - 1:
+                    os.close(fd)
+                    raise ValueError(
+                        f"`run` {self.id!r} is being trained by another process."
+                    ) from None
+                time.sleep(0.01)
         self._lock_fd = fd
+
+    def lock_free(self) -> bool | None:
+        """True when no other process holds the run's lock (so none trains it), False when one does,
+        None where locks are unavailable (Windows). The probe holds a shared lock for an
+        instant; `lock` retries past it."""
+        if fcntl is None:
+            return None
+        if self._lock_fd is not None:  # this process holds it: any other trainer is gone
+            return True
+        try:
+            fd = os.open(self.path / LOCK, os.O_RDONLY)
+        except FileNotFoundError:
+            return True  # never locked
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # drops the probe's lock
+        return True
 
     def unlock(self) -> None:
         """Release `lock` (a process's exit releases it too)."""

@@ -27,6 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qpa.safe_io import MAX_JSON_BYTES, dumps, loads, read_regular
+
 if TYPE_CHECKING:
     import torch
 
@@ -56,12 +58,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
     """Write `data` as indented JSON atomically (temp file + fsync + `os.replace`)."""
-    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, (dumps(data, indent=2) + "\n").encode("utf-8"))
 
 
 def read_json(path: str | Path) -> Any:
-    """The parsed JSON of `path`; OSError or ValueError when missing or unreadable."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The parsed JSON of `path`; OSError or ValueError when missing, unreadable, not a
+    regular file or too deeply nested."""
+    return loads(read_regular(path, MAX_JSON_BYTES, Path(path).name), Path(path).name)
 
 
 def claim_file(path: str | Path, data: Any) -> bool:
@@ -89,9 +92,11 @@ def pid_alive(pid: int) -> bool:
     """Whether process `pid` exists on this host (a zombie counts until its parent reaps it)."""
     if pid == os.getpid():
         return True
+    if pid <= 0:  # 0 and negative ids name process groups, not a process
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: no pid is that large
         return False
     except (PermissionError, OSError):
         return True  # exists but belongs to someone else, or cannot be probed here

@@ -28,6 +28,7 @@ torch until state is saved or loaded.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import platform
@@ -53,13 +54,15 @@ from qpa.runs.files import (
     redact,
     save_tensors,
 )
+from qpa.runs.records import STATES, checkpoint_problem, plain_record, rewound, status_problem
+from qpa.safe_io import MAX_JSON_BYTES, dumps, open_regular, read_regular
 
 if TYPE_CHECKING:
     import torch
 
-STATES = ("queued", "running", "done", "failed", "cancelled")
 INTERRUPTED = "interrupted (process ended)"
 NEVER_STARTED = "interrupted (the training process ended before it started)"
+MAX_METRICS_BYTES = 512 * 2**20  # about 2 million records
 _ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
@@ -75,9 +78,13 @@ def check_run_id(run_id: str, field: str = "run") -> str:
             f"`{field}` = {run_id!r} is not a valid run id; use 1-128 letters, digits, "
             "'.', '_' or '-', without '..' or '/'."
         )
-    if run_id.startswith("."):
-        raise ValueError(f"`{field}` = {run_id!r} must not start with '.'.")
+    if run_id[0] in ".-":  # hidden, or read as a flag by every later command
+        raise ValueError(f"`{field}` = {run_id!r} must not start with {run_id[0]!r}.")
     return run_id
+
+
+def _is_run_id(name: str) -> bool:
+    return bool(_ID.fullmatch(name)) and ".." not in name and name[0] not in ".-"
 
 
 @functools.lru_cache(maxsize=1)
@@ -173,7 +180,7 @@ def list_runs(root: str | Path | None = None) -> list[Run]:
         return []
     runs = []
     for path in base.iterdir():
-        if not path.is_dir() or not _ID.fullmatch(path.name) or path.name.startswith("."):
+        if not _is_run_id(path.name) or not path.is_dir():
             continue
         run = Run(path)
         try:
@@ -186,26 +193,6 @@ def list_runs(root: str | Path | None = None) -> list[Run]:
 
 def _local(record: dict[str, Any]) -> bool:
     return record.get("host") in (None, socket.gethostname())
-
-
-def _at_or_after(record: dict[str, Any], step: float) -> bool:
-    value = record.get("step")
-    return isinstance(value, (int, float)) and value >= step
-
-
-def _rewound(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records with those a resume redid replaced: a step at or before a split's last one
-    drops that split's records from that step on (they were lost with the crashed process)."""
-    out: list[dict[str, Any]] = []
-    last: dict[Any, float] = {}
-    for r in records:
-        split, step = r.get("split"), r.get("step")
-        if isinstance(step, (int, float)) and step <= last.get(split, float("-inf")):
-            out = [o for o in out if o.get("split") != split or not _at_or_after(o, step)]
-        out.append(r)
-        if isinstance(step, (int, float)):
-            last[split] = step
-    return out
 
 
 class Run(RunControl):
@@ -226,7 +213,8 @@ class Run(RunControl):
     def config(self) -> RunConfig:
         """The run's config, read once from ``config.json``."""
         if self._config is None:
-            text = (self.path / "config.json").read_text(encoding="utf-8")
+            path = self.path / "config.json"
+            text = read_regular(path, MAX_JSON_BYTES, "config.json").decode("utf-8", "replace")
             try:
                 self._config = RunConfig.from_json(text)
             except ValueError as e:
@@ -236,26 +224,34 @@ class Run(RunControl):
     # -- status ------------------------------------------------------------------------------
 
     def _raw_status(self) -> dict[str, Any]:
+        """The status as written; a missing, unreadable or damaged one reads as failed, why."""
         try:
             status = read_json(self.path / "status.json")
         except (OSError, ValueError):
-            status = None
-        ok = isinstance(status, dict)
-        return status if ok else {"state": "failed", "error": "status.json is unreadable"}
+            return {"state": "failed", "error": "status.json is unreadable"}
+        problem = status_problem(status)
+        if problem:
+            return {"state": "failed", "error": f"status.json is damaged: {problem}"}
+        return status
 
     def status(self) -> dict[str, Any]:
-        """The status; a run whose process on this host is gone reads as failed (interrupted).
-
-        A queued run someone claimed reads as queued with ``starting: True`` while its claimer
-        lives; a `running` run's process is its ``pid``.
-        """
+        """The status; a run whose trainer is gone reads as failed (interrupted): a free lock
+        proves it, whatever its ``pid`` (reused) or ``host`` (a new container) say. A claimed
+        queued run reads ``starting: True`` until its claimer ended or left the lock free too
+        long (`qpa.runs.control.CLAIM_GRACE_S`)."""
         status = self._raw_status()
         state, pid = status.get("state"), status.get("pid")
-        if state == "running" and isinstance(pid, int) and _local(status) and not pid_alive(pid):
-            return {**status, "state": "failed", "error": INTERRUPTED}
+        if state == "running" and isinstance(pid, int) and pid != os.getpid():
+            gone = self.lock_free()
+            if gone is None:  # no locks here: the pid is all there is
+                gone = _local(status) and not pid_alive(pid)
+            if gone:
+                return {**status, "state": "failed", "error": INTERRUPTED}
         if state == "queued" and (claim := self.claim_info()) is not None:
             pid = claim.get("pid")
             if isinstance(pid, int) and _local(claim) and not pid_alive(pid):
+                return {**status, "state": "failed", "error": NEVER_STARTED}
+            if self.claim_abandoned():
                 return {**status, "state": "failed", "error": NEVER_STARTED}
             return {**status, "starting": True}
         return status
@@ -301,7 +297,7 @@ class Run(RunControl):
         """Append one record as a JSON line, flushed and fsynced."""
         if not isinstance(record, dict):
             raise ValueError(f"`record` must be a dict, got {type(record).__name__}.")
-        line = json.dumps(record)
+        line = dumps(record)
         path = self.path / "metrics.jsonl"
         with open(path, "a+b") as f:
             if f.tell() > 0:  # a crash mid-append left a torn line: start a fresh one after it
@@ -315,21 +311,25 @@ class Run(RunControl):
     def metrics(self, split: str | None = None) -> list[dict[str, Any]]:
         """Every complete record, oldest first, optionally only one `split` (train or val).
 
-        Steps a resumed run redid (those after its last checkpoint) appear once, as redone.
+        Steps a resumed run redid (those after its last checkpoint) appear once, as redone;
+        lines that are no record (torn, or edited) are skipped; an unreadable file: ValueError.
         """
+        path = self.path / "metrics.jsonl"
         try:
-            text = (self.path / "metrics.jsonl").read_text(encoding="utf-8", errors="replace")
+            data = read_regular(path, MAX_METRICS_BYTES, "metrics.jsonl")
         except FileNotFoundError:
             return []
+        except OSError as e:
+            raise ValueError(f"`run` {self.id}: metrics.jsonl is unreadable ({e.strerror}).") from None
         out = []
-        for line in text.splitlines():
+        for line in data.decode("utf-8", errors="replace").splitlines():
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue  # a torn line from a crash mid-append
-            if isinstance(record, dict):
+            if isinstance(record, dict) and plain_record(record):
                 out.append(record)
-        return [r for r in _rewound(out) if split is None or r.get("split") == split]
+        return [r for r in rewound(out) if split is None or r.get("split") == split]
 
     def log(self, message: str) -> None:
         """Append a timestamped line (or lines) to ``train.log``, secrets redacted."""
@@ -342,8 +342,9 @@ class Run(RunControl):
     def log_text(self, tail_lines: int = 200) -> str:
         """The last `tail_lines` lines of ``train.log`` ('' when there is none)."""
         try:
-            with open(self.path / "train.log", encoding="utf-8", errors="replace") as f:
-                return "".join(deque(f, maxlen=max(0, tail_lines)))
+            with open_regular(self.path / "train.log", "train.log") as f:
+                text = io.TextIOWrapper(f, encoding="utf-8", errors="replace")
+                return "".join(deque(text, maxlen=max(0, tail_lines)))
         except FileNotFoundError:
             return ""
 
@@ -366,20 +367,28 @@ class Run(RunControl):
         atomic_write_json(self.path / "qpa_state.json", meta)
 
     def load_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """(tensors, meta) from `save_state`; ValueError when the run has none."""
+        """(tensors, meta) from `save_state`; ValueError when the run has none or it is damaged."""
         path = self.path / "qpa_state.safetensors"
         if not path.is_file():
             raise ValueError(
                 f"`run` {self.id} has no saved state ({path.name}); it cannot be resumed."
             )
-        return load_tensors(path)
+        tensors, meta = load_tensors(path)
+        problem = checkpoint_problem(meta, self.config.train.steps)
+        if problem:
+            raise ValueError(f"`run` {self.id}: {path.name} is damaged: {problem}.")
+        return tensors, meta
 
     # -- tables ----------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        """One row for run tables: what was trained, how far it got and how well."""
+        """One row for run tables: what was trained, how far it got and how well (unreadable
+        metrics: a failed row saying why)."""
         config, status = self.config, self.status()
-        val = self.metrics("val")
+        try:
+            val = self.metrics("val")
+        except ValueError as e:
+            status, val = {**status, "state": "failed", "error": str(e)}, []
         return {
             "id": self.id,
             "method": config.adapter.method,

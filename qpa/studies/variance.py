@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from qpa.config import MAX_NOISY_QUBITS, QPAConfig, VarianceConfig, field_help
+from qpa.config import MAX_NOISY_QUBITS, MAX_SEED, QPAConfig, VarianceConfig, field_help
 from qpa.generator.circuit import make_circuit
 from qpa.quantum.kernels import group_matrices, make_plan, one_thread
 
@@ -66,6 +66,7 @@ def gradient_variance(
     qubits = _counts("qubits", qubits, MAX_QUBITS[cost])
     depths = _counts("depths", depths, MAX_DEPTH)
     samples = _count("samples", samples, _GRID["samples"]["min"], _GRID["samples"]["max"])
+    seed = _count("seed", seed, 0, MAX_SEED)
     config = config or QPAConfig()
     if config.noise > 0 and max(qubits) > MAX_NOISY_QUBITS:
         raise ValueError(

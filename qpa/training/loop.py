@@ -22,13 +22,34 @@ from qpa.config import RunConfig
 from qpa.training.session import Session, pick_device, prepare, split_loss
 
 Callback = Callable[[dict], None]
+MAX_LOG_PERPLEXITY = 700.0  # exp() of more overflows a float
+
+
+def perplexity(loss: float) -> float:
+    """exp(`loss`), capped at exp(700) so a huge loss never overflows.
+
+    >>> perplexity(0.0), perplexity(1e6) == perplexity(700.0)
+    (1.0, True)
+    """
+    return math.exp(min(loss, MAX_LOG_PERPLEXITY))
+
+
+def check_finite(loss: float, split: str, step: int, config: RunConfig) -> None:
+    """ValueError when a loss is NaN or infinite: training diverged, and the run must fail
+    rather than export NaN weights."""
+    if math.isfinite(loss):
+        return
+    knobs = "`lr`" + (", `gamma` or `beta`" if config.adapter.method == "qpa-lora" else "")
+    raise ValueError(
+        f"Training diverged: the {split} loss at step {step} is {loss}; lower {knobs} "
+        f"(`lr` = {config.train.lr:g})."
+    )
 
 
 def validate_config(config: RunConfig) -> RunConfig:
     """Resolve defaults and check model, targets, qubits and corpus before any run folder exists."""
     from qpa.adapters.counts import count_params, lora_layout
-    from qpa.data.changelog import CHANGELOG_CORPUS
-    from qpa.data.splits import check_upload
+    from qpa.data.splits import check_corpus
     from qpa.models.loading import SHAPE_PRESETS
 
     config = config.resolved()
@@ -43,14 +64,7 @@ def validate_config(config: RunConfig) -> RunConfig:
         check_differentiated_norm(config, layout.targets)
     if config.adapter.method == "qpa-lora":
         count_params(config.model.model, config.adapter, config.qpa)  # too few qubits raise here
-    corpus = config.data.corpus
-    if corpus not in ("chatterbot", CHANGELOG_CORPUS) and not corpus.startswith("hf:"):
-        if not Path(corpus).is_file():
-            raise ValueError(
-                f"`corpus` = {corpus!r} is neither `chatterbot`, `{CHANGELOG_CORPUS}`, `hf:NAME` "
-                "nor an existing file."
-            )
-        check_upload(corpus)
+    check_corpus(config.data)
     return config
 
 
@@ -108,15 +122,6 @@ def evaluate_split(session: Session, split: str = "val", batch_size: int = 32) -
         out["assistant_loss"] = assistant_total / assistant_count
         out["assistant_perplexity"] = perplexity(out["assistant_loss"])
     return out
-
-
-def perplexity(loss: float) -> float:
-    """exp(loss), or inf for a diverged run (a loss too large for a float, or NaN).
-
-    >>> perplexity(0.0), perplexity(1e4), perplexity(float("nan"))
-    (1.0, inf, inf)
-    """
-    return math.exp(loss) if loss < 700 else math.inf
 
 
 def _state(session: Session, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -320,6 +325,8 @@ def train_step(session: Session, optimizer: torch.optim.Optimizer, step: int) ->
     if not nll.numel():  # prompts filled every example of the batch: learn from all its tokens
         nll, _ = split_loss(session, "train", examples)
     loss = nll.mean()
+    value = loss.item()
+    check_finite(value, "train", step + 1, session.config)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.grad_clip > 0:
@@ -328,13 +335,12 @@ def train_step(session: Session, optimizer: torch.optim.Optimizer, step: int) ->
         )
     optimizer.step()
     seconds = time.perf_counter() - tic
-    value = loss.item()
     return {
         "step": step + 1,
         "total_steps": cfg.steps,
         "split": "train",
         "loss": value,
-        "perplexity": math.exp(min(value, 50)),
+        "perplexity": perplexity(value),
         "lr": optimizer.param_groups[0]["lr"],
         "tokens_per_s": nll.numel() / seconds,
         "seconds": seconds,
@@ -343,6 +349,7 @@ def train_step(session: Session, optimizer: torch.optim.Optimizer, step: int) ->
 
 def _eval(session: Session, emit: Callback, step: int, t0: float) -> dict:
     metrics = evaluate_split(session, "val")
+    check_finite(metrics["loss"], "validation", step, session.config)
     emit(
         {
             "event": "eval",
