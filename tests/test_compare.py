@@ -156,3 +156,23 @@ def test_runs_in_one_process_tokenize_a_built_in_corpus_once(tmp_path):
     path.write_text("one two\n\nthree four\n\nfive six\n\nseven")
     upload = data.replace(corpus=str(path), topics=())
     assert load_splits(upload, tok) is not load_splits(upload, tok)  # files may change: read again
+
+
+def test_a_stopped_comparison_stops_and_resumes_from_the_checkpoint(tmp_path):
+    plan = plan_comparison(BASE, SETTINGS.replace(variants=("lora",), seeds=(0,)), "s")
+    current = {}
+
+    def stop_after_one_step(event):
+        if event["event"] == "step":
+            open_run(current["id"], tmp_path).request_stop()
+
+    with pytest.raises(KeyboardInterrupt, match="s-lora-lr0.001-s0 was stopped"):
+        run_comparison(plan, tmp_path, lambda run_id, i, n: current.update(id=run_id),
+                       [stop_after_one_step])  # fmt: skip
+    assert open_run("s-lora-lr0.001-s0", tmp_path).status()["state"] == "cancelled"
+    assert not result_path("s", tmp_path).exists()
+    result = run_comparison(plan, tmp_path)
+    run = open_run("s-lora-lr0.001-s0", tmp_path)
+    assert run.status()["state"] == "done" and run.status()["step"] == BASE.train.steps
+    assert [m["step"] for m in run.metrics("train")] == [1, 2]  # resumed, not restarted
+    assert result["rows"][0]["seeds"] == [0]

@@ -104,8 +104,10 @@ def run_comparison(
         run_id = plan.run_id(variant, lr, seed)
         if on_run is not None:
             on_run(run_id, next(counter), plan.n_runs)
-        run = run_one(run_id, plan.config(variant, lr, seed), root, callbacks)
-        return run.status()["result"]
+        status = run_one(run_id, plan.config(variant, lr, seed), root, callbacks).status()
+        if status.get("state") != "done":  # stopped (Ctrl-C, a cancel): resumed next time
+            raise KeyboardInterrupt(f"run {run_id} was stopped; run the comparison again")
+        return status["result"]
 
     tuning = {(v, lr): train(v, lr, first) for v, lr in plan.grid_runs()}
     replies = all("val_assistant_perplexity" in r for r in tuning.values())  # chat data
