@@ -352,12 +352,14 @@ def _checkpoint(session: Session, optimizer, run, step: int) -> None:
 
 def _finish(session: Session, run, state: str, summary: dict) -> None:
     from qpa.adapters.export import export_adapter
+    from qpa.adapters.model_card import make_hub_ready
 
     export_adapter(
         session.model, session.qpa, run.adapter_dir, base_model=session.config.model.model
     )
     run.log(f"{state} at step {summary['step']}: val perplexity {summary['val_perplexity']:.4f}")
     run.set_status(state, pid=None, step=summary["step"], result=summary)
+    make_hub_ready(run.adapter_dir, run)  # the model card reads the final status
 
 
 def evaluate(config: RunConfig, adapter_dir: str | Path | None = None) -> dict:
