@@ -209,3 +209,13 @@ def test_push_checks_the_repo_and_the_run_first(tmp_path):
     create_run(RunConfig(model=ModelConfig("tiny-llama")), tmp_path, name="q")
     with pytest.raises(ValueError, match="has no exported adapter"):
         push_run(open_run("q", tmp_path), "me/x", token="t")
+
+
+def test_an_uncached_hub_id_fails_at_once_offline(monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a Hub that cannot answer
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    tic = time.perf_counter()
+    for name in ("foo/bar", "someone/some-model"):
+        with pytest.raises(ValueError, match="the Hub cannot be reached \\(offline\\)"):
+            load_model(name)
+    assert time.perf_counter() - tic < 5  # huggingface_hub's own retries took 23-31 s here

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import tempfile
-import threading
 from pathlib import Path
-from urllib.parse import urlparse
 
 from qpa.hub.folder import run_adapter, write_export
+from qpa.models.hub_access import endpoint, hub_reachable
 from qpa.runs.run import Run
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 _REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 TOKENS_PAGE = "https://huggingface.co/settings/tokens"
 
@@ -33,34 +30,6 @@ def check_repo_id(repo: str) -> str:
     if not _REPO.fullmatch(repo or "") or ".." in repo or repo.endswith((".git", ".")):
         raise ValueError(f"`repo` = {repo!r} must read USER/NAME, e.g. me/qpa-smollm2.")
     return repo
-
-
-def endpoint() -> str:
-    """The Hub's address: ``$HF_ENDPOINT`` or https://huggingface.co."""
-    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the Hub opens within `timeout` seconds (name lookup
-    included, which has no timeout of its own, so it runs in a thread). False at once when
-    ``$HF_HUB_OFFLINE`` is set."""
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return False
-    url = urlparse(endpoint())
-    port = url.port or (443 if url.scheme == "https" else 80)
-    result = {"ok": False}
-
-    def connect() -> None:
-        try:
-            socket.create_connection((url.hostname, port), timeout=timeout).close()
-            result["ok"] = True
-        except OSError:
-            pass
-
-    worker = threading.Thread(target=connect, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    return result["ok"]
 
 
 def hub_token(token: str | None = None) -> str:
