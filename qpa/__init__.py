@@ -78,6 +78,7 @@ _EXPORTS = {
     "qpa.studies.results": ["label", "markdown_table", "run_record", "summarize"],
     "qpa.studies.sweep": ["VARIANTS", "BEST_MEASURED", "apply_variant"],
     "qpa.studies.reproduce": ["RECIPES", "plan_recipe", "run_recipe"],
+    "qpa.hub.push": ["push_run"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
