@@ -57,6 +57,7 @@ class Settings:
     host: str  # address the server binds
     max_runs: int = 1  # runs training at once; the rest wait in the queue
     persistent: bool = True  # runs outlive a restart (not on a Space without storage)
+    login: bool = False  # a Space with Hugging Face login (``hf_oauth: true`` sets OAUTH_CLIENT_ID)
 
     @property
     def caps(self) -> Caps:
@@ -77,6 +78,7 @@ class Settings:
             host=env.get("QPA_HOST") or default_host,
             max_runs=_max_runs(env.get("QPA_MAX_RUNS", "")),
             persistent=not on_spaces or (data is not None and runs_root.is_relative_to(data)),
+            login=on_spaces and bool(env.get("OAUTH_CLIENT_ID")),
         )
 
 

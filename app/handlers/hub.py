@@ -32,10 +32,13 @@ def push(studio: Studio, run_id: str | None, repo: str, private: bool, merged: b
     if not run_id:
         raise ValueError("`run`: open a finished run above first.")
     if studio.settings.on_spaces and not token:
-        raise ValueError(
-            "`token`: log in with your Hugging Face account (the button above) to push to "
-            "your own repos; this Space never pushes with its owner's token."
+        how = (
+            "log in with your Hugging Face account (the button above) to push to your own repos"
+            if studio.settings.login
+            else "this Space has no Hugging Face login (its owner enables `hf_oauth: true`); "
+            "download the adapter instead"
         )
+        raise ValueError(f"`token`: {how}. A Space never pushes with its owner's token.")
     run = open_run(run_id, studio.root)
     url = push_run(run, (repo or "").strip(), token=token, private=bool(private), merged=bool(merged))
     return f"Pushed run `{run_id}` to {url}"

@@ -12,7 +12,7 @@ from app.state import Studio
 def build(studio: Studio, run: gr.Dropdown) -> None:
     """Lay out the push controls for the run chosen in `run`."""
     with gr.Accordion("Push to the Hugging Face Hub", open=not studio.settings.persistent):
-        if studio.settings.on_spaces:
+        if studio.settings.login:
             gr.LoginButton(size="sm")
         repo = gr.Textbox(label="Repo", placeholder="USER/NAME", elem_id="push-repo",
                           info="A model repo; created when missing.")  # fmt: skip
@@ -22,7 +22,7 @@ def build(studio: Studio, run: gr.Dropdown) -> None:
         button = gr.Button("Push to the Hub", size="sm", elem_id="push-run")
         result = gr.Markdown(elem_id="push-result")
     inputs = [run, repo, private, merged]
-    if studio.settings.on_spaces:
+    if studio.settings.login:
 
         def push(run_id, repo, private, merged, token: gr.OAuthToken | None):  # the visitor's
             return h.on_push(studio, run_id, repo, private, merged, token and token.token)
