@@ -29,9 +29,11 @@ def validate_config(config: RunConfig) -> RunConfig:
     from qpa.adapters.counts import count_params, lora_layout
     from qpa.data.splits import check_upload
     from qpa.models.loading import SHAPE_PRESETS
+    from qpa.training.trackers import check_tracker
 
     config = config.resolved()
     pick_device(config.train.device)  # no GPU, or a bad $QPA_DEVICE, fail before any folder
+    check_tracker(config.train.report_to)
     if config.model.model in SHAPE_PRESETS:
         raise ValueError(
             f"`model` = {config.model.model!r} is a shape-only preset for counting; train "
