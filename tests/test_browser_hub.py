@@ -62,3 +62,15 @@ def test_push_button_says_the_hub_is_offline(page):
     expect(result).to_contain_text("cannot be reached from here (offline)", timeout=10_000)
     expect(result).to_contain_text("nothing was pushed")
     assert "t" * 32 not in page.content()  # the token never reaches the page
+
+
+def test_design_tab_puts_back_a_model_it_cannot_find_offline(page):
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="① Design").click()
+    box = page.locator("#design-model input")
+    box.click()
+    box.fill("foo/bar")
+    box.press("Enter")
+    expect(page.locator("#model-status")).to_contain_text("cannot be reached (offline)", timeout=10_000)
+    expect(box).to_have_value("smollm2")  # the counts' model, so form and counts agree

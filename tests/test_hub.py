@@ -219,3 +219,22 @@ def test_an_uncached_hub_id_fails_at_once_offline(monkeypatch):
         with pytest.raises(ValueError, match="the Hub cannot be reached \\(offline\\)"):
             load_model(name)
     assert time.perf_counter() - tic < 5  # huggingface_hub's own retries took 23-31 s here
+
+
+def test_the_design_tab_keeps_form_and_counts_together_offline(monkeypatch):
+    pytest.importorskip("gradio")
+    import warnings
+
+    from app.handlers import design
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert design.on_model_typed(" foo/bar ") == "Checking `foo/bar`…"
+    tic = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # gr.Warning outside a request
+        targets, box, status, counted = design.on_model("foo/bar", ["lm_head"], "smollm2")
+    assert time.perf_counter() - tic < 2
+    assert box == counted == "smollm2"  # the box goes back to the model the counts show
+    assert status.startswith("Kept `smollm2`:") and "cannot be reached (offline)" in status
+    targets, _, status, counted = design.on_model("tiny-gpt2", ["lm_head"], "smollm2")
+    assert counted == "tiny-gpt2" and status == "" and targets["value"] == ["lm_head"]

@@ -23,7 +23,7 @@ import gradio as gr
 from app import plots
 from app.circuit_svg import circuit_svg
 from app.handlers import shape
-from app.handlers.common import api_errors, as_names, guarded
+from app.handlers.common import USER_ERRORS, api_errors, as_names, guarded
 from app.handlers.shape import (
     CUSTOM,
     MAX_CHUNK,
@@ -215,12 +215,23 @@ def on_preset(name, *values):
     return (*outputs, *(preset[k] for k in PRESET_OUTPUTS))
 
 
-@guarded(1)
-def on_model(model, target_modules):
-    """A new base model: offer its layers, keeping the chosen ones it also has."""
-    choices = adaptable_suffixes((model or "").strip())
+def on_model_typed(model) -> str:
+    """Shown at once while a new model is looked up (a Hub id takes a moment)."""
+    return f"Checking `{(model or '').strip()}`…"
+
+
+def on_model(model, target_modules, counted: str):
+    """A new base model: offer its layers, keeping the chosen ones it also has. One that cannot
+    be read puts the box back to `counted`, the model the counts show, so form and counts agree.
+    Returns (targets, model box, status line, counted model)."""
+    name = (model or "").strip()
+    try:
+        choices = adaptable_suffixes(name)
+    except USER_ERRORS as e:
+        gr.Warning(str(e))
+        return gr.skip(), counted, f"Kept `{counted}`: {e}", counted
     keep = [t for t in as_names(target_modules) if t in choices] or choices[:1]
-    return gr.update(choices=choices, value=keep)
+    return gr.update(choices=choices, value=keep), gr.skip(), "", name
 
 
 def on_dora(use_dora: bool):
