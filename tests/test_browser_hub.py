@@ -31,7 +31,9 @@ def page(tmp_path_factory):
                        train=TrainConfig(steps=2, eval_every=2, batch_size=4))  # fmt: skip
     train(config, create_run(config, root, name="finished"))
     studio = Studio.create(runs_root=root, demo=False)
-    studio = dataclasses.replace(studio, settings=dataclasses.replace(studio.settings, persistent=False))
+    studio = dataclasses.replace(
+        studio, settings=dataclasses.replace(studio.settings, persistent=False)
+    )
     with pytest.MonkeyPatch.context() as env:
         env.setenv("HF_TOKEN", "hf_" + "t" * 32)
         env.setenv("HF_HUB_OFFLINE", "1")  # the push path's own check, as without a network
@@ -72,5 +74,7 @@ def test_design_tab_puts_back_a_model_it_cannot_find_offline(page):
     box.click()
     box.fill("foo/bar")
     box.press("Enter")
-    expect(page.locator("#model-status")).to_contain_text("cannot be reached (offline)", timeout=10_000)
+    expect(page.locator("#model-status")).to_contain_text(
+        "cannot be reached (offline)", timeout=10_000
+    )
     expect(box).to_have_value("smollm2")  # the counts' model, so form and counts agree

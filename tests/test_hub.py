@@ -106,7 +106,10 @@ def test_an_old_run_exports_with_the_hub_id_and_a_card(run, base_dir, tmp_path, 
     (run.adapter_dir / CARD_FILE).unlink()  # as a run written before cards existed
     try:
         out = tmp_path / "export"
-        assert main(["export", "--run", run.id, "--out", str(out), "--runs-dir", str(run.path.parent)]) == 0
+        assert (
+            main(["export", "--run", run.id, "--out", str(out), "--runs-dir", str(run.path.parent)])
+            == 0
+        )
         meta = json.loads((out / "adapter_config.json").read_text())
         assert meta["task_type"] == "CAUSAL_LM"
         assert meta["base_model_name_or_path"] == str(base_dir.resolve())
@@ -122,7 +125,16 @@ def test_a_merged_export_gets_a_transformers_card(run, tmp_path):
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "merged"
-    argv = ["export", "--run", run.id, "--out", str(out), "--merged", "--runs-dir", str(run.path.parent)]
+    argv = [
+        "export",
+        "--run",
+        run.id,
+        "--out",
+        str(out),
+        "--merged",
+        "--runs-dir",
+        str(run.path.parent),
+    ]
     assert main(argv) == 0
     assert ModelCard.load(out / CARD_FILE).data.library_name == "transformers"
     AutoModelForCausalLM.from_pretrained(out)
@@ -154,7 +166,9 @@ class FakeHub(BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802
         self.rfile.read(int(self.headers.get("content-length") or 0))
-        self._send(403, {"error": "You don't have the rights to create a model under this namespace"})
+        self._send(
+            403, {"error": "You don't have the rights to create a model under this namespace"}
+        )
 
     def log_message(self, *args):
         pass

@@ -28,7 +28,9 @@ def test_persistent_storage_holds_runs_and_caches(tmp_path):
     settings = Settings.from_env(env)
     assert settings.runs_root == data / "runs" and settings.persistent
     assert use_persistent_storage(env) == data
-    assert env["QPA_HOME"] == str(data / "qpa-cache") and env["HF_HOME"] == str(data / ".huggingface")
+    assert env["QPA_HOME"] == str(data / "qpa-cache") and env["HF_HOME"] == str(
+        data / ".huggingface"
+    )
     bare = {"SPACE_ID": "me/qpa", "QPA_SPACES_DATA": str(tmp_path / "absent")}
     assert not Settings.from_env(bare).persistent and use_persistent_storage(bare) is None
     assert "QPA_HOME" not in bare
@@ -71,7 +73,9 @@ def test_chunked_training_equals_one_uninterrupted_run(tmp_path):
     losses = [[m["loss"] for m in r.metrics("train")] for r in (whole, chunked)]
     assert len(losses[0]) == len(losses[1]) == 7
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), atol=1e-6, rtol=0)
-    assert abs(got["val_perplexity"] - expected["val_perplexity"]) < 1e-6 * expected["val_perplexity"]
+    assert (
+        abs(got["val_perplexity"] - expected["val_perplexity"]) < 1e-6 * expected["val_perplexity"]
+    )
 
 
 SMOKE = """
@@ -111,9 +115,14 @@ def test_a_space_starts_trains_exports_and_fails_to_push_offline(tmp_path):
     here): SPACE_ID set, the Hub offline, no /data, the app built, a tiny run trained."""
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join(f"Line {i} about qubits." for i in range(30)))
-    space = {"SYSTEM": "spaces", "SPACE_ID": "me/qpa", "OAUTH_CLIENT_ID": "id",
-             "OAUTH_CLIENT_SECRET": "secret", "OAUTH_SCOPES": "openid profile write-repos",
-             "OPENID_PROVIDER_URL": "https://huggingface.co"}  # what `hf_oauth: true` sets
+    space = {
+        "SYSTEM": "spaces",
+        "SPACE_ID": "me/qpa",
+        "OAUTH_CLIENT_ID": "id",
+        "OAUTH_CLIENT_SECRET": "secret",
+        "OAUTH_SCOPES": "openid profile write-repos",
+        "OPENID_PROVIDER_URL": "https://huggingface.co",
+    }  # what `hf_oauth: true` sets
     env = {**os.environ, **space, "HF_HUB_OFFLINE": "1", "QPA_RUNS": str(tmp_path / "runs"),
            "QPA_SPACES_DATA": str(tmp_path / "no-data"), "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}  # fmt: skip
     env.pop("HF_TOKEN", None)

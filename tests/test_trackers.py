@@ -17,7 +17,18 @@ def tiny_args(tmp_path, name: str, tracker: str) -> list[str]:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join(f"Line {i} about qubits." for i in range(30)))
     runs = str(tmp_path / "runs")
-    return ["train", *TINY, "--corpus", str(corpus), "--report-to", tracker, "--name", name, "--runs-dir", runs]
+    return [
+        "train",
+        *TINY,
+        "--corpus",
+        str(corpus),
+        "--report-to",
+        tracker,
+        "--name",
+        name,
+        "--runs-dir",
+        runs,
+    ]
 
 
 def folder_metrics(tmp_path, name: str, split: str, key: str) -> list[tuple[int, float]]:
@@ -29,7 +40,10 @@ def folder_metrics(tmp_path, name: str, split: str, key: str) -> list[tuple[int,
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed")
 def test_a_missing_tracker_is_refused_before_any_folder(tmp_path, capsys):
     assert main(tiny_args(tmp_path, "w", "wandb")) == 2
-    assert "`report_to` = 'wandb' needs the wandb package: pip install wandb" in capsys.readouterr().err
+    assert (
+        "`report_to` = 'wandb' needs the wandb package: pip install wandb"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "runs" / "w").exists()
 
 

@@ -40,7 +40,9 @@ def push(studio: Studio, run_id: str | None, repo: str, private: bool, merged: b
         )
         raise ValueError(f"`token`: {how}. A Space never pushes with its owner's token.")
     run = open_run(run_id, studio.root)
-    url = push_run(run, (repo or "").strip(), token=token, private=bool(private), merged=bool(merged))
+    url = push_run(
+        run, (repo or "").strip(), token=token, private=bool(private), merged=bool(merged)
+    )
     return f"Pushed run `{run_id}` to {url}"
 
 

@@ -173,15 +173,20 @@ def _results(config: RunConfig, run: Run) -> str:
         f"{format_number(m.get('assistant_perplexity'))} |"
         for who, m in rows
     ]
-    note = "" if len(rows) > 1 else (
-        "\n\nThe base model's perplexity was not measured in this run (it started away from the "
-        "base); `python -m qpa eval --model MODEL` with the same data flags gives it."
+    note = (
+        ""
+        if len(rows) > 1
+        else (
+            "\n\nThe base model's perplexity was not measured in this run (it started away from the "
+            "base); `python -m qpa eval --model MODEL` with the same data flags gives it."
+        )
     )
     return (
         f"## Results\n\nValidation perplexity at step {last.get('step', '–')}: token-level, "
         f"exp of the mean negative log-likelihood, {protocol}; on all tokens and on the assistant "
         "replies.\n\n| model | all tokens | assistant tokens |\n|---|---|---|\n"
-        + "\n".join(lines) + note
+        + "\n".join(lines)
+        + note
     )
 
 

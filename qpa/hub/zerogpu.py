@@ -63,17 +63,23 @@ def train_in_chunks(
     duration = call_seconds(chunk_steps, seconds_per_step)
     while True:
         start = int(run.load_state()[1]["step"]) if run.has_state() else 0
-        ours = {"stop": False}
-
-        def end_chunk(event: dict, target: int = start + chunk_steps) -> None:
-            if event.get("event") == "step" and event["step"] >= target and not run.stop_requested():
-                ours["stop"] = True
-                run.request_stop()  # the loop stops after this step, saving its state
-
-        summary = gpu(duration)(train)(
-            config, run, callbacks=[*callbacks, end_chunk], resume=start > 0
-        )
-        if summary["state"] != "cancelled" or not ours["stop"]:
+        end = ChunkEnd(run, start + chunk_steps)
+        summary = gpu(duration)(train)(config, run, callbacks=[*callbacks, end], resume=start > 0)
+        if summary["state"] != "cancelled" or not end.fired:  # done, failed, or stopped by the user
             return summary
         run.clear_stop()
         run.remove_temps()
+
+
+class ChunkEnd:
+    """A training callback that asks the loop to stop after step `target` (the loop then saves
+    its state); `fired` tells that stop from one the user asked for."""
+
+    def __init__(self, run: Run, target: int) -> None:
+        self.run, self.target, self.fired = run, target, False
+
+    def __call__(self, event: dict) -> None:
+        if event.get("event") == "step" and event["step"] >= self.target:
+            if not self.run.stop_requested():
+                self.fired = True
+                self.run.request_stop()

@@ -20,7 +20,9 @@ def check_tracker(name: str) -> str:
     """`name` when it is `none` or its package is installed; ValueError saying what to install."""
     package = PACKAGES.get(name)
     if package is not None and importlib.util.find_spec(package) is None:
-        raise ValueError(f"`report_to` = {name!r} needs the {package} package: pip install {package}.")
+        raise ValueError(
+            f"`report_to` = {name!r} needs the {package} package: pip install {package}."
+        )
     return name
 
 
