@@ -67,11 +67,13 @@ def model_card(run: Run, merged: bool = False) -> str:
     `huggingface_hub.ModelCard`."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    from qpa.models.loading import TINY_PRESETS  # test models the Hub does not have
+
     config = run.config
     base = hub_base_model(config.model.model)
     qpa = config.adapter.method == "qpa-lora"
     data = ModelCardData(
-        base_model=base if not Path(base).is_absolute() else None,
+        base_model=None if Path(base).is_absolute() or base in TINY_PRESETS else base,
         library_name="transformers" if merged else "peft",
         pipeline_tag="text-generation",
         tags=[*(["merged"] if merged else ["peft"]), "lora", *(["dora"] if config.adapter.use_dora else []),
@@ -121,7 +123,7 @@ def _shape(config: RunConfig, run: Run, qpa: bool) -> str:
     ]
     trainable = run.status().get("trainable_params")
     if qpa:
-        mlp = f"{', '.join(map(str, q.hidden_sizes)) or 'none'} hidden, {q.activation}"
+        mlp = f"hidden {', '.join(map(str, q.hidden_sizes)) or 'none'}, activation {q.activation}"
         rows += [
             ("qubits N, depth L", f"{counts.n_qubits}, {q.depth} ({q.entangler} of CNOTs)"),
             ("chunk size, chunks", f"{q.chunk_size:,}, {counts.n_chunks}"),
@@ -149,7 +151,7 @@ def _data_and_training(config: RunConfig, run: Run) -> str:
     status = run.status()
     return (
         "## Data and training\n\n"
-        f"- Corpus: `{d.corpus}`{topics}, {d.max_length} tokens per example ({d.packing}), "
+        f"- Corpus: `{d.corpus}`{topics}, {d.max_length} tokens per example (packing: {d.packing}), "
         f"{split}{f', at most {d.max_examples} examples' if d.max_examples else ''}.\n"
         f"- {status.get('step', 0)} of {t.steps} steps ({status.get('state')}), batch "
         f"{t.batch_size}, AdamW lr {t.lr:g} (warm-up "
