@@ -2,7 +2,11 @@
 
 import sys
 
-from app.ui import build_app, launch_kwargs
+from app.settings import use_persistent_storage
+
+use_persistent_storage()  # a Space's /data, before gradio reads HF_HOME
+
+from app.ui import build_app, launch_kwargs  # noqa: E402
 
 try:
     demo = build_app()  # reads the QPA_* settings

@@ -6,9 +6,13 @@ visitor can launch; every such limit lives in `Caps`, so there is one place to c
 ``QPA_MAX_RUNS`` (default 1, right for 2 CPU cores) runs may train at once; later launches
 wait in a queue. The server binds 127.0.0.1 unless ``QPA_HOST`` (or Spaces) says otherwise.
 
->>> s = Settings.from_env({"SPACE_ID": "me/qpa", "QPA_RUNS": "/data/runs", "QPA_MAX_RUNS": "2"})
->>> s.demo, s.host, str(s.runs_root), s.caps.steps, s.max_runs
-(True, '0.0.0.0', '/data/runs', 60, 2)
+A Space's disk is lost at every restart unless persistent storage is mounted at ``/data``
+(``QPA_SPACES_DATA`` moves it): then the runs root defaults to ``/data/runs`` and the caches
+(`use_persistent_storage`) to ``/data``; without it the app says that runs are temporary.
+
+>>> s = Settings.from_env({"SPACE_ID": "me/qpa", "QPA_SPACES_DATA": "/no-storage", "QPA_MAX_RUNS": "2"})
+>>> s.demo, s.host, str(s.runs_root), s.persistent, s.caps.steps, s.max_runs
+(True, '0.0.0.0', 'runs', False, 60, 2)
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+SPACES_DATA = "/data"  # where a Space mounts its persistent storage
 
 @dataclass(frozen=True)
 class Caps:
@@ -51,6 +56,8 @@ class Settings:
     on_spaces: bool  # running on Hugging Face Spaces
     host: str  # address the server binds
     max_runs: int = 1  # runs training at once; the rest wait in the queue
+    persistent: bool = True  # runs outlive a restart (not on a Space without storage)
+    login: bool = False  # a Space with Hugging Face login (``hf_oauth: true`` sets OAUTH_CLIENT_ID)
 
     @property
     def caps(self) -> Caps:
@@ -62,13 +69,36 @@ class Settings:
         on_spaces = bool(env.get("SPACE_ID"))
         demo = on_spaces or env.get("QPA_DEMO", "").strip().lower() in ("1", "true", "yes", "on")
         default_host = "0.0.0.0" if on_spaces else "127.0.0.1"
+        data = persistent_storage(env)
+        runs_root = Path(env.get("QPA_RUNS") or (data / "runs" if data else "runs"))
         return cls(
-            runs_root=Path(env.get("QPA_RUNS") or "runs"),
+            runs_root=runs_root,
             demo=demo,
             on_spaces=on_spaces,
             host=env.get("QPA_HOST") or default_host,
             max_runs=_max_runs(env.get("QPA_MAX_RUNS", "")),
+            persistent=not on_spaces or (data is not None and runs_root.is_relative_to(data)),
+            login=on_spaces and bool(env.get("OAUTH_CLIENT_ID")),
         )
+
+
+def persistent_storage(env: Mapping[str, str]) -> Path | None:
+    """A Space's mounted persistent storage (a writable ``/data``), or None."""
+    data = Path(env.get("QPA_SPACES_DATA") or SPACES_DATA)
+    on_spaces = bool(env.get("SPACE_ID"))
+    return data if on_spaces and data.is_dir() and os.access(data, os.W_OK) else None
+
+
+def use_persistent_storage(env: dict[str, str] | None = None) -> Path | None:
+    """On a Space with persistent storage, point the caches there (the model cache
+    ``QPA_HOME``, the Hugging Face cache ``HF_HOME``) unless they are set; call it before
+    gradio or huggingface_hub is imported. Returns the storage folder, or None."""
+    env = os.environ if env is None else env
+    data = persistent_storage(env)
+    if data is not None:
+        env.setdefault("QPA_HOME", str(data / "qpa-cache"))
+        env.setdefault("HF_HOME", str(data / ".huggingface"))
+    return data
 
 
 def _max_runs(text: str) -> int:

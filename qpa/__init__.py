@@ -82,6 +82,7 @@ _EXPORTS = {
     "qpa.studies.reproduce": ["RECIPES", "plan_recipe", "run_recipe"],
     "qpa.studies.compare": ["list_results", "load_result", "plan_comparison", "run_comparison"],
     "qpa.studies.compare_report": ["comparison_table", "describe_comparison", "frontier_svg"],
+    "qpa.hub.push": ["push_run"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -373,6 +373,13 @@ class TrainConfig(Config):
         "cpu), `cpu`, `cuda` or `mps`.",
         ("auto", "cpu", "cuda", "mps"),
     )
+    report_to: str = option(
+        "none",
+        "Also log the run's metrics to an experiment tracker: `trackio` (local-first, made for "
+        "Spaces), `tensorboard` or `wandb`, where installed (none is required); the run folder "
+        "keeps them either way.",
+        ("none", "trackio", "tensorboard", "wandb"),
+    )
 
 
 @dataclass(frozen=True)

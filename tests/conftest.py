@@ -67,12 +67,13 @@ def gpt2():
 
 
 @contextlib.contextmanager
-def served_studio(runs_root, demo: bool = False):
-    """The studio launched on a free loopback port over `runs_root`; yields its URL."""
+def served_studio(runs_root, demo: bool = False, studio=None):
+    """The studio (default: over `runs_root`, full or `demo`) launched on a free loopback port;
+    yields its URL."""
     from app.state import Studio
     from app.ui import build_app, launch_kwargs
 
-    studio = Studio.create(runs_root=runs_root, demo=demo)
+    studio = studio or Studio.create(runs_root=runs_root, demo=demo)
     demo = build_app(studio)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

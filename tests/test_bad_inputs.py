@@ -127,7 +127,9 @@ PROBE_CASES = {  # the probe's failures (issue #17), by id
     ),  # fmt: skip
     "L2-ui-count-local-path": (*ui(lambda c: design.count_api(c.demo)("/root")), DEMO_CAP),
     "L2-ui-design-local-path": (*ui(lambda c: design.on_change(c.demo, c.local)), DEMO_CAP),
-    "L2-ui-targets-local-path": (*ui(lambda c: design.on_model(c.demo, "/root", [])), DEMO_CAP),
+    "L2-ui-targets-local-path": (
+        *ui(lambda c: design.on_model(c.demo, "/root", [], "smollm2")), DEMO_CAP
+    ),  # the box goes back to the counted model, saying why
     # U3: seeds beyond what torch takes are refused before a run folder exists
     "U3-cli-seed": (*cli("train", *TINY, "--seed", BIG), f"`seed` = {BIG} {SEED_CAP}"),
     "U3-cli-split-seed": (*cli("train", *TINY, "--split-seed", BIG), "`split_seed`"),

@@ -5,7 +5,7 @@ app's plain modules stay free of gradio.
 
 The rule, lowest layer first (a module may import its own sub-package and any lower layer):
 ``constants/config/flags/formatting/safe_io`` ← ``runs`` | ``quantum``, ``models``, ``data`` ←
-``generator`` ← ``adapters`` ← ``training`` ← ``studies``, ``inference`` ← ``cli``; ``runs``
+``generator`` ← ``adapters`` ← ``training`` ← ``studies``, ``inference`` ← ``hub`` ← ``cli``; ``runs``
 sees only the base layer, and nothing but ``qpa/__main__.py`` imports ``cli``.
 """
 
@@ -25,7 +25,8 @@ BASE = {"constants", "config", "flags", "formatting", "safe_io"}
 RANK = {
     **dict.fromkeys(BASE, 0),
     "runs": 1, "quantum": 1, "models": 1, "data": 1,
-    "generator": 2, "adapters": 3, "training": 4, "studies": 5, "inference": 5, "cli": 6,
+    "generator": 2, "adapters": 3, "training": 4, "studies": 5, "inference": 5, "hub": 6,
+    "cli": 7,
 }  # fmt: skip
 
 

@@ -24,7 +24,7 @@ import gradio as gr
 from app import plots
 from app.circuit_svg import circuit_svg
 from app.handlers import shape
-from app.handlers.common import as_names, check_model, guarded
+from app.handlers.common import USER_ERRORS, as_names, check_model, guarded
 from app.handlers.shape import (
     CUSTOM,
     MAX_CHUNK,
@@ -218,12 +218,23 @@ def on_preset(studio: Studio, name, *values):
     return (*outputs, *(preset[k] for k in PRESET_OUTPUTS))
 
 
-@guarded
-def on_model(studio: Studio, model, target_modules):
-    """A new base model: offer its layers, keeping the chosen ones it also has."""
-    choices = adaptable_suffixes(check_model(studio.caps.any_model, model))
+def on_model_typed(model) -> str:
+    """Shown at once while a new model is looked up (a Hub id takes a moment)."""
+    return f"Checking `{(model or '').strip()}`…"
+
+
+def on_model(studio: Studio, model, target_modules, counted: str):
+    """A new base model: offer its layers, keeping the chosen ones it also has. One that cannot
+    be read (or, in a demo, is not a preset) puts the box back to `counted`, the model the
+    counts show, so form and counts agree. Returns (targets, model box, status, counted model)."""
+    try:
+        name = check_model(studio.caps.any_model, model)
+        choices = adaptable_suffixes(name)
+    except USER_ERRORS as e:
+        gr.Warning(str(e))
+        return gr.skip(), counted, f"Kept `{counted}`: {e}", counted
     keep = [t for t in as_names(target_modules, "target_modules") if t in choices] or choices[:1]
-    return gr.update(choices=choices, value=keep)
+    return gr.update(choices=choices, value=keep), gr.skip(), "", name
 
 
 def on_dora(use_dora: bool):

@@ -67,6 +67,7 @@ def _basic(view: h.DesignView | None) -> dict:
         list(PRESETS), value=DEFAULT_MODEL, label="Base model", allow_custom_value=True,
         info=INFO["model"], elem_id="design-model",
     )  # fmt: skip
+    c["model_status"] = gr.Markdown(elem_id="model-status")
     c["target_modules"] = gr.Dropdown(
         adaptable_suffixes(DEFAULT_MODEL), value=list(shape.DEFAULTS["target_modules"]),
         multiselect=True, label="Target modules", info=INFO["target_modules"],
@@ -179,7 +180,11 @@ def _wire(studio: Studio, c: dict, outputs: list) -> None:
         h.on_dora, c["use_dora"], [c["dora_magnitude"], c["dora_norm"]],
         api_visibility="private", queue=False,
     )  # fmt: skip
+    counted = gr.State(DEFAULT_MODEL)  # the model the counts show
     c["model"].input(
-        on_model, [c["model"], c["target_modules"]], c["target_modules"], api_visibility="private"
-    ).success(on_chunk, inputs, outputs, api_visibility="private", **LIVE)
+        h.on_model_typed, c["model"], c["model_status"], queue=False, api_visibility="private"
+    ).then(
+        on_model, [c["model"], c["target_modules"], counted],
+        [c["target_modules"], c["model"], c["model_status"], counted], api_visibility="private",
+    ).success(on_chunk, inputs, outputs, api_visibility="private", **LIVE)  # fmt: skip
     gr.api(h.count_api(studio), api_name="count_params", concurrency_limit=8)  # cached and light

@@ -1,5 +1,5 @@
 """Runs tab: every run as a table, several runs' curves overlaid, one run's config and log,
-and its adapter as a zip."""
+its adapter as a zip, and pushing it to the Hub."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import gradio as gr
 
 from app.handlers import runs as h
 from app.state import Studio
+from app.tabs import hub
 
 
 def build(studio: Studio) -> gr.Button:
     """Lay out the Runs tab; returns its refresh button (the tab's select event clicks it)."""
     rows = h.table_rows(studio)
     ids = [r[0] for r in rows]
+    hub.temporary_notice(studio)
     with gr.Row():
         gr.Markdown(f"### All runs\nEvery folder under `{studio.root}`; click a row to open it.")
         refresh = gr.Button("Refresh", size="sm", scale=0, min_width=120, elem_id="runs-refresh")
@@ -52,6 +54,7 @@ def build(studio: Studio) -> gr.Button:
                     log = gr.Code(
                         language=None, interactive=False, lines=14, max_lines=24, show_label=False
                     )
+            hub.build(studio, run)
     refresh.click(
         partial(h.on_refresh, studio), chosen, [table, chosen, run, overlay], api_name="runs"
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from qpa.adapters.model_card import fix_adapter_config
 from qpa.adapters.qpa_lora import ADAPTER, QPALoRA
 from qpa.constants import ADAPTER_FILES
 
@@ -40,7 +41,9 @@ def export_adapter(
     """Write the adapter folder atomically (a temp folder renamed into place); returns its path.
 
     A run's ``.adapter-*`` leftovers from a killed export are removed by `Run.remove_temps`.
-    The folder is a standard peft adapter: it loads with ``PeftModel.from_pretrained``.
+    The folder is a standard peft adapter naming its base model by Hub id (`base_model`, see
+    `qpa.adapters.model_card.hub_base_model`) with ``task_type`` CAUSAL_LM: it loads with
+    ``PeftModel.from_pretrained`` and ``AutoPeftModelForCausalLM.from_pretrained``.
 
     >>> import tempfile
     >>> from qpa.adapters.qpa_lora import build_adapter
@@ -59,9 +62,7 @@ def export_adapter(
     try:
         config = peft_model.peft_config[ADAPTER]
         config.save_pretrained(tmp)
-        meta = json.loads((tmp / "adapter_config.json").read_text())
-        meta["base_model_name_or_path"] = base_model or meta.get("base_model_name_or_path")
-        (tmp / "adapter_config.json").write_text(json.dumps(meta, indent=2))
+        fix_adapter_config(tmp, base_model or None)  # the Hub id, task_type CAUSAL_LM
         state = adapter_state(peft_model, qpa)
         broken = [k for k, v in state.items() if not torch.isfinite(v).all()]
         if broken:

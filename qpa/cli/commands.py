@@ -1,4 +1,4 @@
-"""The subcommands that load models or train: ``train``, ``eval``, ``export`` and ``chat``.
+"""The subcommands that load models or train: ``train``, ``eval``, ``export``, ``push``, ``chat``.
 
 Split from `qpa.cli.main` (which parses flags and dispatches here lazily) so that ``--help``,
 ``count`` and ``runs`` never import this module. Each ``cmd_*`` takes the parsed arguments and
@@ -19,6 +19,7 @@ from qpa.config import RunConfig
 from qpa.constants import CLAIM_ENV, DEFAULT_MODEL
 from qpa.flags import set_flags
 from qpa.formatting import format_number
+from qpa.hub.folder import run_adapter
 from qpa.runs.run import FINISHED, Run, check_run_id, open_run, runs_root
 from qpa.safe_io import dumps
 
@@ -160,6 +161,7 @@ def _train(run: Run, config: RunConfig, resume: bool) -> int:
         return 130
     _lower_priority()
     from qpa.training import loop as engine
+    from qpa.training.trackers import trackers_for
     run.set_status(pid=os.getpid())  # a crash before the first step then reads as interrupted
     print(f"run {run.id} in {run.path}", file=sys.stderr)
 
@@ -170,7 +172,7 @@ def _train(run: Run, config: RunConfig, resume: bool) -> int:
 
     bar, previous = ProgressBar(), signal.signal(signal.SIGINT, on_sigint)
     try:
-        engine.train(config, run, callbacks=[bar], resume=resume)
+        engine.train(config, run, callbacks=[bar, *trackers_for(config, run)], resume=resume)
     except KeyboardInterrupt:
         settle_run(run, "cancelled", "interrupted (Ctrl-C)")
         raise
@@ -195,19 +197,10 @@ def _train(run: Run, config: RunConfig, resume: bool) -> int:
 # -- eval, export, chat ---------------------------------------------------------------------------
 
 
-def _run_adapter(run: Run) -> Path:
-    if not run.has_adapter():
-        state = run.status().get("state")
-        raise ValueError(
-            f"`run` {run.id!r} has no exported adapter (state: {state}); train it to the end first."
-        )
-    return run.adapter_dir
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from qpa.training import loop as engine
     run = open_run(args.run, args.runs_dir) if args.run else None
-    adapter_dir = _run_adapter(run) if run else None
+    adapter_dir = run_adapter(run) if run else None
     config = load_config(args, run.config if run else None).resolved()
     result = engine.evaluate(config, adapter_dir=adapter_dir)
     if args.json:
@@ -223,8 +216,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
+    from qpa.hub.folder import write_export  # loads torch
+
     run = open_run(args.run, args.runs_dir)
-    adapter_dir, out = _run_adapter(run), Path(args.out).expanduser()
+    out = Path(args.out).expanduser()
     if out.resolve().is_relative_to(run.path.resolve()):
         raise ValueError(f"`out` = {str(out)!r} is inside run {run.id}; choose a folder outside it.")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -232,10 +227,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        if args.merged:
-            _save_merged(run.config.model.model, adapter_dir, tmp)
-        else:
-            shutil.copytree(adapter_dir, tmp, dirs_exist_ok=True)
+        write_export(run, tmp, args.merged)  # the card and the Hub id, for old runs too
         tmp.chmod(0o755)
         os.replace(tmp, out)
     finally:
@@ -244,12 +236,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save_merged(model: str, adapter_dir: Path, out: Path) -> None:
-    from qpa.inference.chat import ChatModel
+def cmd_push(args: argparse.Namespace) -> int:
+    from qpa.hub.push import push_run
 
-    merged = ChatModel.load(model, adapter_dir, merge=True)
-    merged.model.save_pretrained(out)
-    merged.tokenizer.save_pretrained(out)
+    run = open_run(args.run, args.runs_dir)
+    url = push_run(run, args.repo, private=args.private, merged=args.merged)
+    print(f"pushed the {'merged model' if args.merged else 'adapter'} of run {run.id} to {url}")
+    return 0
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -263,7 +256,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     }
     check_generation(**gen)
     run = open_run(args.run, args.runs_dir) if args.run else None
-    adapter_dir = _run_adapter(run) if run else None
+    adapter_dir = run_adapter(run) if run else None
     model = run.config.model.model if run else args.model or DEFAULT_MODEL
     chat = ChatModel.load(model, adapter_dir, merge=args.merge)
     system = [{"role": "system", "content": args.system}] if args.system else []

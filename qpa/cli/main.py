@@ -1,4 +1,5 @@
-"""``python -m qpa``: count, train, list runs, evaluate, export, chat, sweep, reproduce, variance.
+"""``python -m qpa``: count, train, list runs, evaluate, export, push, chat, sweep, reproduce,
+variance.
 
 Config flags are generated from the config dataclasses (`qpa.flags`), so ``--help`` shows the
 same text as the app. Every user error ends as ``error: <message>`` on stderr with exit status 2
@@ -180,6 +181,16 @@ def _export_flags(p) -> None:
     _common(p)
 
 
+def _push_flags(p) -> None:
+    _flag(p, "--run", "The run to push.", metavar="RUN_ID", required=True)
+    _flag(p, "--repo", "Hub model repo to push to (created when missing).", metavar="USER/NAME",
+          required=True)  # fmt: skip
+    _flag(p, "--private", "Create the repo private.", action="store_true")
+    _flag(p, "--merged", "Push the base model with the adapter merged in.", action="store_true")
+    _common(p)
+    p.epilog = "The token comes from $HF_TOKEN (a token with write access)."
+
+
 def _chat_flags(p) -> None:
     which = p.add_mutually_exclusive_group()
     _flag(which, "--model", f"Base model to chat with (default: {DEFAULT_MODEL}).")
@@ -260,6 +271,8 @@ COMMANDS = {  # name: (help, handler, config sections given as flags, extra flag
     "eval": ("Validation loss and perplexity of a base model or of a run's adapter.", _lazy("qpa.cli.commands", "cmd_eval"),
              ("model", "data", "train"), _eval_flags),
     "export": ("Copy a run's adapter, or save the base model with it merged.", _lazy("qpa.cli.commands", "cmd_export"), (), _export_flags),
+    "push": ("Push a run's adapter (or merged model) and its model card to the Hugging Face Hub.",
+             _lazy("qpa.cli.commands", "cmd_push"), (), _push_flags),
     "chat": ("Chat with a base model or a trained run.", _lazy("qpa.cli.commands", "cmd_chat"), (), _chat_flags),
     "reproduce": ("Reproduce a paper result (WikiText-2 test perplexity) with its protocol.",
                   _lazy("qpa.cli.research", "cmd_reproduce"), (), _reproduce_flags),

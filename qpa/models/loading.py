@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from qpa.constants import DEFAULT_MODEL, HUB_ID
+from qpa.models.hub_access import hub_reachable
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -230,9 +231,16 @@ def _prepare_tokenizer(name: str, tok: PreTrainedTokenizerBase) -> None:
 
 
 def _auto_config(name: str) -> PretrainedConfig:
+    """The config of a local folder or Hub id: from disk (a folder, the Hugging Face cache)
+    first; the Hub is asked only when it answers a quick connection attempt."""
     from transformers import AutoConfig
 
     try:
+        try:
+            return AutoConfig.from_pretrained(name, local_files_only=True)
+        except OSError:
+            if not hub_reachable():  # no retries against a Hub that cannot answer
+                raise
         return AutoConfig.from_pretrained(name)
     except OSError as e:
         raise ValueError(_not_found(name, e)) from None
@@ -249,10 +257,11 @@ def _not_found(name: str, error: OSError) -> str:
     looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
     if looks_like_path and not path.exists():
         return f"`model` = {name!r}: no such folder."
+    where = "the Hub has no such model" if hub_reachable() else "the Hub cannot be reached (offline)"
     return (
         f"`model` = {name!r} could not be found locally (not a folder, not in the Hugging Face "
-        "cache) and the Hub is unreachable or has no such model; use `smollm2`, a preset "
-        f"({', '.join(PRESETS)}) or a local model folder."
+        f"cache) and {where}; use `smollm2`, a preset ({', '.join(PRESETS)}) or a local model "
+        "folder."
     )
 
 
@@ -266,10 +275,13 @@ def _load_pretrained(name: str, dtype: torch.dtype):
 
     config = _auto_config(name)
     _check_causal(name, config)
+    local = {"local_files_only": pathlib.Path(name).expanduser().is_dir() or not hub_reachable()}
     try:
-        tok = AutoTokenizer.from_pretrained(name)
+        tok = AutoTokenizer.from_pretrained(name, **local)
         with _BUILDING:
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, use_safetensors=True)
+            model = AutoModelForCausalLM.from_pretrained(
+                name, dtype=dtype, use_safetensors=True, **local
+            )
     except OSError as e:
         if "safetensors" in str(e):
             raise ValueError(

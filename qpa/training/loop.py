@@ -51,9 +51,11 @@ def validate_config(config: RunConfig) -> RunConfig:
     from qpa.adapters.counts import count_params, lora_layout
     from qpa.data.splits import check_corpus
     from qpa.models.loading import SHAPE_PRESETS
+    from qpa.training.trackers import check_tracker
 
     config = config.resolved()
     pick_device(config.train.device)  # no GPU, or a bad $QPA_DEVICE, fail before any folder
+    check_tracker(config.train.report_to)
     if config.model.model in SHAPE_PRESETS:
         raise ValueError(
             f"`model` = {config.model.model!r} is a shape-only preset for counting; train "
@@ -372,12 +374,14 @@ def _checkpoint(session: Session, optimizer, run, step: int) -> None:
 
 def _finish(session: Session, run, state: str, summary: dict) -> None:
     from qpa.adapters.export import export_adapter
+    from qpa.adapters.model_card import make_hub_ready
 
     export_adapter(
         session.model, session.qpa, run.adapter_dir, base_model=session.config.model.model
     )
     run.log(f"{state} at step {summary['step']}: val perplexity {summary['val_perplexity']:.4f}")
     run.set_status(state, pid=None, step=summary["step"], result=summary)
+    make_hub_ready(run.adapter_dir, run)  # the model card reads the final status
 
 
 def evaluate(config: RunConfig, adapter_dir: str | Path | None = None) -> dict:

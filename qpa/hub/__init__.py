@@ -1,0 +1,1 @@
+"""The Hugging Face Hub and Spaces: a run's upload folder, pushing it, ZeroGPU chunks."""
