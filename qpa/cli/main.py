@@ -109,14 +109,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
     elif not rows:
         print(f"no runs under {args.runs_dir or os.environ.get('QPA_RUNS') or 'runs'}")
     else:
-        header = ("id", "method", "model", "state", "step", "val ppl", "params", "time")
+        header = ("id", "method", "model", "state", "step", "val ppl", "best", "base", "params",
+                  "time")  # fmt: skip
         table = [
-            (r["id"], r["method"], r["model"], r["state"], f"{r['step']}/{r['total_steps']}",
-             format_number(r["val_perplexity"]), format_number(r["trainable_params"], ","), _duration(r["wall_time_s"]))
+            (r["id"], r["method"], r["model"], state_text(r), f"{r['step']}/{r['total_steps']}",
+             format_number(r["val_perplexity"]), format_number(r["best_step"], "d"),
+             format_number(r["base_perplexity"]), format_number(r["trainable_params"], ","),
+             _duration(r["wall_time_s"]))
             for r in rows
         ]  # fmt: skip
-        print(format_table(table, header, right=(4, 5, 6, 7)))
+        print(format_table(table, header, right=(4, 5, 6, 7, 8, 9)))
     return 0
+
+
+def state_text(row: dict[str, Any]) -> str:
+    """A run's state, flagged when its exported step is worse than the base model.
+
+    >>> state_text({"state": "done", "worse_than_base": True})
+    'done (worse than the base model)'
+    """
+    return row["state"] + (" (worse than the base model)" if row.get("worse_than_base") else "")
 
 
 def _show_run(run: Run, as_json: bool) -> int:
@@ -133,7 +145,28 @@ def _show_run(run: Run, as_json: bool) -> int:
     for key in ("config", "status", "last_metrics"):
         print(f"{key}:\n{json.dumps(info[key], indent=2)}")
     print(f"adapter: {info['adapter'] or '(none yet)'}")
+    print(outcome(status.get("result") or {}) or "result: (not finished)")
     return 0
+
+
+def outcome(result: dict[str, Any]) -> str:
+    """A finished run's result in one line: the exported step against the base model.
+
+    >>> print(outcome({"exported_step": 50, "best_step": 50, "val_assistant_perplexity": 9.5,
+    ...   "val_perplexity": 12.0, "base_perplexity": 10.0, "base_headline": "replies",
+    ...   "worse_than_base": False}))
+    exported step 50 (the best): validation perplexity (replies) 9.500, base model 10.000
+    """
+    if "exported_step" not in result:
+        return ""
+    what = result.get("base_headline", "all tokens")
+    ppl = result.get("val_assistant_perplexity" if what == "replies" else "val_perplexity")
+    best = " (the best)" if result["exported_step"] == result.get("best_step") else " (the last)"
+    worse = "; worse than the base model" if result.get("worse_than_base") else ""
+    return (
+        f"exported step {result['exported_step']}{best}: validation perplexity ({what}) "
+        f"{format_number(ppl)}, base model {format_number(result.get('base_perplexity'))}{worse}"
+    )
 
 
 # -- parser and entry point -----------------------------------------------------------------------
@@ -178,6 +211,8 @@ def _count_flags(p) -> None:
 def _train_flags(p) -> None:
     _variant_flag(p)
     _flag(p, "--name", "Run id instead of a generated one (letters, digits, '.', '_', '-').")
+    _flag(p, "--dry-run", "Check the config and print the plan (examples, epochs, evaluations) "
+          "and its warnings; train nothing, write nothing.", action="store_true")  # fmt: skip
     _flag(
         p,
         "--resume",

@@ -151,11 +151,29 @@ def _split_order(n: int, cfg: DataConfig) -> tuple[list[int], int]:
         order = order[: cfg.max_examples]
     n_val = 0 if cfg.eval_corpus else max(1, round(cfg.val_fraction * len(order)))
     if len(order) - n_val < 1:
+        what = f"`topics` = {','.join(cfg.topics)!r}" if cfg.topics else f"`corpus` = {cfg.corpus!r}"
         raise ValueError(
-            f"`corpus` = {cfg.corpus!r} is too small: {len(order)} example(s) leave none for "
-            f"training after holding out {n_val} for validation."
+            f"{what} is too small: {len(order)} example(s) leave none for training after "
+            f"holding out {n_val} for validation; choose more topics or a bigger corpus."
         )
     return order, n_val
+
+
+def split_sizes(cfg: DataConfig) -> tuple[int, int] | None:
+    """(training, validation) examples of `cfg`, counted without tokenizing; None when only
+    tokenizing can tell (block packing) or the corpus is a Hub dataset (not read here).
+
+    >>> split_sizes(DataConfig(topics=("ai",)))
+    (95, 10)
+    """
+    if cfg.packing != "example" or cfg.corpus.startswith("hf:"):
+        return None
+    order, n_val = _split_order(len(load_conversations(cfg)), cfg)
+    if cfg.eval_corpus.startswith("hf:"):
+        return None
+    if cfg.eval_corpus:
+        n_val = len(load_conversations(cfg.replace(corpus=cfg.eval_corpus, eval_corpus="")))
+    return len(order) - (0 if cfg.eval_corpus else n_val), n_val
 
 
 def build_splits(cfg: DataConfig, tokenizer: Any) -> Splits:

@@ -14,21 +14,26 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 from qpa.config import RunConfig
+from qpa.training.base_metrics import cached_base_metrics
+from qpa.training.best import BestKeeper, headline
 from qpa.training.session import Session, prepare, split_loss
 
 Callback = Callable[[dict], None]
 
 
 def validate_config(config: RunConfig) -> RunConfig:
-    """Resolve defaults and check model, targets, qubits and corpus before any run folder exists."""
+    """Resolve defaults and check model, targets, qubits and data (both splits must hold
+    examples) before any run folder exists."""
     from qpa.adapters.counts import count_params, lora_layout
     from qpa.data.splits import check_upload
     from qpa.models.loading import SHAPE_PRESETS
+    from qpa.training.plan import plan_training
 
     config = config.resolved()
     if config.model.model in SHAPE_PRESETS:
@@ -48,6 +53,7 @@ def validate_config(config: RunConfig) -> RunConfig:
                 f"`corpus` = {corpus!r} is neither `chatterbot`, `hf:NAME` nor an existing file."
             )
         check_upload(corpus)
+    plan_training(config)  # a topic selection or corpus too small to split raises here
     return config
 
 
@@ -108,7 +114,7 @@ def evaluate_split(session: Session, split: str = "val", batch_size: int = 32) -
 
 
 def _state(session: Session, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    tensors = {name: p.detach().cpu() for name, p in [*session.trainable(), *session.start_state()]}
+    tensors = session.state_tensors()
     for idx, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu()
@@ -118,16 +124,7 @@ def _state(session: Session, optimizer: torch.optim.Optimizer) -> dict[str, torc
 def _restore(
     session: Session, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
 ) -> None:
-    with torch.no_grad():
-        for name, p in session.trainable():
-            if name not in tensors:
-                raise ValueError(
-                    f"`resume`: saved state lacks {name}; it was made by another config."
-                )
-            p.copy_(tensors[name])
-        for name, t in session.start_state():  # older checkpoints lack them: rebuilt from the seed
-            if name in tensors:
-                t.copy_(tensors[name])
+    session.load_state_tensors(tensors)
     state = optimizer.state_dict()
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -165,7 +162,11 @@ class _Stopper:
 def train(
     config: RunConfig, run=None, callbacks: Sequence[Callback] = (), resume: bool = False
 ) -> dict:
-    """Train `config`; with a `run`, record status, metrics, state and the exported adapter."""
+    """Train `config`; with a `run`, record status, metrics, state and the exported adapter.
+
+    The exported adapter is the best evaluation's (`TrainConfig.keep`); the summary says which
+    step that was, and how it compares with the base model on the same validation split.
+    """
     config = validate_config(config)
     emit = _emitter(run, callbacks)
     try:
@@ -175,13 +176,37 @@ def train(
             )
             run.log(f"preparing {config.adapter.method} on {config.model.model}")
         session = prepare(config, cache_dir=features_dir(), progress=_preparing(run, emit))
-        result = _loop(session, run, emit, resume)
+        base = base_metrics(session)
+        if run is not None:
+            run.set_status(base=base)
+            run.log(f"base model: validation perplexity {base['headline_perplexity']:.4f} "
+                    f"({base['headline']})")  # fmt: skip
+        result = _loop(session, run, emit, resume, base)
     except Exception as e:
         if run is not None:
             run.log(traceback.format_exc())
             run.set_status("failed", error=f"{type(e).__name__}: {e}", pid=None)
         raise
     return result
+
+
+def base_metrics(session: Session) -> dict:
+    """The base model's validation metrics on this session's split (adapter off), cached with
+    the backbone rows; `headline`/`headline_perplexity` name the perplexity runs compare."""
+    from qpa.training.rows import cache_key
+
+    model = session.model
+    bare = model.get_base_model() if hasattr(model, "get_base_model") else model
+    key = cache_key(session.config.model.model, bare, session.config.train.perplexity,
+                    session.splits.val)  # fmt: skip
+
+    def compute() -> dict:
+        with model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext():
+            return evaluate_split(session, "val")
+
+    metrics = cached_base_metrics(features_dir(), key, compute)
+    name, value = headline(metrics)
+    return {**metrics, "headline": name, "headline_perplexity": value}
 
 
 def _preparing(run, emit: Callback) -> Callable[[str, float], None]:
@@ -216,14 +241,14 @@ def _emitter(run, callbacks: Sequence[Callback]) -> Callback:
     return emit
 
 
-def _loop(session: Session, run, emit: Callback, resume: bool) -> dict:
+def _loop(session: Session, run, emit: Callback, resume: bool, base: dict) -> dict:
     cfg = session.config.train
     optimizer = make_optimizer(session)
-    start_step = 0
+    start_step, keeper = 0, BestKeeper(run)
     if resume:
         tensors, meta = run.load_state()
         _restore(session, optimizer, tensors)
-        start_step = int(meta["step"])
+        start_step, keeper = int(meta["step"]), BestKeeper.resume(run, int(meta.get("stale", 0)))
     n_trainable = session.n_trainable()
     if run is not None:
         run.set_status(
@@ -231,14 +256,16 @@ def _loop(session: Session, run, emit: Callback, resume: bool) -> dict:
             step=start_step,
             total_steps=cfg.steps,
             trainable_params=n_trainable,
+            n_train=session.rows["train"].n_examples,
+            n_val=session.rows["val"].n_examples,
             message="training",
         )
         run.log(f"{n_trainable:,} trainable parameters; head-only cache: {session.head_only}")
-    t0, step, state, val = time.time(), start_step, "done", None
+    t0, step, state, val, early = time.time(), start_step, "done", None, False
     if start_step == 0:
-        _eval(session, emit, 0, t0)
+        keeper.update(session, 0, _eval(session, emit, 0, t0))
     with _Stopper(run) as stopper:
-        while step < cfg.steps:
+        while step < cfg.steps and not early:
             if stopper.stop:
                 state = "cancelled"
                 break
@@ -254,21 +281,41 @@ def _loop(session: Session, run, emit: Callback, resume: bool) -> dict:
                 run.set_status("running", step=step)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 val = _eval(session, emit, step, t0)
-                _checkpoint(session, optimizer, run, step)
+                keeper.update(session, step, val)
+                _checkpoint(session, optimizer, run, step, keeper.stale)
+                early = bool(cfg.patience) and keeper.stale >= cfg.patience
     if state == "cancelled" or val is None:
         val = _eval(session, emit, step, t0)
-        _checkpoint(session, optimizer, run, step)
-    summary = {
-        "state": state,
-        "step": step,
-        "trainable_params": n_trainable,
-        "wall_time": time.time() - t0,
-        **{f"val_{k}": v for k, v in val.items()},
-    }
+        keeper.update(session, step, val)
+        _checkpoint(session, optimizer, run, step, keeper.stale)
+    summary = _summary(session, keeper, base, val, state, step)
+    summary.update(trainable_params=n_trainable, wall_time=time.time() - t0, stopped_early=early)
     if run is not None:
         _finish(session, run, state, summary)
     emit({"event": "done", **summary})
     return summary
+
+
+def _summary(session: Session, keeper: BestKeeper, base: dict, last: dict, state: str,
+             step: int) -> dict:  # fmt: skip
+    """What the run ends with: the kept step's metrics (the best, unless `keep` = last, which
+    is then restored into the session for export), the last's, and the base model's."""
+    kept, kept_step = last, step
+    if session.config.train.keep == "best" and keeper.metrics is not None:
+        kept, kept_step = keeper.metrics, keeper.step
+        keeper.restore(session)
+    _, ppl = headline(kept)
+    return {
+        "state": state,
+        "step": step,
+        "best_step": keeper.step,
+        "exported_step": kept_step,
+        **{f"val_{k}": v for k, v in kept.items()},
+        **{f"last_val_{k}": last[k] for k in ("perplexity", "assistant_perplexity") if k in last},
+        "base_perplexity": base["headline_perplexity"],
+        "base_headline": base["headline"],
+        "worse_than_base": ppl > base["headline_perplexity"],
+    }
 
 
 def make_optimizer(session: Session) -> torch.optim.AdamW:
@@ -325,11 +372,10 @@ def _eval(session: Session, emit: Callback, step: int, t0: float) -> dict:
     return metrics
 
 
-def _checkpoint(session: Session, optimizer, run, step: int) -> None:
+def _checkpoint(session: Session, optimizer, run, step: int, stale: int) -> None:
     if run is not None:
-        run.save_state(
-            _state(session, optimizer), {"step": step, "method": session.config.adapter.method}
-        )
+        meta = {"step": step, "method": session.config.adapter.method, "stale": stale}
+        run.save_state(_state(session, optimizer), meta)
 
 
 def _finish(session: Session, run, state: str, summary: dict) -> None:
@@ -338,7 +384,12 @@ def _finish(session: Session, run, state: str, summary: dict) -> None:
     export_adapter(
         session.model, session.qpa, run.adapter_dir, base_model=session.config.model.model
     )
-    run.log(f"{state} at step {summary['step']}: val perplexity {summary['val_perplexity']:.4f}")
+    worse = "; worse than the base model" if summary["worse_than_base"] else ""
+    run.log(
+        f"{state} at step {summary['step']}: exported step {summary['exported_step']}, val "
+        f"perplexity {summary['val_perplexity']:.4f} ({summary['base_headline']}: base "
+        f"{summary['base_perplexity']:.4f}){worse}"
+    )
     run.set_status(state, pid=None, step=summary["step"], result=summary)
 
 
