@@ -144,11 +144,11 @@ def settle_run(run: Run, state: str, error: str | None) -> None:
         run.log(f"{state}: {error}")
 
 
-def print_plan(config: RunConfig, out=sys.stderr) -> None:
-    """The plan line (examples, epochs, evaluations) and its warnings."""
+def print_plan(config: RunConfig, out=None) -> None:
+    """The plan line (examples, epochs, evaluations) and its warnings (to stderr by default)."""
     from qpa.training.plan import plan_training
 
-    plan = plan_training(config)
+    out, plan = out or sys.stderr, plan_training(config)
     print(f"plan: {plan.line()}", file=out)
     for warning in plan.warnings():
         print(f"warning: {warning}", file=out)

@@ -168,12 +168,13 @@ def split_sizes(cfg: DataConfig) -> tuple[int, int] | None:
     """
     if cfg.packing != "example" or cfg.corpus.startswith("hf:"):
         return None
-    order, n_val = _split_order(len(load_conversations(cfg)), cfg)
+    items = load_conversations(cfg)
+    order, n_val = _split_order(len(items), cfg)
     if cfg.eval_corpus.startswith("hf:"):
         return None
     if cfg.eval_corpus:
-        n_val = len(load_conversations(cfg.replace(corpus=cfg.eval_corpus, eval_corpus="")))
-    return len(order) - (0 if cfg.eval_corpus else n_val), n_val
+        return len(order), len(load_eval_corpus(cfg, isinstance(items[0], list)))
+    return len(order) - n_val, n_val
 
 
 def build_splits(cfg: DataConfig, tokenizer: Any) -> Splits:
