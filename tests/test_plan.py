@@ -26,6 +26,7 @@ def test_the_app_starts_from_the_configs_defaults():
     assert h.form_data(form) == DataConfig()
     demo = start_values(DEMO)  # a capped demo: the same data, within its caps
     assert (demo["steps"], demo["max_examples"]) == (DEMO.steps, DEMO.max_examples)
+    assert "450** train / 50 validation" in h.plan_text(demo) and "⚠️" not in h.plan_text(demo)
 
 
 def test_the_default_plan_is_a_bit_more_than_one_pass_over_all_topics():

@@ -64,3 +64,26 @@ class BestKeeper:
         """Put the best tensors back into `session` (before exporting them)."""
         if self.tensors is not None:
             session.load_state_tensors(self.tensors)
+
+
+def kept_summary(session, keeper: BestKeeper, base: dict, last: dict, state: str,
+                 step: int) -> dict:  # fmt: skip
+    """What a run ends with: the metrics of the step it exports (the best, whose tensors are put
+    back into `session` for the export, unless `keep` = last), the last step's, the base
+    model's, and whether the exported step is worse than the base model."""
+    kept, kept_step = last, step
+    if session.config.train.keep == "best" and keeper.metrics is not None:
+        kept, kept_step = keeper.metrics, keeper.step
+        keeper.restore(session)
+    _, ppl = headline(kept)
+    return {
+        "state": state,
+        "step": step,
+        "best_step": keeper.step,
+        "exported_step": kept_step,
+        **{f"val_{k}": v for k, v in kept.items()},
+        **{f"last_val_{k}": last[k] for k in ("perplexity", "assistant_perplexity") if k in last},
+        "base_perplexity": base["headline_perplexity"],
+        "base_headline": base["headline"],
+        "worse_than_base": ppl > base["headline_perplexity"],
+    }

@@ -21,7 +21,7 @@ import torch
 
 from qpa.config import RunConfig
 from qpa.training.base_metrics import cached_base_metrics
-from qpa.training.best import BestKeeper, headline
+from qpa.training.best import BestKeeper, headline, kept_summary
 from qpa.training.session import Session, prepare, split_loss
 
 Callback = Callable[[dict], None]
@@ -288,34 +288,12 @@ def _loop(session: Session, run, emit: Callback, resume: bool, base: dict) -> di
         val = _eval(session, emit, step, t0)
         keeper.update(session, step, val)
         _checkpoint(session, optimizer, run, step, keeper.stale)
-    summary = _summary(session, keeper, base, val, state, step)
+    summary = kept_summary(session, keeper, base, val, state, step)
     summary.update(trainable_params=n_trainable, wall_time=time.time() - t0, stopped_early=early)
     if run is not None:
         _finish(session, run, state, summary)
     emit({"event": "done", **summary})
     return summary
-
-
-def _summary(session: Session, keeper: BestKeeper, base: dict, last: dict, state: str,
-             step: int) -> dict:  # fmt: skip
-    """What the run ends with: the kept step's metrics (the best, unless `keep` = last, which
-    is then restored into the session for export), the last's, and the base model's."""
-    kept, kept_step = last, step
-    if session.config.train.keep == "best" and keeper.metrics is not None:
-        kept, kept_step = keeper.metrics, keeper.step
-        keeper.restore(session)
-    _, ppl = headline(kept)
-    return {
-        "state": state,
-        "step": step,
-        "best_step": keeper.step,
-        "exported_step": kept_step,
-        **{f"val_{k}": v for k, v in kept.items()},
-        **{f"last_val_{k}": last[k] for k in ("perplexity", "assistant_perplexity") if k in last},
-        "base_perplexity": base["headline_perplexity"],
-        "base_headline": base["headline"],
-        "worse_than_base": ppl > base["headline_perplexity"],
-    }
 
 
 def make_optimizer(session: Session) -> torch.optim.AdamW:
