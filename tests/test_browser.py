@@ -145,6 +145,7 @@ def test_a_tiny_run_trains_and_draws_its_curve(page):
         page.get_by_label(label, exact=True).fill(value)
     page.locator("#launch").click()
     progress = page.locator("#progress")
+    expect(progress.locator(".qpa-run")).to_have_count(1)  # watching this launch, not the last
     finished = re.compile(r"\b(done|failed|cancelled)\b")
     expect(progress.locator(".qpa-badge").first).to_have_text(finished, timeout=120_000)
     assert progress.locator(".qpa-badge").first.inner_text() == "done", progress.inner_text()
