@@ -168,16 +168,19 @@ def curves_figure(series: Sequence[dict]) -> go.Figure:
     """Training loss and validation perplexity against step for several runs, side by side.
 
     Each item: ``{"label", "method", "train": [(step, loss)], "val": [(step, perplexity)]}``,
-    optionally ``"val_assistant"`` (the replies' perplexity) and ``"protocol"`` ("paper":
-    padding counted); QPA runs are solid lines, LoRA baselines dashed, one colour per run. The
-    perplexity panel shows the replies' when every run with evaluations has them.
+    optionally ``"val_assistant"`` (the replies' perplexity), ``"protocol"`` ("paper": padding
+    counted), ``"base"``/``"base_assistant"`` (the base model's perplexities: a dotted reference
+    line), ``"best_step"`` (a star) and ``"epochs"`` (passes over the data, named on the axis).
+    QPA runs are solid lines, LoRA baselines dashed, one colour per run. The perplexity panel
+    shows the replies' when every run with evaluations has them.
     """
     if not any(s["train"] or s["val"] for s in series):
         return message_figure("No metrics yet: curves appear after the first evaluation.", 340)
     evaluated = [s for s in series if s["val"]]
     replies = bool(evaluated) and all(s.get("val_assistant") for s in evaluated)
     if replies:
-        series = [{**s, "val": s.get("val_assistant", [])} for s in series]
+        series = [{**s, "val": s.get("val_assistant", []), "base": s.get("base_assistant")}
+                  for s in series]  # fmt: skip
         val_title = "validation perplexity, assistant replies"
     else:
         padded = any(s.get("protocol") == "paper" for s in evaluated)
@@ -195,16 +198,51 @@ def curves_figure(series: Sequence[dict]) -> go.Figure:
                     xaxis=f"x{axis}", yaxis=f"y{axis}", line=style, marker={"size": 5},
                     mode="lines" if len(steps) > 30 else "lines+markers",
                 ))  # fmt: skip
+        data += _best_marker(s, style["color"])
+    data += _base_lines(series)
+    layout = _curves_layout(val_title, _epochs_text(series))
+    return figure(data, layout, 380)
+
+
+def _best_marker(s: dict, color: str) -> list[dict]:
+    """A star on the validation curve at the run's best (or exported) step."""
+    value = dict(s["val"]).get(s.get("best_step"))
+    if value is None:
+        return []
+    star = {"symbol": "star", "size": 14, "color": color, "line": {"color": "white", "width": 1}}
+    return [line([s["best_step"]], [value], f"{s['label']} best step", f"{s['label']}<br>best "
+                 f"step {s['best_step']}: %{{y:.4g}}", mode="markers", marker=star,
+                 legendgroup=s["label"], showlegend=False, xaxis="x2", yaxis="y2")]  # fmt: skip
+
+
+def _base_lines(series: Sequence[dict]) -> list[dict]:
+    """The base model's validation perplexity, one dotted level per distinct value."""
+    levels = sorted({round(s["base"], 6) for s in series if s.get("base") and s["val"]})
+    steps = [step for s in series for step, _ in s["val"]]
+    if not levels or not steps:
+        return []
+    span = [min(steps), max(steps)]
+    return [line(span, [v, v], f"base model {v:.3f}" if len(levels) > 1 else "base model",
+                 f"base model (no adapter): {v:.4g}", mode="lines", xaxis="x2", yaxis="y2",
+                 line={"color": "#0f172a", "dash": "dot", "width": 1.5}) for v in levels]  # fmt: skip
+
+
+def _epochs_text(series: Sequence[dict]) -> str:
+    """'step (1.32 epochs in all)' when the runs plan the same passes over their data."""
+    epochs = {round(s["epochs"], 2) for s in series if s.get("epochs")}
+    return f"step ({epochs.pop():.2f} epochs in all)" if len(epochs) == 1 else "step"
+
+
+def _curves_layout(val_title: str, x_title: str) -> dict:
     title = {"xref": "paper", "yref": "paper", "y": 1.0, "yanchor": "bottom", "showarrow": False,
              "font": {"size": 13}}  # fmt: skip
-    layout = {
-        "xaxis": {"domain": [0, 0.46], "title": {"text": "step"}},
+    return {
+        "xaxis": {"domain": [0, 0.46], "title": {"text": x_title}},
         "yaxis": {"title": {"text": "training loss"}},
-        "xaxis2": {"domain": [0.54, 1], "anchor": "y2", "title": {"text": "step"}},
+        "xaxis2": {"domain": [0.54, 1], "anchor": "y2", "title": {"text": x_title}},
         "yaxis2": {"anchor": "x2", "title": {"text": "perplexity"}},
         "annotations": [{**title, "x": 0.23, "text": "training loss"},
                         {**title, "x": 0.77, "text": val_title}],
         "legend": {"orientation": "h", "y": -0.22, "yanchor": "top", "x": 0, "xanchor": "left"},
         "margin": {"l": 60, "r": 24, "t": 30, "b": 40},
     }  # fmt: skip
-    return figure(data, layout, 380)

@@ -46,7 +46,8 @@ def params_figure(points: Sequence[dict], metric: str) -> go.Figure:
 
     Each point: ``{"label", "method", "params", "mean", "std", "seeds", "share"}``, `share` the
     parameters as a fraction of the matching LoRA's (None without one); one trace per point so
-    the legend names every configuration; baselines are orange squares.
+    the legend names every configuration; baselines are orange squares. Points with ``"base"``
+    (and ``"data"``) get the base model's perplexity on that data as a dotted level.
     """
     if not points:
         return message_figure(
@@ -67,6 +68,7 @@ def params_figure(points: Sequence[dict], metric: str) -> go.Figure:
                   "line": {"color": "white", "width": 1}}  # fmt: skip
         data.append(line([p["params"]], [p["mean"]], short[p["label"]], hover, mode="markers",
                          marker=marker, error_y=_errors([p["std"]]), meta=p["label"]))  # fmt: skip
+    data += _base_levels(points)
     legend_title = {"text": f"all runs: {shared}" if shared else "", "side": "top"}
     layout = {
         "xaxis": {"type": "log", "title": {"text": "trainable parameters"}, "dtick": 1},
@@ -75,6 +77,17 @@ def params_figure(points: Sequence[dict], metric: str) -> go.Figure:
                    "title": legend_title},
     }  # fmt: skip
     return figure(data, layout, 400)
+
+
+def _base_levels(points: Sequence[dict]) -> list[dict]:
+    """The base model's perplexity per data selection, a dotted line across the chart."""
+    levels = {(p.get("data") or "", round(p["base"], 6)) for p in points if p.get("base")}
+    params = [p["params"] for p in points]
+    span = [min(params) / 1.5, max(params) * 1.5]
+    return [line(span, [value, value], f"base model{f' ({data})' if len(levels) > 1 else ''}",
+                 f"base model (no adapter){f' on {data}' if data else ''}: {value:.4g}",
+                 mode="lines", line={"color": "#0f172a", "dash": "dot", "width": 1.5})
+            for data, value in sorted(levels)]  # fmt: skip
 
 
 def _by(items: Sequence[dict], *keys: str) -> dict[tuple, list[dict]]:

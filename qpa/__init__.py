@@ -5,7 +5,8 @@ A simulated quantum circuit and a small mapping MLP generate the LoRA weights of
 lazily so that ``import qpa`` stays light.
 
 >>> import qpa
->>> c = qpa.count_params("gpt2-config", qpa.AdapterConfig(rank=4), qpa.QPAConfig(chunk_size=2048))
+>>> paper = qpa.QPAConfig(chunk_size=2048, **qpa.PAPER_MAPPING)  # the paper's shape
+>>> c = qpa.count_params("gpt2-config", qpa.AdapterConfig(rank=4), paper)
 >>> c.qpa, c.lora
 (106264, 204100)
 """
@@ -33,6 +34,7 @@ _EXPORTS = {
         "DEFAULT_LR",
         "MAX_NOISY_QUBITS",
         "CompareConfig",
+        "PAPER_MAPPING",
         "field_help",
     ],
     "qpa.quantum.kernels": ["ENTANGLERS", "one_thread"],
@@ -75,6 +77,8 @@ _EXPORTS = {
         "new_run_id",
     ],
     "qpa.training.loop": ["evaluate", "train", "validate_config"],
+    "qpa.training.plan": ["TrainingPlan", "plan_training", "rising_warning"],
+    "qpa.training.best": ["headline"],
     "qpa.inference.chat": ["ChatModel", "get_chat_model"],
     "qpa.flags": ["config_to_argv"],
     "qpa.studies.results": ["label", "markdown_table", "run_record", "summarize"],

@@ -57,8 +57,9 @@ def finished_run(root: Path, name: str) -> None:
 
 
 def test_count_params_endpoint_gives_the_paper_numbers(client):
-    counts = client.predict(
-        "gpt2-config", "lm_head", 4, 2048, 0, 8, HIDDEN, api_name="/count_params"
+    counts = client.predict(  # the paper's mapping: no activation, no Fourier features
+        "gpt2-config", "lm_head", 4, 2048, 0, 8, HIDDEN, "ladder", "none", 0,
+        api_name="/count_params",
     )
     assert (counts["qpa"], counts["lora"], counts["n_qubits"]) == (106_264, 204_100, 7)
     assert f"{counts['ratio']:.2%}" == "52.06%"
@@ -83,7 +84,8 @@ def test_bad_input_reaches_the_api_caller_as_the_pages_message(client):
 
 def test_advanced_shape_over_the_api(client):
     counts = client.predict(
-        "gpt2-config", "lm_head", 4, 2048, 0, 8, HIDDEN, "ladder", "gelu", api_name="/count_params"
+        "gpt2-config", "lm_head", 4, 2048, 0, 8, HIDDEN, "ladder", "gelu", 0,
+        api_name="/count_params",
     )
     assert (counts["qpa"], counts["rank_ceiling"]) == (106_264, 33)
     out = client.predict(

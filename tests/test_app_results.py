@@ -52,7 +52,7 @@ def records(studio):
 @pytest.mark.chatterbot
 def test_params_chart_groups_seeds_with_error_bars(studio):
     params, table, _ = results.on_refresh(studio, "all tokens")
-    by_name = {trace.meta: trace for trace in params.data}  # full labels; legends drop shared parts
+    by_name = {t.meta: t for t in params.data if t.meta}  # full labels; legends drop shared parts
     others = {label(config(shots=64)), label(config(shots=512)), label(config(noise=0.05))}
     assert set(by_name) == {LORA, QPA, *others} and "shots=64" in label(config(shots=64))
     r = records(studio)
@@ -64,7 +64,9 @@ def test_params_chart_groups_seeds_with_error_bars(studio):
     share = r["qpa-s0"]["params"] / r["lora-s0"]["params"]
     assert f"{share:.2%} of LoRA's parameters" in qpa.hovertemplate
     assert "2 seeds (0, 1)" in qpa.hovertemplate and by_name[LORA].marker.symbol == "square"
-    assert f"| {QPA} |" in table and table.count("\n") == 6  # header, rule, five groups
+    assert f"| {QPA} |" in table and table.count("\n") == 8  # header, rule, five groups, note
+    base = [t for t in params.data if t.name == "base model"]  # one data selection: one level
+    assert len(base) == 1 and base[0].y[0] == pytest.approx(r["qpa-s0"]["base_perplexity"])
 
 
 @pytest.mark.chatterbot

@@ -209,6 +209,22 @@ CASES = {  # id: (kind, call, what the message must say)
     # -- CLI: out of range, wrong type, inconsistent, unknown, bad files, bad ids
     "cli-steps-zero": (*cli("train", *TINY, "--steps", "0"), "`steps` = 0 must be ≥ 1"),
     "cli-steps-text": (*cli("train", "--steps", "many"), "invalid int value: 'many'"),
+    "cli-steps-negative": (*cli("train", *TINY, "--steps", "-5"), "`steps` = -5 must be ≥ 1"),
+    "cli-batch-zero": (*cli("train", *TINY, "--batch-size", "0"), "`batch_size` = 0 must be ≥ 1"),
+    "cli-batch-negative": (*cli("train", "--batch-size", "-8", "--dry-run"), "`batch_size` = -8"),
+    "cli-patience-negative": (*cli("train", "--patience", "-1"), "`patience` = -1 must be ≥ 0"),
+    "cli-patience-too-many": (
+        *cli("train", *TINY, "--steps", "10", "--eval-every", "5", "--patience", "2"),
+        "`patience` = 2 evaluations can never stop this run: it validates 2 time(s)",
+    ),  # fmt: skip
+    "cli-dry-run-patience": (
+        *cli("train", "--dry-run", "--steps", "50", "--patience", "9"), "use at most 1,"
+    ),  # fmt: skip
+    "cli-topics-no-conversations": (
+        *cli("train", *TINY, "--topics", "health"),
+        "`topics` = 'health' is too small: 1 example(s) leave none for training",
+    ),  # fmt: skip
+    "cli-val-split-zero": (*cli("train", *TINY, "--val-fraction", "0"), "`val_fraction` = 0.0"),
     "cli-lr-negative": (*cli("train", "--lr", "-1"), "`lr` = -1.0 must be ≥ 0"),
     "cli-rank-zero": (*cli("count", "--rank", "0"), "`rank` = 0"),
     "cli-chunk-negative": (*cli("count", "--chunk-size", "-5"), "`chunk_size` = -5"),
@@ -253,6 +269,14 @@ CASES = {  # id: (kind, call, what the message must say)
     "lib-config-type": (
         *lib(lambda c: RunConfig.from_dict({"train": {"steps": "many"}})),
         "`steps` = 'many' must be a whole number",
+    ),  # fmt: skip
+    "lib-patience": (
+        *lib(lambda c: RunConfig.from_dict({"train": {"steps": 10, "eval_every": 5, "patience": 3}})),
+        "`patience` = 3 evaluations can never stop this run",
+    ),  # fmt: skip
+    "lib-val-fraction": (
+        *lib(lambda c: RunConfig.from_dict({"data": {"val_fraction": 0}})),
+        "`val_fraction` = 0.0 must be > 0",
     ),  # fmt: skip
     "lib-config-nan": (
         *lib(lambda c: RunConfig.from_dict({"train": {"lr": float("nan")}})),
@@ -302,6 +326,21 @@ CASES = {  # id: (kind, call, what the message must say)
     ),  # fmt: skip
     "ui-launch-steps": (*ui(lambda c: train.on_launch(c.full, *form(steps=-3))), "`steps` = -3"),
     "ui-launch-lr": (*ui(lambda c: train.on_launch(c.full, *form(lr="fast"))), "`lr` = 'fast'"),
+    "ui-launch-batch": (
+        *ui(lambda c: train.on_launch(c.full, *form(batch_size=0))), "`batch_size` = 0"
+    ),  # fmt: skip
+    "ui-launch-patience": (
+        *ui(lambda c: train.on_launch(c.full, *form(patience=2))),  # 3 steps, every 2: 2 evals
+        "`patience` = 2 evaluations can never stop this run",
+    ),  # fmt: skip
+    "ui-launch-topics": (
+        *ui(lambda c: train.on_launch(c.full, *form(topics=["health"]))),
+        "`topics` = 'health' is too small",
+    ),  # fmt: skip
+    "ui-plan-topics": (
+        *ui(lambda c: train.on_plan(*[tiny_form(topics=["health"])[k] for k in train.PLAN_FIELDS])),
+        "`topics` = 'health' is too small",
+    ),  # fmt: skip
     "ui-launch-plan": (*ui(lambda c: train.on_launch(c.full, *form(plan="all"))), "`plan`"),
     "ui-launch-demo-cap": (
         *ui(lambda c: train.on_launch(c.demo, *form(steps=10_000))),

@@ -44,6 +44,7 @@ def page(url):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
+        sync_api.expect.set_options(timeout=20_000)  # a busy shared CPU draws plots slowly
         page.goto(url)
         yield page
         browser.close()
@@ -61,18 +62,17 @@ def test_design_tab_follows_the_rank_and_looks_right(page):
     from playwright.sync_api import expect
 
     table = page.locator("#param-table")
-    expect(table).to_contain_text("106,264")  # smollm2, r=4, chunk 2048: QPA total
+    expect(table).to_contain_text("106,152")  # smollm2, r=4, the default (best measured) shape
     expect(page.locator("#tradeoff .js-plotly-plot")).to_be_visible()
     page.wait_for_timeout(800)  # let the plots finish their first draw
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)  # 1400 × about 1100
     preset = page.locator("#design-preset input")
-    expect(preset).to_have_value(re.compile("^qpa: "))
-    pick(page, "design-preset", "qpa-shallow-gelu")
-    expect(table).to_contain_text("106,152")  # GELU (64, 48), 16 Fourier features
-    expect(page.locator("#count-command")).to_contain_text("--activation gelu --fourier-features 16")
-    pick(page, "design-preset", "qpa: ")
+    expect(preset).to_have_value(re.compile(r"^qpa-shallow-gelu \(best measured\): "))
+    pick(page, "design-preset", "qpa: ")  # the paper's shape, one preset away
     expect(table).to_contain_text("106,264")
+    paper = "--hidden-sizes 32,64,128,128,64,32,32 --activation none --fourier-features 0"
+    expect(page.locator("#count-command")).to_contain_text(paper)
     rank = page.get_by_label("number input for LoRA rank r")
     rank.fill("8")
     rank.press("Enter")
@@ -82,7 +82,9 @@ def test_design_tab_follows_the_rank_and_looks_right(page):
     page.get_by_text("Advanced QPA").click()
     pick(page, "design-activation", "gelu")
     expect(page.locator(".qpa-stats")).to_contain_text("≤ 33")  # GELU: last width 32 + bias
-    expect(page.locator("#count-command")).to_contain_text("--rank 2 --n-qubits 6 --activation gelu")
+    expect(page.locator("#count-command")).to_contain_text(
+        "--rank 2 --n-qubits 6 --hidden-sizes 32,64,128,128,64,32,32 --fourier-features 0"
+    )  # gelu is the default activation: no flag
     expect(preset).to_have_value(re.compile("^qpa-gelu: "))  # the edit made another preset
     pick(page, "design-activation", "none")
     expect(page.locator(".qpa-stats")).to_contain_text("≤ 8")  # affine: 6 bits + p, + bias
@@ -101,6 +103,36 @@ def test_design_tab_follows_the_rank_and_looks_right(page):
 
 
 @pytest.mark.chatterbot
+def test_the_default_launch_shows_epochs_the_base_line_and_the_best_step(page, url):
+    """A new user's launch: every Train field as it comes, on a tiny model (all topics, QPA and
+    its LoRA baseline); watched until the first evaluations are drawn, then stopped."""
+    from playwright.sync_api import expect
+
+    page.goto(url)  # a fresh page: every field at its default
+    pick(page, "design-model", "tiny-llama")
+    page.get_by_role("tab", name="② Train").click()
+    plan = page.locator("#plan")
+    expect(plan).to_contain_text("1,823 train / 202 validation examples")
+    expect(plan).to_contain_text("300 steps × batch 8 = 1.32 epochs")
+    expect(plan).not_to_contain_text("⚠️")
+    page.locator("#launch").click()
+    progress = page.locator("#progress")
+    expect(progress).to_contain_text("best step", timeout=240_000)  # after the first evaluation
+    expect(progress).to_contain_text("epoch ")
+    expect(progress).to_contain_text("of 1.32")
+    expect(progress).to_contain_text("base model ")
+    curves = page.locator("#curves .js-plotly-plot")
+    expect(curves.locator(".xtitle").first).to_contain_text("1.32 epochs in all")
+    expect(curves.locator(".legendtext", has_text="base model")).to_be_visible()
+    names = curves.evaluate("plot => plot.data.map(trace => trace.name)")
+    assert any("-qpa-lora-" in n and n.endswith(" best step") for n in names), names  # the star
+    page.locator("#cancel").click()  # the point is made; the rest of the module needs the CPU
+    finished = re.compile(r"\b(done|failed|cancelled)\b")
+    for badge in progress.locator(".qpa-badge").all():
+        expect(badge).to_have_text(finished, timeout=120_000)
+
+
+@pytest.mark.chatterbot
 def test_a_tiny_run_trains_and_draws_its_curve(page):
     from playwright.sync_api import expect
 
@@ -115,6 +147,7 @@ def test_a_tiny_run_trains_and_draws_its_curve(page):
         page.get_by_label(label, exact=True).fill(value)
     page.locator("#launch").click()
     progress = page.locator("#progress")
+    expect(progress.locator(".qpa-run")).to_have_count(1)  # watching this launch, not the last
     finished = re.compile(r"\b(done|failed|cancelled)\b")
     expect(progress.locator(".qpa-badge").first).to_have_text(finished, timeout=120_000)
     assert progress.locator(".qpa-badge").first.inner_text() == "done", progress.inner_text()

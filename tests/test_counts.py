@@ -5,11 +5,15 @@ import time
 import pytest
 
 from qpa.adapters.counts import count_params
-from qpa.config import AdapterConfig, QPAConfig
+from qpa.config import PAPER_MAPPING, AdapterConfig, QPAConfig
+
+PAPER = PAPER_MAPPING  # the paper's mapping MLP (the defaults are the best measured shape)
 
 
 def test_gpt2_small_lm_head_matches_paper():
-    c = count_params("gpt2-config", AdapterConfig(rank=4), QPAConfig(chunk_size=2048, depth=8))
+    c = count_params(
+        "gpt2-config", AdapterConfig(rank=4), QPAConfig(chunk_size=2048, depth=8, **PAPER)
+    )
     assert (c.n_qubits, c.n_chunks) == (7, 100)
     assert (c.circuit, c.mapping, c.last_layer, c.qpa) == (56, 38_624, 67_584, 106_264)
     assert c.lora == 204_100 and c.target_params == 50257 * 768
@@ -17,13 +21,17 @@ def test_gpt2_small_lm_head_matches_paper():
 
 
 def test_gemma_lm_head_matches_paper():
-    c = count_params("gemma-config", AdapterConfig(rank=4), QPAConfig(chunk_size=4096, depth=8))
+    c = count_params(
+        "gemma-config", AdapterConfig(rank=4), QPAConfig(chunk_size=4096, depth=8, **PAPER)
+    )
     assert (c.n_qubits, c.n_chunks, c.qpa, c.lora) == (8, 252, 173_888, 1_032_192)
     assert int(c.ratio * 10_000) / 100 == 16.84  # the paper truncates to two decimals
 
 
 def test_default_model_lora_baseline():
-    c = count_params("smollm2-config", AdapterConfig(rank=4), QPAConfig(chunk_size=2048, depth=8))
+    c = count_params(
+        "smollm2-config", AdapterConfig(rank=4), QPAConfig(chunk_size=2048, depth=8, **PAPER)
+    )
     assert c.lora == 198_912 and c.target_params == 49152 * 576
 
 
@@ -32,7 +40,9 @@ def test_default_model_lora_baseline():
     [(256, 10, 47_248), (512, 9, 55_656), (1024, 8, 72_512), (4096, 6, 173_808)],
 )
 def test_gpt2_sweep_points(chunk, qubits, total):
-    c = count_params("gpt2-config", AdapterConfig(rank=4), QPAConfig(chunk_size=chunk, depth=8))
+    c = count_params(
+        "gpt2-config", AdapterConfig(rank=4), QPAConfig(chunk_size=chunk, depth=8, **PAPER)
+    )
     assert (c.n_qubits, c.qpa) == (qubits, total)
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from qpa.config import QPAConfig
+from qpa.config import PAPER_MAPPING, QPAConfig
 from qpa.generator.mapping import MappingModel, basis_bits, postprocess, random_bits
 from qpa.generator.qpa_generator import QPAGenerator, centered_output, qubits_needed
 
@@ -66,8 +66,10 @@ def test_more_qubits_allowed_fewer_refused():
 
 def test_activation_breaks_the_affine_rank_ceiling():
     torch.manual_seed(0)
-    plain = QPAGenerator(256 * 64, QPAConfig(chunk_size=256, depth=2))
-    act = QPAGenerator(256 * 64, QPAConfig(chunk_size=256, depth=2, activation="tanh"))
+    plain = QPAGenerator(256 * 64, QPAConfig(chunk_size=256, depth=2, **PAPER_MAPPING))
+    act = QPAGenerator(
+        256 * 64, QPAConfig(chunk_size=256, depth=2, **{**PAPER_MAPPING, "activation": "tanh"})
+    )
     rank = lambda g: torch.linalg.matrix_rank(g().detach().view(g.n_chunks, -1)).item()  # noqa: E731
     assert rank(plain) <= plain.n_qubits + 2
     assert rank(act) > plain.n_qubits + 2
@@ -82,7 +84,7 @@ def test_random_pairing_changes_every_call_matched_does_not():
 
 
 def test_generated_count_is_exact_for_paper_gpt2():
-    gen = QPAGenerator(204_100, QPAConfig(chunk_size=2048, depth=8))
+    gen = QPAGenerator(204_100, QPAConfig(chunk_size=2048, depth=8, **PAPER_MAPPING))
     assert gen.param_counts() == {
         "circuit": 56,
         "mapping": 38_624,
@@ -126,8 +128,10 @@ def test_generated_chunk_matrix_rank_reaches_the_stated_ceiling(activation, four
 
 
 def test_fourier_features_add_inputs_not_outputs():
-    plain = QPAGenerator(4096, QPAConfig(chunk_size=128, depth=2))
-    richer = QPAGenerator(4096, QPAConfig(chunk_size=128, depth=2, fourier_features=4))
+    plain = QPAGenerator(4096, QPAConfig(chunk_size=128, depth=2, **PAPER_MAPPING))
+    richer = QPAGenerator(
+        4096, QPAConfig(chunk_size=128, depth=2, **{**PAPER_MAPPING, "fourier_features": 4})
+    )
     grown = richer.param_counts()["mapping"] - plain.param_counts()["mapping"]
     assert grown == 8 * plain.config.hidden_sizes[0]  # 2·4 more inputs to the first layer
     assert richer().shape == plain().shape == (4096,)

@@ -15,7 +15,7 @@ from app.state import Studio
 from qpa import VARIANTS, apply_variant, open_run
 from qpa.cli.main import main
 
-SMOLLM2 = {**shape.DEFAULTS, "model": "smollm2-config"}  # lm_head, r = 4, the paper's shape
+SMOLLM2 = {**shape.DEFAULTS, "model": "smollm2-config"}  # lm_head, r = 4, the default shape
 FULL = Studio.create(runs_root="unused-runs", demo=False)  # the Design tab reads only its caps
 SHALLOW_GELU = {"hidden_sizes": "64,48", "activation": "gelu", "fourier_features": 16}
 
@@ -56,9 +56,11 @@ def test_count_variant_gives_the_best_measured_shape_and_typed_flags_win(capsys)
                       "--fourier-features", "16")  # fmt: skip
     assert by_hand["qpa"] == 106_152 and by_hand["max_rank"] == 49
     overridden = counted(capsys, "--variant", "qpa-shallow-gelu", "--activation", "none")
-    affine = counted(capsys, "--hidden-sizes", "64,48", "--fourier-features", "16")
+    affine = counted(capsys, "--hidden-sizes", "64,48", "--fourier-features", "16",
+                     "--activation", "none")  # fmt: skip
     assert overridden == affine and overridden["max_rank"] != by_hand["max_rank"]
-    assert counted(capsys, "--variant", "qpa")["qpa"] == 106_264  # the defaults
+    assert counted(capsys, "--variant", "qpa")["qpa"] == 106_264  # the paper's shape
+    assert counted(capsys) == by_hand  # the defaults are the best measured shape
 
 
 @pytest.mark.chatterbot
@@ -113,7 +115,7 @@ def test_presets_are_the_qpa_variants_with_the_best_measured_marked():
     assert values == [n for n in VARIANTS if not n.startswith("lora")] + [shape.CUSTOM]
     marked = [value for label, value in shape.PRESET_CHOICES if "best measured" in label]
     assert marked == ["qpa-shallow-gelu"]
-    assert shape.matching_preset(*shape.DEFAULTS.values()) == "qpa"  # the default selection
+    assert shape.matching_preset(*shape.DEFAULTS.values()) == "qpa-shallow-gelu"  # the default
 
 
 def test_picking_best_measured_sets_its_fields_and_the_live_count():
@@ -123,7 +125,10 @@ def test_picking_best_measured_sets_its_fields_and_the_live_count():
     assert (out["chunk_size"], out["n_qubits"]) == (2048, 7)
     rows = {row[0]: row[1] for row in out["table"]}
     assert rows["QPA total"] == "106,152" and "≤ 49" in out["headline"]
-    assert out["command"].endswith("--hidden-sizes 64,48 --activation gelu --fourier-features 16")
+    assert out["command"].endswith("--model smollm2-config --n-qubits 7")  # the defaults
+    paper = picked("qpa")
+    assert paper["command"].endswith(
+        "--hidden-sizes 32,64,128,128,64,32,32 --activation none --fourier-features 0")  # fmt: skip
 
 
 def test_a_preset_with_its_own_chunk_size_relinks_the_qubits():

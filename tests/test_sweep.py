@@ -7,7 +7,7 @@ from tiny_run import TINY_RUN as BASE
 
 from qpa.cli.main import main
 from qpa.runs.run import list_runs
-from qpa.studies.results import label, markdown_table, run_record, summarize
+from qpa.studies.results import COMPARED, label, markdown_table, run_record, summarize
 from qpa.studies.sweep import sweep, variant_config
 
 
@@ -27,7 +27,8 @@ def test_sweep_groups_seeds_and_compares_with_lora(tmp_path):
         100 * (qpa["perplexity"] / lora["perplexity"] - 1)
     )
     table = markdown_table(rows)
-    assert table.count("\n") == 4 and f"| {qpa_label} activation=gelu {train} |" in table
+    assert table.count("\n") == 6 and f"| {qpa_label} activation=gelu {train} | chatterbot (ai)" in table
+    assert table.endswith(COMPARED) and "seed set" in COMPARED
 
 
 @pytest.mark.chatterbot

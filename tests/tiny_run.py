@@ -18,7 +18,7 @@ def tiny_form(**overrides) -> dict:
 
     basic = ("tiny-llama", ["lm_head"], 2, 128, 0, 2, "16,16", "ladder")
     form = {**shape.DEFAULTS, **dict(zip(shape.BASIC, basic, strict=True))}
-    form.update(plan="QPA only", steps=3, batch_size=4, lr=0, eval_every=2, max_length=64,
+    form.update(plan="QPA only", steps=3, batch_size=4, lr=0, eval_every=2, patience=0, max_length=64,
                 max_examples=40, seed=0, loss_on=TrainConfig().loss_on,
                 perplexity=TrainConfig().perplexity, source=data.SOURCES[0], topics=["ai"],
                 upload=None)  # fmt: skip

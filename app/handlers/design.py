@@ -5,7 +5,8 @@ drawing and its probabilities, and the equivalent ``qpa count`` command, on ever
 Counting never loads weights: `qpa.adapters.counts.count_params` reads LoRA shapes from the model built on
 the meta device (cached per model, targets and rank), so one update takes milliseconds.
 
->>> view = design_view("gpt2-config", "lm_head", 4, 2048, 7, 8, "32,64,128,128,64,32,32")
+>>> paper = ("32,64,128,128,64,32,32", "ladder", "none", 0)  # the paper's mapping MLP
+>>> view = design_view("gpt2-config", "lm_head", 4, 2048, 7, 8, *paper)
 >>> view.counts.qpa, view.counts.lora, f"{view.counts.ratio:.2%}"
 (106264, 204100, '52.06%')
 """

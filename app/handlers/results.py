@@ -64,6 +64,8 @@ def param_points(rows: list[dict], metric: str) -> list[dict]:
             "std": r[f"{metric}_std"],
             "seeds": r["seeds"],
             "share": r["vs_lora_params"],
+            "base": r[f"base_{metric}"],
+            "data": r["data"],
         }
         for r in rows
         if r[metric] is not None and r["params"]

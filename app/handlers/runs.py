@@ -22,16 +22,19 @@ from qpa import format_duration, format_number, list_runs, open_run
 
 HEADERS = [
     "run", "method", "model", "trainable params", "val PPL, all tokens", "val PPL, assistant",
-    "time", "status",
+    "best step", "base model PPL", "time", "status",
 ]  # fmt: skip
 
 
 def table_rows(studio: Studio) -> list[list]:
-    """One row per run, newest first; perplexity over all tokens and over assistant replies."""
+    """One row per run, newest first; perplexity over all tokens and over assistant replies (of
+    the exported step once done), its step, the base model's perplexity on the same data (the
+    replies' on chat data), and a status that says when the run ended worse than the base."""
     rows = []
     for run in list_runs(studio.root):
         r = run.summary()
         state = r["state"] if r["state"] == "done" else f"{r['state']} ({r['step']}/{r['total_steps']})"
+        state += " · worse than the base model" if r["worse_than_base"] else ""
         rows.append(
             [
                 r["id"],
@@ -40,6 +43,8 @@ def table_rows(studio: Studio) -> list[list]:
                 format_number(r["trainable_params"] or None, ","),
                 format_number(r["val_perplexity"], ".3f"),
                 format_number(r["val_assistant_perplexity"], ".3f"),
+                format_number(r["best_step"], "d"),
+                format_number(r["base_perplexity"], ".3f"),
                 format_duration(r["wall_time_s"]),
                 state,
             ]

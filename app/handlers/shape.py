@@ -7,8 +7,8 @@ defaults, so a caller that knows only the basic shape still works. A preset is o
 variants that changes only the QPA section (`python -m qpa train --variant NAME`).
 
 >>> model, adapter, qpa = configs("gpt2-config", ["lm_head"], 4, 2048, 0, 8, "32,64", "ring")
->>> adapter.rank, qpa.entangler, qpa.activation, qpa.shots
-(4, 'ring', 'none', 0)
+>>> adapter.rank, qpa.entangler, qpa.activation, qpa.shots  # the advanced fields: defaults
+(4, 'ring', 'gelu', 0)
 >>> linked(("gpt2-config", ["lm_head"], 4, 1024, 7), "chunk")  # 200 chunks need 8 qubits
 (1024, 8)
 >>> matching_preset("gpt2-config", ["lm_head"], 4, 2048, 7, 8, "64,48", "ladder", "gelu", 16)

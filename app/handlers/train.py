@@ -35,6 +35,7 @@ from qpa import (
     list_runs,
     new_run_id,
     open_run,
+    plan_training,
     validate_config,
 )
 
@@ -49,6 +50,7 @@ TRAIN_FIELDS = (
     "batch_size",
     "lr",
     "eval_every",
+    "patience",
     "max_length",
     "max_examples",
     "seed",
@@ -92,25 +94,53 @@ def build_configs(studio: Studio, form: dict[str, Any]) -> list[RunConfig]:
     if form["plan"] not in PLANS:
         raise ValueError(f"`plan` = {form['plan']!r} is not one of: {', '.join(PLANS)}.")
     count_params(model, adapter, qpa)  # raises when the qubits are too few for the weights
-    train = TrainConfig(
-        steps=as_int("steps", form["steps"]),
-        batch_size=as_int("batch_size", form["batch_size"]),
-        lr=as_float("lr", form["lr"]),
-        eval_every=as_int("eval_every", form["eval_every"]),
-        seed=as_int("seed", form["seed"]),
-        loss_on=form["loss_on"] or TrainConfig().loss_on,
-        perplexity=form["perplexity"] or TrainConfig().perplexity,
-    )
-    data = data_config(
-        form["source"], form["topics"], form["upload"], form["max_length"], form["max_examples"]
-    )
-    base = RunConfig(model={"model": model}, adapter=adapter, qpa=qpa, data=data, train=train)
+    base = RunConfig(model={"model": model}, adapter=adapter, qpa=qpa, data=form_data(form),
+                     train=train_config(form))  # fmt: skip
     _check_caps(studio, base)
     out = []
     for method in PLANS[form["plan"]]:
         config = base.replace(adapter=adapter.replace(method=method))
         out.append(validate_config(config))
     return out
+
+
+def train_config(form: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of the form; ValueError naming a bad field."""
+    return TrainConfig(
+        steps=as_int("steps", form["steps"]),
+        batch_size=as_int("batch_size", form["batch_size"]),
+        lr=as_float("lr", form["lr"]),
+        eval_every=as_int("eval_every", form["eval_every"]),
+        patience=as_int("patience", form["patience"]),
+        seed=as_int("seed", form["seed"]),
+        loss_on=form["loss_on"] or TrainConfig().loss_on,
+        perplexity=form["perplexity"] or TrainConfig().perplexity,
+    )
+
+
+def form_data(form: dict[str, Any]):
+    """The DataConfig of the form."""
+    keys = ("source", "topics", "upload", "max_length", "max_examples")
+    return data_config(*(form[k] for k in keys))
+
+
+PLAN_FIELDS = ("steps", "batch_size", "eval_every", "patience", "lr", "seed", "loss_on",
+               "perplexity", "source", "topics", "upload", "max_length", "max_examples")  # fmt: skip
+
+
+def plan_text(form: dict[str, Any]) -> str:
+    """The launch's plan as Markdown: examples, epochs, evaluations, and its warnings."""
+    try:
+        plan = plan_training(RunConfig(data=form_data(form), train=train_config(form)))
+    except (ValueError, OSError) as e:
+        return f"⚠️ {e}"
+    epochs = f" = **{plan.epochs:.2f} epochs**" if plan.epochs is not None else ""
+    t = plan.train
+    data = (f"**{plan.n_train:,}** train / {plan.n_val:,} validation examples"
+            if plan.n_train is not None else "examples counted when tokenized")  # fmt: skip
+    lines = [f"{data} · {t.steps:,} steps × batch {t.batch_size}{epochs} · validate every "
+             f"{t.eval_every} steps, export the best"]  # fmt: skip
+    return "\n\n".join(lines + [f"⚠️ {w}" for w in plan.warnings()])
 
 
 def keep_upload(studio: Studio, config: RunConfig) -> RunConfig:
@@ -171,7 +201,10 @@ def default_watch(studio: Studio) -> list[str]:
 @guarded
 def on_launch(studio: Studio, *values):
     """Launch button: start the runs and watch them; show the equivalent CLI commands."""
-    ids, commands = launch(studio, dict(zip(FORM_FIELDS, values, strict=True)))
+    form = dict(zip(FORM_FIELDS, values, strict=True))
+    ids, commands = launch(studio, form)
+    for warning in plan_training(open_run(ids[0], studio.root).config).warnings():
+        gr.Warning(warning)
     queued = [i for i in ids if studio.jobs.state(i).get("state") == "queued"]
     waiting = f"; {len(queued)} wait in the queue" if queued else ""
     gr.Info(f"Launched {', '.join(ids)} in the background{waiting}.")
@@ -218,6 +251,11 @@ def on_cancel(studio: Studio, ids: list[str] | None):
     for run_id in live:
         gr.Info(studio.jobs.stop(run_id))
     return ""
+
+
+def on_plan(*values):
+    """A plan field changed: recount the examples and epochs, and say what to watch for."""
+    return plan_text(dict(zip(PLAN_FIELDS, values, strict=True)))
 
 
 def on_load(studio: Studio):

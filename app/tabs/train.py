@@ -14,8 +14,17 @@ from app.state import Studio
 from qpa import DataConfig, TrainConfig, field_help
 
 POLL_S = 1.5  # seconds between progress refreshes
-HELP = {k: v["help"] for k, v in {**field_help(TrainConfig), **field_help(DataConfig)}.items()}
+FIELDS = {**field_help(TrainConfig), **field_help(DataConfig)}
+HELP = {k: v["help"] for k, v in FIELDS.items()}
 TRAIN_HELP = field_help(TrainConfig)
+DEFAULT = {k: v["default"] for k, v in FIELDS.items()}  # the CLI's defaults, one source
+
+
+def start_values(caps: Caps) -> dict:
+    """The form's first values: the config's defaults, within this studio's caps."""
+    capped = {k: min(DEFAULT[k], getattr(caps, k)) for k in ("steps", "batch_size", "max_length")}
+    return {**DEFAULT, **capped, "max_examples": caps.max_examples, "source": dh.SOURCES[0],
+            "upload": None}  # fmt: skip
 
 
 def _whole(value: int, label: str, name: str, **kw) -> gr.Number:
@@ -28,8 +37,8 @@ def _choice(name: str, label: str) -> gr.Radio:
 
 
 def _settings(caps: Caps) -> dict:
-    """What to train and for how long."""
-    f = {}
+    """What to train and for how long, and what that means (epochs, warnings)."""
+    f, start = {}, start_values(caps)
     f["plan"] = gr.Radio(
         list(h.PLANS),
         value=next(iter(h.PLANS)),
@@ -37,12 +46,16 @@ def _settings(caps: Caps) -> dict:
         info="The baseline is plain LoRA with the same targets, rank, data and seed.",
     )
     with gr.Row():
-        f["steps"] = _whole(min(300, caps.steps), "Steps", "steps", minimum=1, maximum=caps.steps)
-        f["batch_size"] = _whole(8, "Batch size", "batch_size", minimum=1, maximum=caps.batch_size)
+        f["steps"] = _whole(start["steps"], "Steps", "steps", minimum=1, maximum=caps.steps)
+        f["batch_size"] = _whole(
+            start["batch_size"], "Batch size", "batch_size", minimum=1, maximum=caps.batch_size
+        )
+    f["plan_text"] = gr.Markdown(h.plan_text(start), elem_id="plan", elem_classes="qpa-plan")
     with gr.Accordion("More training settings", open=False):
-        f["lr"] = gr.Number(0.0, label="Learning rate", minimum=0, info=HELP["lr"])
-        f["eval_every"] = _whole(25, "Validate every", "eval_every", minimum=1)
-        f["seed"] = _whole(0, "Seed", "seed", minimum=0)
+        f["lr"] = gr.Number(DEFAULT["lr"], label="Learning rate", minimum=0, info=HELP["lr"])
+        f["eval_every"] = _whole(DEFAULT["eval_every"], "Validate every", "eval_every", minimum=1)
+        f["patience"] = _whole(DEFAULT["patience"], "Patience", "patience", minimum=0)
+        f["seed"] = _whole(DEFAULT["seed"], "Seed", "seed", minimum=0)
         f["loss_on"] = _choice("loss_on", "Loss on")
         f["perplexity"] = _choice("perplexity", "Perplexity")
     return f
@@ -59,8 +72,8 @@ def _data(studio: Studio, model: gr.Dropdown) -> dict:
             info="The embedded chatterbot chat corpus, or your own file.",
         )
         f["topics"] = gr.Dropdown(
-            dh.topics(), value=["ai", "computers", "science"], multiselect=True, label="Topics",
-            info=HELP["topics"],
+            dh.topics(), value=list(DEFAULT["topics"]), multiselect=True,
+            label="Topics (none picked: all)", info=HELP["topics"],
         )  # fmt: skip
         f["upload"] = gr.File(
             label="Upload (.txt .md .jsonl .csv .yml)", file_types=dh.UPLOAD_TYPES,
@@ -68,7 +81,7 @@ def _data(studio: Studio, model: gr.Dropdown) -> dict:
         )  # fmt: skip
         with gr.Row():
             f["max_length"] = _whole(
-                min(128, caps.max_length), "Max length", "max_length", minimum=8,
+                start_values(caps)["max_length"], "Max length", "max_length", minimum=8,
                 maximum=caps.max_length,
             )  # fmt: skip
             f["max_examples"] = _whole(caps.max_examples, "Max examples", "max_examples", minimum=0)
@@ -83,6 +96,14 @@ def _data(studio: Studio, model: gr.Dropdown) -> dict:
         api_name="preview_data",
     )  # fmt: skip
     return f
+
+
+def _wire_plan(f: dict) -> None:
+    """The plan under Steps and Batch follows every field it depends on."""
+    inputs = [f[k] for k in h.PLAN_FIELDS]
+    for name in h.PLAN_FIELDS:
+        f[name].change(h.on_plan, inputs, f["plan_text"], api_visibility="private",
+                       show_progress="hidden")  # fmt: skip
 
 
 def build(studio: Studio, design: dict) -> dict:
@@ -111,6 +132,7 @@ def build(studio: Studio, design: dict) -> dict:
                 "# launch a run to see the command it runs", label="Equivalent CLI",
                 language="shell", interactive=False, lines=3, elem_id="cli",
             )  # fmt: skip
+    _wire_plan(f)
     last = gr.State("")  # signature of what is drawn, so unchanged ticks redraw nothing
     form = [design[k] for k in h.DESIGN_FIELDS] + [f[k] for k in h.TRAIN_FIELDS]
     launch.click(

@@ -5,8 +5,9 @@ device (no weights, milliseconds), wrapped with peft, and the adapter's shapes a
 the wrapped layers; the `QPALoRA` of the config (generators, start scales, DoRA magnitudes) is
 built on the meta device and its parameters counted.
 
->>> from qpa.config import AdapterConfig, QPAConfig
->>> c = count_params("gpt2-config", AdapterConfig(rank=4), QPAConfig(chunk_size=2048, depth=8))
+>>> from qpa.config import PAPER_MAPPING, AdapterConfig, QPAConfig
+>>> paper = QPAConfig(chunk_size=2048, depth=8, **PAPER_MAPPING)  # the paper's shape
+>>> c = count_params("gpt2-config", AdapterConfig(rank=4), paper)
 >>> c.lora, c.qpa, c.n_qubits, c.n_chunks, f"{c.ratio:.2%}"
 (204100, 106264, 7, 100, '52.06%')
 """

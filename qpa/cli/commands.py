@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qpa.cli.run_config import load_config
+from qpa.cli.run_text import outcome, state_text
 from qpa.config import RunConfig
 from qpa.constants import CLAIM_ENV, DEFAULT_MODEL
 from qpa.flags import set_flags
@@ -145,7 +146,34 @@ def settle_run(run: Run, state: str, error: str | None) -> None:
         run.log(f"{state}: {error}")
 
 
+def print_plan(config: RunConfig, out=None) -> None:
+    """The plan line (examples, epochs, evaluations) and its warnings (to stderr by default)."""
+    from qpa.training.plan import plan_training
+
+    out, plan = out or sys.stderr, plan_training(config)
+    print(f"plan: {plan.line()}", file=out)
+    for warning in plan.warnings():
+        print(f"warning: {warning}", file=out)
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    """``train --dry-run``: the checked config's plan and warnings; nothing is written."""
+    from qpa.studies.results import label
+    from qpa.training.loop import validate_config
+
+    if args.resume:
+        raise ValueError("`dry_run` plans a new run; drop --resume.")
+    config = validate_config(load_config(args))
+    data = ",".join(config.data.topics) or "all topics" if config.data.corpus == "chatterbot" else ""
+    print(f"{label(config)} on {config.model.model}, {config.data.corpus} {data}".rstrip())
+    print_plan(config, sys.stdout)
+    print("dry run: nothing trained, nothing written")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _dry_run(args)
     run, config, resume = _run_for_training(args)  # user errors surface before heavy imports
     try:
         return _train(run, config, resume)
@@ -164,6 +192,7 @@ def _train(run: Run, config: RunConfig, resume: bool) -> int:
     from qpa.training.trackers import trackers_for
     run.set_status(pid=os.getpid())  # a crash before the first step then reads as interrupted
     print(f"run {run.id} in {run.path}", file=sys.stderr)
+    print_plan(config)
 
     def on_sigint(signum, frame) -> None:  # first Ctrl-C: stop cleanly after this step
         run.request_stop()
@@ -182,13 +211,10 @@ def _train(run: Run, config: RunConfig, resume: bool) -> int:
     finally:
         bar.close()
         signal.signal(signal.SIGINT, previous)
-    row = run.summary()
-    ppl = format_number(row["val_perplexity"])
-    replies = (run.status().get("result") or {}).get("val_assistant_perplexity")
-    ppl += f" (assistant tokens {format_number(replies)})" if replies is not None else ""
-    print(
-        f"run {run.id}: {row['state']}, step {row['step']}/{row['total_steps']}, val perplexity {ppl}"
-    )
+    row, result = run.summary(), run.status().get("result") or {}
+    print(f"run {run.id}: {state_text(row)}, step {row['step']}/{row['total_steps']}"
+          f"{' (stopped early)' if result.get('stopped_early') else ''}")  # fmt: skip
+    print(outcome(result))
     if run.has_adapter():
         print(f"adapter: {run.adapter_dir}")
     return {"done": 0, "cancelled": 130}.get(row["state"], 1)

@@ -21,6 +21,7 @@ import os
 import sys
 
 from qpa.cli.run_config import load_config
+from qpa.cli.run_text import outcome, state_text
 from qpa.config import SECTIONS, ChatConfig, CompareConfig, QPAConfig, VarianceConfig
 from qpa.constants import DEFAULT_MODEL
 from qpa.flags import add_config_flags, add_section_flags
@@ -69,13 +70,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
     elif not rows:
         print(f"no runs under {args.runs_dir or os.environ.get('QPA_RUNS') or 'runs'}")
     else:
-        header = ("id", "method", "model", "state", "step", "val ppl", "params", "time")
+        header = ("id", "method", "model", "state", "step", "val ppl", "best", "base", "params",
+                  "time")  # fmt: skip
         table = [
-            (r["id"], r["method"], r["model"], r["state"], f"{r['step']}/{r['total_steps']}",
-             format_number(r["val_perplexity"]), format_number(r["trainable_params"], ","), format_duration(r["wall_time_s"]))
+            (r["id"], r["method"], r["model"], state_text(r), f"{r['step']}/{r['total_steps']}",
+             format_number(r["val_perplexity"]), format_number(r["best_step"], "d"),
+             format_number(r["base_perplexity"]), format_number(r["trainable_params"], ","),
+             format_duration(r["wall_time_s"]))
             for r in rows
         ]  # fmt: skip
-        print(format_table(table, header, right=(4, 5, 6, 7)))
+        print(format_table(table, header, right=(4, 5, 6, 7, 8, 9)))
     return 0
 
 
@@ -93,6 +97,7 @@ def _show_run(run: Run, as_json: bool) -> int:
     for key in ("config", "status", "last_metrics"):
         print(f"{key}:\n{dumps(info[key], indent=2)}")
     print(f"adapter: {info['adapter'] or '(none yet)'}")
+    print(outcome(status.get("result") or {}) or "result: (not finished)")
     return 0
 
 
@@ -136,6 +141,8 @@ def _count_flags(p) -> None:
 def _train_flags(p) -> None:
     _variant_flag(p)
     _flag(p, "--name", "Run id instead of a generated one (letters, digits, '.', '_', '-').")
+    _flag(p, "--dry-run", "Check the config and print the plan (examples, epochs, evaluations) "
+          "and its warnings; train nothing, write nothing.", action="store_true")  # fmt: skip
     _flag(
         p,
         "--resume",

@@ -203,22 +203,33 @@ def _split_order(n: int, cfg: DataConfig) -> tuple[list[int], int, int]:
     n_val = 0 if cfg.eval_corpus else max(1, round(cfg.val_fraction * len(order)))
     n_test = max(1, round(cfg.test_fraction * len(order))) if cfg.test_fraction else 0
     if len(order) - n_val - n_test < 1:
-        field = f"`corpus` = {cfg.corpus!r} is too small"
-        field = f"`test_fraction` = {cfg.test_fraction:g}" if n_test else field
+        what = f"`topics` = {','.join(cfg.topics)!r}" if cfg.topics else f"`corpus` = {cfg.corpus!r}"
+        field = f"`test_fraction` = {cfg.test_fraction:g}" if n_test else f"{what} is too small"
         raise ValueError(
             f"{field}: {len(order)} example(s) leave none for training after holding out "
-            f"{n_val} for validation" + (f" and {n_test} for test." if n_test else ".")
+            f"{n_val} for validation"
+            + (f" and {n_test} for test." if n_test else "; choose more topics or a bigger corpus.")
         )
     return order, n_val, n_test
 
 
-def split_sizes(cfg: DataConfig) -> tuple[int, int, int]:
-    """(training, validation, test) examples of `cfg`, checked without tokenizing anything.
+def split_sizes(cfg: DataConfig) -> tuple[int, int, int] | None:
+    """(training, validation, test) examples of `cfg`, counted without tokenizing; a split left
+    empty raises. None when only tokenizing can count them (block packing) or the corpus is a
+    Hub dataset (not read here).
 
     >>> split_sizes(DataConfig(topics=("ai",), test_fraction=0.2))
     (74, 10, 21)
     """
-    order, n_val, n_test = _split_order(len(load_conversations(cfg)), cfg)
+    if cfg.corpus.startswith("hf:"):
+        return None
+    items = load_conversations(cfg)
+    order, n_val, n_test = _split_order(len(items), cfg)
+    if cfg.packing != "example" or cfg.eval_corpus.startswith("hf:"):
+        return None
+    if cfg.eval_corpus:
+        held = len(load_eval_corpus(cfg, isinstance(items[0], list)))
+        return len(order) - n_test, held, n_test
     return len(order) - n_val - n_test, n_val, n_test
 
 

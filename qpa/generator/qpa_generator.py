@@ -5,8 +5,8 @@ qubits (or more, if asked). Each state's (bits, post-processed probability) row 
 chunk; the chunks are concatenated, cut to M values and centred (paper §3.2). The centring is
 folded into the last layer's bias (`centered_output`), so it costs no pass over the M values.
 
->>> from qpa.config import QPAConfig
->>> gen = QPAGenerator(204_100, QPAConfig(chunk_size=2048, depth=8))
+>>> from qpa.config import PAPER_MAPPING, QPAConfig
+>>> gen = QPAGenerator(204_100, QPAConfig(chunk_size=2048, depth=8, **PAPER_MAPPING))
 >>> gen.n_qubits, gen.n_chunks, gen.param_counts()["total"], gen.max_rank
 (7, 100, 106264, 9)
 >>> gen().shape

@@ -6,7 +6,8 @@ A run is ``runs_root()/<id>/`` holding
 - ``status.json``: state (queued, running, done, failed, cancelled), error, pid, times, progress,
 - ``metrics.jsonl``: one JSON record per line, appended and fsynced (a torn last line is ignored),
 - ``train.log``: the text log; ``qpa_state.safetensors`` + ``qpa_state.json``: trainable state
-  for resuming; ``adapter/``: the exported peft adapter; ``STOP``: a cancel request,
+  for resuming; ``best.safetensors`` + ``best.json``: the trainable state and metrics of the
+  best evaluation so far; ``adapter/``: the exported peft adapter; ``STOP``: a cancel request,
 - ``claim.json``: who took a queued run to start it (created once, by exactly one process),
 - ``.lock``: locked (``flock``) by the process training the run, released when it exits.
 
@@ -379,16 +380,36 @@ class Run(RunControl):
             raise ValueError(f"`run` {self.id}: {path.name} is damaged: {problem}.")
         return tensors, meta
 
+    def has_best(self) -> bool:
+        return (self.path / "best.safetensors").is_file()
+
+    def save_best(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Save the best evaluation's tensors and `meta` (its step and metrics) atomically."""
+        save_tensors(self.path / "best.safetensors", tensors, meta)
+        atomic_write_json(self.path / "best.json", meta)
+
+    def load_best(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """(tensors, meta) from `save_best`."""
+        return load_tensors(self.path / "best.safetensors")
+
     # -- tables ----------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        """One row for run tables: what was trained, how far it got and how well (unreadable
-        metrics: a failed row saying why)."""
+        """One row for run tables: what was trained, how far it got and how well.
+
+        The perplexities are those of the step a finished run exported (`best_step`), else of
+        the last evaluation; `worse_than_base` when that is still above the base model's.
+        Unreadable metrics give a failed row saying why.
+        """
         config, status = self.config, self.status()
         try:
             val = self.metrics("val")
         except ValueError as e:
             status, val = {**status, "state": "failed", "error": str(e)}, []
+        result = status.get("result") or {}
+        shown = result if "val_perplexity" in result else {
+            f"val_{k}": v for k, v in (val[-1] if val else {}).items()
+        }  # fmt: skip
         return {
             "id": self.id,
             "method": config.adapter.method,
@@ -400,8 +421,11 @@ class Run(RunControl):
             "error": status.get("error"),
             "step": status.get("step", 0),
             "total_steps": status.get("total_steps", config.train.steps),
-            "val_perplexity": val[-1].get("perplexity") if val else None,
-            "val_assistant_perplexity": val[-1].get("assistant_perplexity") if val else None,
+            "val_perplexity": shown.get("val_perplexity"),
+            "val_assistant_perplexity": shown.get("val_assistant_perplexity"),
+            "best_step": result.get("best_step"),
+            "base_perplexity": (status.get("base") or {}).get("headline_perplexity"),
+            "worse_than_base": result.get("worse_than_base"),
             "created": status.get("created"),
             "wall_time_s": _wall_time(status),
             "has_adapter": self.has_adapter(),

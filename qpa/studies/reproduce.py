@@ -27,7 +27,15 @@ from typing import Any
 import torch
 
 from qpa.adapters.counts import ParamCounts, count_params
-from qpa.config import AdapterConfig, DataConfig, ModelConfig, QPAConfig, RunConfig, TrainConfig
+from qpa.config import (
+    PAPER_MAPPING,
+    AdapterConfig,
+    DataConfig,
+    ModelConfig,
+    QPAConfig,
+    RunConfig,
+    TrainConfig,
+)
 
 WIKITEXT2 = "hf:Salesforce/wikitext:wikitext-2-raw-v1"  # the paper's `wikitext` (renamed)
 WIKITEXT2_ROWS = {"train": 36_718, "validation": 3_760, "test": 4_358}
@@ -94,8 +102,9 @@ def paper_config(model: str, chunk_size: int) -> RunConfig:
         steps=EPOCHS * per_epoch, batch_size=1, lr=1e-5, weight_decay=0.0, warmup_fraction=0.0,
         schedule="linear", grad_clip=0.0, eval_every=per_epoch, seed=2025, perplexity="paper",
         loss_on="all", cache_backbone=False,  # the official loss counts the padding too
+        keep="last",  # the paper reports the last epoch; validation here is the test split
     )  # fmt: skip
-    qpa = QPAConfig(chunk_size=chunk_size, depth=8, pairing="random")
+    qpa = QPAConfig(chunk_size=chunk_size, depth=8, pairing="random", **PAPER_MAPPING)
     model_config = ModelConfig(model=model)
     return RunConfig(model=model_config, adapter=adapter, qpa=qpa, data=data, train=train)
 

@@ -2,8 +2,10 @@
 
 A run's group is its whole config except the seed, so any runs (from the app, `python -m qpa
 train` or `python -m qpa sweep`) that differ only in their seed are averaged together. Each group
-is compared with the plain-LoRA group on the same model, targets, rank and data: parameters as a
-share of LoRA's, and perplexity differences in percent (positive: worse than LoRA).
+is compared with a plain-LoRA group only like with like: the same model, targets, rank, data,
+steps, batch size, evaluation protocol and seed set. Parameters are then a share of LoRA's and
+perplexities a difference in percent (positive: worse than LoRA), unless either side ended
+worse than the base model: such a comparison is no win, and the table says so instead.
 
 >>> summarize([])
 []
@@ -15,24 +17,27 @@ import json
 import statistics
 from typing import Any
 
-from qpa.config import DEFAULT_LR, QPAConfig, RunConfig, TrainConfig
+from qpa.config import DEFAULT_LR, PAPER_MAPPING, QPAConfig, RunConfig, TrainConfig
 
-_QPA_DEFAULTS = QPAConfig().to_dict()
+_QPA_PAPER = QPAConfig(**PAPER_MAPPING).to_dict()
 _TRAIN_DEFAULTS = TrainConfig().to_dict()
 _TRAIN_SHOWN = ("steps", "batch_size", "lr", "loss_on", "perplexity", "schedule", "weight_decay")
 
 
 def label(config: RunConfig) -> str:
-    """A short name for a config: its method and the QPA and training settings that differ
-    from the defaults (the seed aside).
+    """A short name for a config: its method and the QPA settings that differ from the paper's
+    shape (`PAPER_MAPPING`; the defaults differ), and the training ones that differ from the
+    defaults (the seed aside).
 
-    >>> label(RunConfig.from_dict({"qpa": {"activation": "gelu", "chunk_size": 1024}}))
-    'qpa-lora chunk_size=1024 activation=gelu'
-    >>> label(RunConfig.from_dict({"train": {"lr": 0.02, "steps": 600}}))
-    'qpa-lora steps=600 lr=0.02'
+    >>> label(RunConfig.from_dict({"qpa": {**PAPER_MAPPING, "chunk_size": 1024}}))
+    'qpa-lora chunk_size=1024'
+    >>> label(RunConfig())
+    'qpa-lora hidden_sizes=64,48 activation=gelu fourier_features=16'
+    >>> label(RunConfig.from_dict({"train": {"lr": 0.02, "steps": 600}})).split("=16 ")[1]
+    'steps=600 lr=0.02'
     >>> label(RunConfig.from_dict({"adapter": {"method": "lora"}}))
     'lora'
-    >>> label(RunConfig.from_dict({"adapter": {"use_dora": True, "dora_norm": "differentiated"}}))
+    >>> label(RunConfig.from_dict({"adapter": {"use_dora": True, "dora_norm": "differentiated"}}))[:48]
     'qpa-dora magnitude=trainable norm=differentiated'
     """
     adapter = config.adapter.to_dict()
@@ -45,7 +50,7 @@ def label(config: RunConfig) -> str:
             parts.append(f"norm={config.adapter.dora_norm}")
     if config.adapter.method == "qpa-lora":
         for key, value in config.qpa.to_dict().items():
-            if value != _QPA_DEFAULTS[key]:
+            if value != _QPA_PAPER[key]:
                 shown = ",".join(map(str, value)) if isinstance(value, list) else value
                 parts.append(f"{key}={shown}")
     defaults = {**_TRAIN_DEFAULTS, "lr": DEFAULT_LR[config.adapter.method]}
@@ -74,13 +79,26 @@ def _baseline_key(config: RunConfig) -> str:
     return json.dumps(data, sort_keys=True)
 
 
+def data_text(config: RunConfig) -> str:
+    """The data a run used, in words.
+
+    >>> data_text(RunConfig()), data_text(RunConfig.from_dict({"data": {"topics": ["ai"]}}))
+    ('chatterbot (all topics)', 'chatterbot (ai)')
+    """
+    d = config.data
+    what = f"{d.corpus} ({', '.join(d.topics) or 'all topics'})" if d.corpus == "chatterbot" else d.corpus
+    cap = f", at most {d.max_examples:,} examples" if d.max_examples else ""
+    held = f", validated on {d.eval_corpus}" if d.eval_corpus else ""
+    return what + cap + held
+
+
 def run_record(run) -> dict[str, Any] | None:
     """The result of a finished (done) run, or None for any other run."""
     status = run.status()
     result = status.get("result") or {}
     if status.get("state") != "done" or "val_perplexity" not in result:
         return None
-    config = run.config
+    config, base = run.config, status.get("base") or {}
     return {
         "id": run.id,
         "label": label(config),
@@ -93,6 +111,9 @@ def run_record(run) -> dict[str, Any] | None:
         "perplexity": result["val_perplexity"],
         "assistant_perplexity": result.get("val_assistant_perplexity"),
         "wall_time": result.get("wall_time"),
+        "base_perplexity": base.get("perplexity"),
+        "base_assistant_perplexity": base.get("assistant_perplexity"),
+        "worse_than_base": bool(result.get("worse_than_base")),
         "config": config,
     }
 
@@ -124,36 +145,61 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "runs": [m["id"] for m in members], "steps": first["steps"],
             "perplexity": ppl, "perplexity_std": ppl_std,
             "assistant_perplexity": asst, "assistant_perplexity_std": asst_std,
-            "config": first["config"],
+            "base_perplexity": first.get("base_perplexity"),
+            "base_assistant_perplexity": first.get("base_assistant_perplexity"),
+            "worse_than_base": any(m.get("worse_than_base") for m in members),
+            "data": data_text(first["config"]), "config": first["config"],
         })  # fmt: skip
-    lora = {r["baseline"]: r for r in rows if r["method"] == "lora"}
+    lora = {(r["baseline"], tuple(r["seeds"])): r for r in rows if r["method"] == "lora"}
     for row in rows:
-        base = lora.get(row["baseline"])
-        row["vs_lora_params"] = row["params"] / base["params"] if base and base["params"] else None
-        for key in ("perplexity", "assistant_perplexity"):
-            ours, theirs = row[key], base and base[key]
-            row[f"vs_lora_{key}"] = 100 * (ours / theirs - 1) if ours and theirs else None
+        _compare(row, lora.get((row["baseline"], tuple(row["seeds"]))))
     return sorted(rows, key=lambda r: (r["params"] or 0, r["label"]))
 
 
+def _compare(row: dict[str, Any], base: dict[str, Any] | None) -> None:
+    """Fill `row`'s comparison with its like-with-like LoRA group `base` (None: there is none)."""
+    row["vs_lora_params"] = row["params"] / base["params"] if base and base["params"] else None
+    row["no_win"] = bool(base) and (row["worse_than_base"] or base["worse_than_base"])
+    for key in ("perplexity", "assistant_perplexity"):
+        ours, theirs = row[key], base and base[key]
+        row[f"vs_lora_{key}"] = 100 * (ours / theirs - 1) if ours and theirs else None
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The summary as a Markdown table (mean ± std over seeds; % vs LoRA in brackets)."""
+    """The summary as a Markdown table (mean ± std over seeds; % vs LoRA in brackets where the
+    runs compare like with like), the base model's perplexity, and what was compared."""
 
     def ppl(row: dict, key: str) -> str:
         mean, std, diff = row[key], row[f"{key}_std"], row[f"vs_lora_{key}"]
         if mean is None:
             return "–"
         text = f"{mean:.3f} ± {std:.3f}" if len(row["seeds"]) > 1 else f"{mean:.3f}"
-        return text + (f" ({diff:+.1f}%)" if diff is not None and row["method"] != "lora" else "")
+        if row["method"] == "lora" or diff is None:
+            return text
+        return text + (" (no win: worse than base)" if row["no_win"] else f" ({diff:+.1f}%)")
+
+    def base(row: dict) -> str:
+        value = row.get("base_assistant_perplexity") or row.get("base_perplexity")
+        worse = " **worse than base**" if row.get("worse_than_base") else ""
+        return (f"{value:.3f}" if value else "–") + worse
 
     lines = [
-        "| configuration | params | % of LoRA | seeds | val PPL, all tokens | val PPL, assistant |",
-        "|---|---:|---:|---:|---|---|",
+        "| configuration | data | params | % of LoRA | seeds | val PPL, all tokens | "
+        "val PPL, assistant | base model PPL |",
+        "|---|---|---:|---:|---:|---|---|---|",
     ]
     for row in rows:
         share = f"{row['vs_lora_params']:.2%}" if row["vs_lora_params"] else "–"
         lines.append(
-            f"| {row['label']} | {row['params']:,} | {share} | {len(row['seeds'])} | "
-            f"{ppl(row, 'perplexity')} | {ppl(row, 'assistant_perplexity')} |"
+            f"| {row['label']} | {row.get('data', '–')} | {row['params']:,} | {share} | "
+            f"{len(row['seeds'])} | {ppl(row, 'perplexity')} | {ppl(row, 'assistant_perplexity')} "
+            f"| {base(row)} |"
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, "", COMPARED])
+
+
+COMPARED = (
+    "A % vs LoRA compares runs with the same model, targets, rank, data, steps, batch size, "
+    "evaluation protocol and seed set only (– where no such LoRA run exists); a run worse than "
+    "the base model (replies' perplexity on chat data) is never counted as a win."
+)

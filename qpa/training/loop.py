@@ -14,11 +14,14 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 from qpa.config import RunConfig
+from qpa.training.base_metrics import cached_base_metrics
+from qpa.training.best import BestKeeper, headline, kept_summary
 from qpa.training.session import Session, pick_device, prepare, split_loss
 
 Callback = Callable[[dict], None]
@@ -47,10 +50,12 @@ def check_finite(loss: float, split: str, step: int, config: RunConfig) -> None:
 
 
 def validate_config(config: RunConfig) -> RunConfig:
-    """Resolve defaults and check model, targets, qubits and corpus before any run folder exists."""
+    """Resolve defaults and check model, targets, qubits and data (both splits must hold
+    examples) before any run folder exists."""
     from qpa.adapters.counts import count_params, lora_layout
     from qpa.data.splits import check_corpus
     from qpa.models.loading import SHAPE_PRESETS
+    from qpa.training.plan import plan_training
     from qpa.training.trackers import check_tracker
 
     config = config.resolved()
@@ -67,6 +72,7 @@ def validate_config(config: RunConfig) -> RunConfig:
     if config.adapter.method == "qpa-lora":
         count_params(config.model.model, config.adapter, config.qpa)  # too few qubits raise here
     check_corpus(config.data)
+    plan_training(config)  # a topic selection or corpus too small to split raises here
     return config
 
 
@@ -127,7 +133,7 @@ def evaluate_split(session: Session, split: str = "val", batch_size: int = 32) -
 
 
 def _state(session: Session, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    tensors = {name: p.detach().cpu() for name, p in [*session.trainable(), *session.start_state()]}
+    tensors = session.state_tensors()
     for idx, state in optimizer.state_dict()["state"].items():
         for key, value in state.items():
             tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu()
@@ -137,16 +143,7 @@ def _state(session: Session, optimizer: torch.optim.Optimizer) -> dict[str, torc
 def _restore(
     session: Session, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
 ) -> None:
-    with torch.no_grad():
-        for name, p in session.trainable():
-            if name not in tensors:
-                raise ValueError(
-                    f"`resume`: saved state lacks {name}; it was made by another config."
-                )
-            p.copy_(tensors[name])
-        for name, t in session.start_state():  # older checkpoints lack them: rebuilt from the seed
-            if name in tensors:
-                t.copy_(tensors[name])
+    session.load_state_tensors(tensors)
     state = optimizer.state_dict()
     for key, value in tensors.items():
         if key.startswith("optim."):
@@ -186,8 +183,8 @@ def train(
 ) -> dict:
     """Train `config`; with a `run`, record status, metrics, state and the exported adapter.
 
-    Returns the summary: final state and step, trainable parameters, wall time and the last
-    validation figures (``val_loss``, ``val_perplexity``, …).
+    The exported adapter is the best evaluation's (`TrainConfig.keep`); the summary says which
+    step that was, and how it compares with the base model on the same validation split.
 
     >>> import tempfile
     >>> from pathlib import Path
@@ -197,9 +194,9 @@ def train(
     >>> config = RunConfig(
     ...     model=ModelConfig("tiny-llama"), qpa=QPAConfig(chunk_size=64, depth=2),
     ...     data=DataConfig(corpus=str(corpus), max_length=16),
-    ...     train=TrainConfig(steps=2, batch_size=4, cache_backbone=False))
+    ...     train=TrainConfig(steps=2, eval_every=1, batch_size=4, cache_backbone=False))
     >>> summary = train(config)
-    >>> summary["state"], summary["step"], summary["val_perplexity"] > 1
+    >>> summary["state"], summary["step"], summary["exported_step"] in (0, 1, 2)
     ('done', 2, True)
     """
     config = validate_config(config)
@@ -211,13 +208,37 @@ def train(
             )
             run.log(f"preparing {config.adapter.method} on {config.model.model}")
         session = prepare(config, cache_dir=features_dir(), progress=_preparing(run, emit))
-        result = _loop(session, run, emit, resume)
+        base = base_metrics(session)
+        if run is not None:
+            run.set_status(base=base)
+            run.log(f"base model: validation perplexity {base['headline_perplexity']:.4f} "
+                    f"({base['headline']})")  # fmt: skip
+        result = _loop(session, run, emit, resume, base)
     except Exception as e:
         if run is not None:
             run.log(traceback.format_exc())
             run.set_status("failed", error=f"{type(e).__name__}: {e}", pid=None)
         raise
     return result
+
+
+def base_metrics(session: Session) -> dict:
+    """The base model's validation metrics on this session's split (adapter off), cached with
+    the backbone rows; `headline`/`headline_perplexity` name the perplexity runs compare."""
+    from qpa.training.rows import cache_key
+
+    model = session.model
+    bare = model.get_base_model() if hasattr(model, "get_base_model") else model
+    key = cache_key(session.config.model.model, bare, session.config.train.perplexity,
+                    session.splits.val)  # fmt: skip
+
+    def compute() -> dict:
+        with model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext():
+            return evaluate_split(session, "val")
+
+    metrics = cached_base_metrics(features_dir(), key, compute)
+    name, value = headline(metrics)
+    return {**metrics, "headline": name, "headline_perplexity": value}
 
 
 def _preparing(run, emit: Callback) -> Callable[[str, float], None]:
@@ -252,14 +273,14 @@ def _emitter(run, callbacks: Sequence[Callback]) -> Callback:
     return emit
 
 
-def _loop(session: Session, run, emit: Callback, resume: bool) -> dict:
+def _loop(session: Session, run, emit: Callback, resume: bool, base: dict) -> dict:
     cfg = session.config.train
     optimizer = make_optimizer(session)
-    start_step = 0
+    start_step, keeper = 0, BestKeeper(run)
     if resume:
         tensors, meta = run.load_state()
         _restore(session, optimizer, tensors)
-        start_step = int(meta["step"])
+        start_step, keeper = int(meta["step"]), BestKeeper.resume(run, int(meta.get("stale", 0)))
     n_trainable = session.n_trainable()
     if run is not None:
         run.set_status(
@@ -267,14 +288,16 @@ def _loop(session: Session, run, emit: Callback, resume: bool) -> dict:
             step=start_step,
             total_steps=cfg.steps,
             trainable_params=n_trainable,
+            n_train=session.rows["train"].n_examples,
+            n_val=session.rows["val"].n_examples,
             message="training",
         )
         run.log(f"{n_trainable:,} trainable parameters; head-only cache: {session.head_only}")
-    t0, step, state, val = time.time(), start_step, "done", None
+    t0, step, state, val, early = time.time(), start_step, "done", None, False
     if start_step == 0:
-        _eval(session, emit, 0, t0)
+        keeper.update(session, 0, _eval(session, emit, 0, t0))
     with _Stopper(run) as stopper:
-        while step < cfg.steps:
+        while step < cfg.steps and not early:
             if stopper.stop:
                 state = "cancelled"
                 break
@@ -290,18 +313,16 @@ def _loop(session: Session, run, emit: Callback, resume: bool) -> dict:
                 run.set_status("running", step=step)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 val = _eval(session, emit, step, t0)
-                _checkpoint(session, optimizer, run, step)
+                keeper.update(session, step, val)
+                _checkpoint(session, optimizer, run, step, keeper.stale)
+                early = bool(cfg.patience) and keeper.stale >= cfg.patience
     if state == "cancelled" or val is None:
         val = _eval(session, emit, step, t0)
-        _checkpoint(session, optimizer, run, step)
-    summary = {
-        "state": state,
-        "step": step,
-        "trainable_params": n_trainable,
-        "wall_time": time.time() - t0,
-        **{f"val_{k}": v for k, v in val.items()},
-    }
-    if "test" in session.rows:  # once, at the end: the test split chooses nothing
+        keeper.update(session, step, val)
+        _checkpoint(session, optimizer, run, step, keeper.stale)
+    summary = kept_summary(session, keeper, base, val, state, step)
+    summary.update(trainable_params=n_trainable, wall_time=time.time() - t0, stopped_early=early)
+    if "test" in session.rows:  # once, at the end, on the exported step: it chooses nothing
         summary.update({f"test_{k}": v for k, v in evaluate_split(session, "test").items()})
     if run is not None:
         _finish(session, run, state, summary)
@@ -365,11 +386,10 @@ def _eval(session: Session, emit: Callback, step: int, t0: float) -> dict:
     return metrics
 
 
-def _checkpoint(session: Session, optimizer, run, step: int) -> None:
+def _checkpoint(session: Session, optimizer, run, step: int, stale: int) -> None:
     if run is not None:
-        run.save_state(
-            _state(session, optimizer), {"step": step, "method": session.config.adapter.method}
-        )
+        meta = {"step": step, "method": session.config.adapter.method, "stale": stale}
+        run.save_state(_state(session, optimizer), meta)
 
 
 def _finish(session: Session, run, state: str, summary: dict) -> None:
@@ -379,7 +399,12 @@ def _finish(session: Session, run, state: str, summary: dict) -> None:
     export_adapter(
         session.model, session.qpa, run.adapter_dir, base_model=session.config.model.model
     )
-    run.log(f"{state} at step {summary['step']}: val perplexity {summary['val_perplexity']:.4f}")
+    worse = "; worse than the base model" if summary["worse_than_base"] else ""
+    run.log(
+        f"{state} at step {summary['step']}: exported step {summary['exported_step']}, val "
+        f"perplexity {summary['val_perplexity']:.4f} ({summary['base_headline']}: base "
+        f"{summary['base_perplexity']:.4f}){worse}"
+    )
     run.set_status(state, pid=None, step=summary["step"], result=summary)
     make_hub_ready(run.adapter_dir, run)  # the model card reads the final status
 

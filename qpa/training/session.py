@@ -54,6 +54,23 @@ class Session:
     def n_trainable(self) -> int:
         return sum(p.numel() for _, p in self.trainable())
 
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """CPU copies of `trainable` and `start_state`: what a checkpoint or the best keeps."""
+        return {n: t.detach().cpu().clone() for n, t in [*self.trainable(), *self.start_state()]}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Copy `state_tensors` back in; ValueError when one from another config is missing."""
+        with torch.no_grad():
+            for name, p in self.trainable():
+                if name not in tensors:
+                    raise ValueError(
+                        f"`resume`: saved state lacks {name}; it was made by another config."
+                    )
+                p.copy_(tensors[name])
+            for name, t in self.start_state():  # older checkpoints lack them: rebuilt from the seed
+                if name in tensors:
+                    t.copy_(tensors[name])
+
 
 def pick_device(name: str) -> torch.device:
     """The torch device for `TrainConfig.device`; ``auto`` is ``$QPA_DEVICE`` when set (e.g. to

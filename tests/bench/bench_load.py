@@ -32,7 +32,7 @@ HIDDEN = "32,64,128,128,64,32,32"
 TRAIN_FORM = {
     "model": "tiny-llama", "target_modules": ["lm_head"], "rank": 2, "chunk_size": 128,
     "n_qubits": 3, "depth": 2, "hidden_sizes": "16,16", "entangler": "ladder",
-    "plan": "QPA only", "steps": 100_000, "batch_size": 4, "lr": 0, "eval_every": 10_000,
+    "plan": "QPA only", "steps": 100_000, "batch_size": 4, "lr": 0, "eval_every": 10_000, "patience": 0,
     "max_length": 48, "max_examples": 40, "seed": 0, "perplexity": "masked",
     "source": "chatterbot corpus",
     "topics": ["ai"], "upload": None,
