@@ -292,6 +292,15 @@ def _load_smollm2(dtype: torch.dtype):
     return _load_pretrained(str(cache), dtype)
 
 
+def needs_conversion(name: str) -> bool:
+    """True when loading `name` first converts the embedded GGUF (once per `qpa_home`)."""
+    return (
+        name == DEFAULT_MODEL
+        and embedded_gguf() is not None
+        and not _cache_complete(smollm2_cache_dir())
+    )
+
+
 def _cache_complete(cache: pathlib.Path) -> bool:
     return (cache / CACHE_MARKER).is_file()
 

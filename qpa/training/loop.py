@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 
 from qpa.config import RunConfig
+from qpa.training.phases import reporter
+from qpa.training.row_stream import epoch_order
 from qpa.training.session import Session, prepare, split_loss
 
 Callback = Callable[[dict], None]
@@ -82,8 +84,7 @@ def batch_examples(n: int, batch_size: int, seed: int, step: int) -> torch.Tenso
     """Example indices of `step`: a fresh seeded shuffle each epoch, so resuming is exact."""
     per_epoch = max(1, math.ceil(n / batch_size))
     epoch, i = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    return perm[i * batch_size : (i + 1) * batch_size]
+    return epoch_order(n, seed, epoch)[i * batch_size : (i + 1) * batch_size]
 
 
 @torch.no_grad()
@@ -174,7 +175,7 @@ def train(
                 "running", pid=os.getpid(), step=0, total_steps=config.train.steps, error=None
             )
             run.log(f"preparing {config.adapter.method} on {config.model.model}")
-        session = prepare(config, cache_dir=features_dir(), progress=_preparing(run, emit))
+        session = prepare(config, cache_dir=features_dir(), progress=reporter(run, emit))
         result = _loop(session, run, emit, resume)
     except Exception as e:
         if run is not None:
@@ -182,21 +183,6 @@ def train(
             run.set_status("failed", error=f"{type(e).__name__}: {e}", pid=None)
         raise
     return result
-
-
-def _preparing(run, emit: Callback) -> Callable[[str, float], None]:
-    """Report the slow preparation step (every 5%) to callbacks and the run's status."""
-    last = {"message": "", "fraction": -1.0}
-
-    def report(message: str, fraction: float) -> None:
-        if message == last["message"] and fraction - last["fraction"] < 0.05 and fraction < 1:
-            return
-        last.update(message=message, fraction=fraction)
-        emit({"event": "prepare", "message": message, "fraction": fraction})
-        if run is not None:
-            run.set_status("running", message=f"{message}: {fraction:.0%}")
-
-    return report
 
 
 def features_dir() -> Path:
@@ -231,6 +217,7 @@ def _loop(session: Session, run, emit: Callback, resume: bool) -> dict:
             step=start_step,
             total_steps=cfg.steps,
             trainable_params=n_trainable,
+            phase="training",
             message="training",
         )
         run.log(f"{n_trainable:,} trainable parameters; head-only cache: {session.head_only}")
