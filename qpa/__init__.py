@@ -74,7 +74,9 @@ _EXPORTS = {
         "runs_root",
         "check_run_id",
     ],
-    "qpa.training.loop": ["evaluate", "validate_config"],  # not `train`: it would shadow the module
+    "qpa.training.loop": ["evaluate", "validate_config"],
+    "qpa.training.phases": ["describe_phase"],
+    "qpa.training.estimate": ["estimate_run", "estimate_launch", "describe_estimate"],  # not `train`: it would shadow the module
     "qpa.inference.chat": ["ChatModel", "get_chat_model"],
     "qpa.flags": ["config_to_argv"],
     "qpa.studies.results": ["label", "markdown_table", "run_record", "summarize"],

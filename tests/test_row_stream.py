@@ -73,7 +73,7 @@ CHILD = textwrap.dedent(
     encoded = build_splits(DataConfig(**json.loads(sys.argv[4])), tok).train
     groups = []
 
-    def progress(done, total, eta):
+    def progress(done, total, eta, rate):
         groups.append(done)
         if len(groups) == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 
 from app.state import Studio
-from qpa import open_run
+from qpa import describe_phase, open_run
 
 
 def _fmt_time(seconds: float | None) -> str:
@@ -38,6 +38,9 @@ def _facts(status: dict, train: list[dict], val: list[dict]) -> list[str]:
         ]
     elif state == "running":
         facts.append(status.get("message") or "loading the model and data")
+    rows = status.get("rows") or {}
+    if state == "running" and train and rows.get("split") == "train" and rows["done"] < rows["total"]:
+        facts.append(describe_phase("caching rows", rows))  # training rows stream in meanwhile
     if train:
         facts.append(f"loss {train[-1]['loss']:.4f}")
     if val:

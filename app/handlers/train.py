@@ -31,6 +31,8 @@ from qpa import (
     TrainConfig,
     config_to_argv,
     count_params,
+    describe_estimate,
+    estimate_launch,
     list_runs,
     open_run,
     validate_config,
@@ -169,7 +171,23 @@ def default_watch(studio: Studio) -> list[str]:
     return sorted(group, key=lambda i: not i.endswith(".qpa"))  # launch order: QPA, its baseline
 
 
+def estimate_text(studio: Studio, form: dict[str, Any]) -> str:
+    """The launch's time on this machine, from what earlier runs measured here (its runs train
+    one after the other); or why there is no estimate."""
+    try:
+        configs = build_configs(studio, form)
+    except ValueError as e:
+        return f"Estimate: none until the form is valid ({e})"
+    return f"Estimate: {describe_estimate(estimate_launch(configs))}."
+
+
 # -- event handlers ---------------------------------------------------------------------------------
+
+
+def on_estimate(studio: Studio, *values):
+    """Form change: the launch's estimated time."""
+    return estimate_text(studio, dict(zip(FORM_FIELDS, values, strict=True)))
+
 
 
 @guarded(3)

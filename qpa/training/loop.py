@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from qpa.config import RunConfig
+from qpa.training.estimate import Recorder
 from qpa.training.phases import reporter
 from qpa.training.row_stream import epoch_order
 from qpa.training.session import Session, prepare, split_loss
@@ -168,7 +169,7 @@ def train(
 ) -> dict:
     """Train `config`; with a `run`, record status, metrics, state and the exported adapter."""
     config = validate_config(config)
-    emit = _emitter(run, callbacks)
+    emit = _emitter(run, [*callbacks, Recorder(config)])  # Recorder: for `estimate_run`
     try:
         if run is not None:
             run.set_status(

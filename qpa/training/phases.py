@@ -3,11 +3,11 @@ and the CLI: converting the model (once), loading it, caching rows (n of N, with
 training.
 
 `reporter(run, emit)` is the `progress` callback `qpa.training.session.prepare` calls; it writes
-``phase``, ``message`` and ``rows`` ({split, done, total, eta_s}) into the run's status and emits
+``phase``, ``message`` and ``rows`` ({split, done, total, eta_s, tokens_per_s}) into the run's status and emits
 a ``prepare`` event. Training rows stream in during the first steps: the phase stays
 ``training`` and only ``rows`` moves.
 
->>> describe("caching rows", {"split": "val", "done": 128, "total": 202, "eta_s": 9.6})
+>>> describe_phase("caching rows", {"split": "val", "done": 128, "total": 202, "eta_s": 9.6})
 'caching validation rows: 128 of 202 examples, ETA 0:10'
 """
 
@@ -26,7 +26,7 @@ def clock(seconds: float) -> str:
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
-def describe(phase: str, rows: dict[str, Any] | None = None) -> str:
+def describe_phase(phase: str, rows: dict[str, Any] | None = None) -> str:
     """One line naming `phase`; for caching, which rows, how many are done and the ETA."""
     if phase == "converting the model":
         return "converting the model (once, about 30 s)"
@@ -42,7 +42,8 @@ def describe(phase: str, rows: dict[str, Any] | None = None) -> str:
 
 
 def reporter(run, emit: Callable[[dict], None]) -> Callable[..., None]:
-    """The `progress(phase, split=None, done=None, total=None, eta=None)` callback of a run."""
+    """The `progress(phase, split=None, done=None, total=None, eta=None, rate=None)` callback of
+    a run (`rate`: the backbone tokens per second measured while caching)."""
 
     def report(
         phase: str,
@@ -50,9 +51,13 @@ def reporter(run, emit: Callable[[dict], None]) -> Callable[..., None]:
         done: int | None = None,
         total: int | None = None,
         eta: float | None = None,
+        rate: float | None = None,
     ) -> None:
-        rows = None if split is None else {"split": split, "done": done, "total": total, "eta_s": eta}
-        event = {"event": "prepare", "phase": phase, "message": describe(phase, rows), "rows": rows}
+        rows = None
+        if split is not None:
+            rows = {"split": split, "done": done, "total": total, "eta_s": eta, "tokens_per_s": rate}
+        message = describe_phase(phase, rows)
+        event = {"event": "prepare", "phase": phase, "message": message, "rows": rows}
         emit(event)
         if run is None:
             return
@@ -61,6 +66,6 @@ def reporter(run, emit: Callable[[dict], None]) -> Callable[..., None]:
         elif split == "val" and done == total:  # the step-0 point follows at once
             run.set_status(phase="training", message="training", rows=rows)
         else:
-            run.set_status(phase=phase, message=event["message"], rows=rows)
+            run.set_status(phase=phase, message=message, rows=rows)
 
     return report

@@ -49,7 +49,8 @@ except ImportError:  # Windows: no advisory locks; parts are still written atomi
 log = logging.getLogger(__name__)
 
 GROUP_TOKENS = 4096  # tokens computed per group: the first group costs seconds, not minutes
-Progress = Callable[[int, int, float | None], None]  # (examples ready, examples, ETA seconds)
+# (examples ready, examples, ETA seconds, measured backbone tokens per second)
+Progress = Callable[[int, int, float | None, float | None], None]
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -87,6 +88,19 @@ def thread_count(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def cached_examples(path: Path, n: int) -> torch.Tensor:
+    """(n,) bool: which of `n` examples have rows stored at `path` (finished, or in parts)."""
+    from safetensors import safe_open
+
+    done = torch.zeros(n, dtype=torch.bool)
+    if path.is_file():
+        done[:] = True
+    for part in path.with_suffix(".parts").glob("part-*.safetensors"):
+        with contextlib.suppress(OSError), safe_open(part, framework="pt") as f:
+            done[f.get_tensor("examples")] = True
+    return done
 
 
 class RowStream:
@@ -177,16 +191,18 @@ class RowStream:
         self.rows.hidden[self.rows.select(examples)] = hidden
         self.ready[examples] = True
 
+    def rate(self) -> float | None:
+        """Backbone tokens per second this process measured computing rows."""
+        return self.computed_tokens / self.seconds if self.computed_tokens else None
+
     def eta(self) -> float | None:
         """Seconds left to compute the missing rows, at this process's measured speed."""
-        if not self.computed_tokens:
-            return None
-        left = int(self.widths[~self.ready].sum())
-        return left * self.seconds / self.computed_tokens
+        rate = self.rate()
+        return None if rate is None else int(self.widths[~self.ready].sum()) / rate
 
     def _report(self) -> None:
         if self.progress is not None:
-            self.progress(self.n_ready, self.n_examples, self.eta())
+            self.progress(self.n_ready, self.n_examples, self.eta(), self.rate())
 
     # -- the files ------------------------------------------------------------------------------
 
