@@ -137,7 +137,7 @@ def length_buckets(widths: torch.Tensor, budget: int = TOKENS_PER_BATCH) -> list
     """Positions into `widths`, longest first, in batches of at most `budget` padded tokens.
 
     >>> [b.tolist() for b in length_buckets(torch.tensor([3, 9, 4, 8]), budget=16)]
-    [[1], [3], [2, 0]]
+    [[1], [3, 2], [0]]
     """
     order = torch.argsort(widths, descending=True, stable=True).tolist()
     batches, start = [], 0
