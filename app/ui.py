@@ -80,6 +80,7 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
             with gr.Tab("⑤ Chat", id="chat") as chat_tab:
                 chat_refresh = chat.build(studio)
         demo.load(watch["on_load"], None, watch["watch"], api_visibility="private")
+        demo.load(**watch["on_estimate"])  # the launch's time before Start
         runs_tab.select(None, js=_click(runs_refresh))
         results_tab.select(None, js=_click(results_refresh))
         chat_tab.select(None, js=_click(chat_refresh))

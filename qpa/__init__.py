@@ -79,6 +79,8 @@ _EXPORTS = {
     "qpa.training.loop": ["evaluate", "train", "validate_config"],
     "qpa.training.plan": ["TrainingPlan", "plan_training", "rising_warning"],
     "qpa.training.best": ["headline"],
+    "qpa.training.phases": ["describe_phase"],
+    "qpa.training.estimate": ["estimate_run", "estimate_launch", "describe_estimate"],
     "qpa.inference.chat": ["ChatModel", "get_chat_model"],
     "qpa.flags": ["config_to_argv"],
     "qpa.studies.results": ["label", "markdown_table", "run_record", "summarize"],

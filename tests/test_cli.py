@@ -182,8 +182,11 @@ def test_train_then_runs_eval_export_chat(runs, tmp_path, capsys):
     argv = ["train", "--model", "tiny-llama", "--steps", "3", "--batch-size", "4",
             "--max-examples", "40", "--eval-every", "2", "--name", "e2e"]  # fmt: skip
     assert main(argv) == 0
+    err = capsys.readouterr().err  # the phases, named as on the run card
+    assert "loading the model and data" in err and "caching validation rows: " in err
     (run,) = list_runs()
     status = run.status()
+    assert status["phase"] == "training" and status["rows"]["done"] == status["rows"]["total"]
     assert (run.id, status["state"], status["step"]) == ("e2e", "done", 3) and run.has_adapter()
     assert len(run.metrics("val")) >= 2 and run.metrics("train")[-1]["step"] == 3
     assert main(argv) == 2  # the name is taken; the finished run is untouched

@@ -162,7 +162,7 @@ def test_writer_killed_at_random_never_leaves_half_a_file(tmp_path):
     from qpa.models.loading import load_model
 
     model = wrap_lora(load_model("tiny-llama")[0], AdapterConfig(method="lora", rank=2))
-    run = create_run(RunConfig(), tmp_path, name="victim")
+    run = create_run(RunConfig(train=TrainConfig(steps=1_000_000)), tmp_path, name="victim")
     rng, last, progress, torn = random.Random(0), -1, [], set()
     for _ in range(KILLS):
         pid = os.fork()
@@ -171,7 +171,7 @@ def test_writer_killed_at_random_never_leaves_half_a_file(tmp_path):
                 _write_forever(run, model, last + 1)
             finally:
                 os._exit(1)
-        time.sleep(rng.uniform(0.02, 0.25))
+        time.sleep(rng.uniform(0.05, 0.4))  # long enough for writes even on a loaded machine
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         last = _check_files(run, torn)

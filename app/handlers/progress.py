@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 
 from app.state import Studio
-from qpa import format_duration, headline, open_run, rising_warning
+from qpa import describe_phase, format_duration, headline, open_run, rising_warning
 
 
 def _facts(status: dict, train: list[dict], val: list[dict], batch_size: int = 0) -> list[str]:
@@ -35,6 +35,9 @@ def _facts(status: dict, train: list[dict], val: list[dict], batch_size: int = 0
         ]
     elif state == "running":
         facts.append(status.get("message") or "loading the model and data")
+    rows = status.get("rows") or {}
+    if state == "running" and train and rows.get("split") == "train" and rows["done"] < rows["total"]:
+        facts.append(describe_phase("caching rows", rows))  # training rows stream in meanwhile
     if train:
         facts.append(f"loss {train[-1]['loss']:.4f}")
     if val:

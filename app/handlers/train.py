@@ -32,6 +32,8 @@ from qpa import (
     TrainConfig,
     config_to_argv,
     count_params,
+    describe_estimate,
+    estimate_launch,
     list_runs,
     new_run_id,
     open_run,
@@ -195,7 +197,23 @@ def default_watch(studio: Studio) -> list[str]:
     return [r.id for r in sorted(group, key=lambda r: order.index(r.config.adapter.method))]
 
 
+def estimate_text(studio: Studio, form: dict[str, Any]) -> str:
+    """The launch's time on this machine, from what earlier runs measured here (its runs train
+    one after the other); or why there is no estimate."""
+    try:
+        configs = build_configs(studio, form)
+    except ValueError as e:
+        return f"Estimate: none until the form is valid ({e})"
+    return f"Estimate: {describe_estimate(estimate_launch(configs))}."
+
+
 # -- event handlers ---------------------------------------------------------------------------------
+
+
+@guarded
+def on_estimate(studio: Studio, *values):
+    """Form change: the launch's estimated time."""
+    return estimate_text(studio, dict(zip(FORM_FIELDS, values, strict=True)))
 
 
 @guarded

@@ -120,6 +120,7 @@ def build(studio: Studio, design: dict) -> dict:
             with gr.Row():
                 launch = gr.Button("Launch", variant="primary", elem_id="launch")
                 cancel = gr.Button("Stop / cancel", variant="stop", elem_id="cancel")
+            estimate = gr.Markdown(elem_id="estimate")
         with gr.Column(scale=8):
             watch = gr.Dropdown(
                 [], value=[], multiselect=True, label="Watching", elem_id="watch",
@@ -140,9 +141,16 @@ def build(studio: Studio, design: dict) -> dict:
         concurrency_limit=1,
     )  # fmt: skip
     cancel.click(partial(h.on_cancel, studio), watch, last, api_name="cancel")
+    estimating = {"fn": partial(h.on_estimate, studio), "inputs": form, "outputs": estimate,
+                  "trigger_mode": "always_last", "show_progress": "hidden",
+                  "api_visibility": "private"}  # fmt: skip
+    for k in ("plan", "steps", "batch_size", "eval_every", "source", "topics", "max_length"):
+        f[k].change(**estimating)
+    design["model"].change(**estimating)
     refresh = {"fn": partial(h.on_refresh, studio), "inputs": [watch, last],
                "outputs": [progress, curves, last], "show_progress": "hidden",
                "api_visibility": "private"}  # fmt: skip
     gr.Timer(POLL_S).tick(**refresh)
     watch.change(**refresh)
-    return {"watch": watch, "on_load": partial(h.on_load, studio)}
+    return {"watch": watch, "on_load": partial(h.on_load, studio), "estimate": estimate,
+            "on_estimate": estimating}  # fmt: skip

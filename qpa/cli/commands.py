@@ -28,7 +28,8 @@ from qpa.safe_io import dumps
 
 
 class ProgressBar:
-    """A training callback drawing a tqdm bar (off when stderr is not a terminal)."""
+    """A training callback drawing a tqdm bar (off when stderr is not a terminal); the phases
+    before and beside the steps (converting the model, caching rows n of N) as lines on stderr."""
 
     def __init__(self) -> None:
         self.bar = None
@@ -37,6 +38,9 @@ class ProgressBar:
         from tqdm import tqdm
 
         kind, step, total = event.get("event"), event.get("step") or 0, event.get("total_steps")
+        if kind == "prepare":
+            tqdm.write(event["message"], file=sys.stderr)
+            return
         if self.bar is None and kind != "done":
             self.bar = tqdm(
                 total=total, initial=step, unit="step", disable=None, dynamic_ncols=True

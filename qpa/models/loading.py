@@ -208,6 +208,26 @@ def load_model(
     return model.eval(), tok
 
 
+def load_tokenizer(name: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase:
+    """The tokenizer `load_model` would give, without the weights (the embedded model's from its
+    converted cache, else from the GGUF file)."""
+    from transformers import AutoTokenizer
+
+    from qpa.models.tiny_tokenizer import tiny_tokenizer
+
+    if name in TINY_PRESETS:
+        tok = tiny_tokenizer()
+    elif name == DEFAULT_MODEL and (gguf := embedded_gguf()) is not None:
+        cache = smollm2_cache_dir()
+        done = _cache_complete(cache)
+        tok = AutoTokenizer.from_pretrained(cache if done else gguf.parent, **(
+            {} if done else {"gguf_file": gguf.name}))  # fmt: skip
+    else:
+        tok = AutoTokenizer.from_pretrained(HUB_ID if name == DEFAULT_MODEL else name)
+    _prepare_tokenizer(name, tok)
+    return tok
+
+
 def _load_tiny(name: str, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM
 
@@ -302,6 +322,15 @@ def _load_smollm2(dtype: torch.dtype):
         convert_embedded(cache)
     logger.info("Loading smollm2 from its cache at %s.", cache)
     return _load_pretrained(str(cache), dtype)
+
+
+def needs_conversion(name: str) -> bool:
+    """True when loading `name` first converts the embedded GGUF (once per `qpa_home`)."""
+    return (
+        name == DEFAULT_MODEL
+        and embedded_gguf() is not None
+        and not _cache_complete(smollm2_cache_dir())
+    )
 
 
 def _cache_complete(cache: pathlib.Path) -> bool:

@@ -22,6 +22,9 @@ import torch
 from qpa.config import RunConfig
 from qpa.training.base_metrics import cached_base_metrics
 from qpa.training.best import BestKeeper, headline, kept_summary
+from qpa.training.estimate import Recorder
+from qpa.training.phases import reporter
+from qpa.training.row_stream import epoch_order
 from qpa.training.session import Session, pick_device, prepare, split_loss
 
 Callback = Callable[[dict], None]
@@ -107,8 +110,7 @@ def batch_examples(n: int, batch_size: int, seed: int, step: int) -> torch.Tenso
     """Example indices of `step`: a fresh seeded shuffle each epoch, so resuming is exact."""
     per_epoch = max(1, math.ceil(n / batch_size))
     epoch, i = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-    return perm[i * batch_size : (i + 1) * batch_size]
+    return epoch_order(n, seed, epoch)[i * batch_size : (i + 1) * batch_size]
 
 
 @torch.no_grad()
@@ -200,14 +202,14 @@ def train(
     ('done', 2, True)
     """
     config = validate_config(config)
-    emit = _emitter(run, callbacks)
+    emit = _emitter(run, [*callbacks, Recorder(config)])  # Recorder: for `estimate_run`
     try:
         if run is not None:
             run.set_status(
                 "running", pid=os.getpid(), step=0, total_steps=config.train.steps, error=None
             )
             run.log(f"preparing {config.adapter.method} on {config.model.model}")
-        session = prepare(config, cache_dir=features_dir(), progress=_preparing(run, emit))
+        session = prepare(config, cache_dir=features_dir(), progress=reporter(run, emit))
         base = base_metrics(session)
         if run is not None:
             run.set_status(base=base)
@@ -239,21 +241,6 @@ def base_metrics(session: Session) -> dict:
     metrics = cached_base_metrics(features_dir(), key, compute)
     name, value = headline(metrics)
     return {**metrics, "headline": name, "headline_perplexity": value}
-
-
-def _preparing(run, emit: Callback) -> Callable[[str, float], None]:
-    """Report the slow preparation step (every 5%) to callbacks and the run's status."""
-    last = {"message": "", "fraction": -1.0}
-
-    def report(message: str, fraction: float) -> None:
-        if message == last["message"] and fraction - last["fraction"] < 0.05 and fraction < 1:
-            return
-        last.update(message=message, fraction=fraction)
-        emit({"event": "prepare", "message": message, "fraction": fraction})
-        if run is not None:
-            run.set_status("running", message=f"{message}: {fraction:.0%}")
-
-    return report
 
 
 def features_dir() -> Path:
@@ -290,6 +277,7 @@ def _loop(session: Session, run, emit: Callback, resume: bool, base: dict) -> di
             trainable_params=n_trainable,
             n_train=session.rows["train"].n_examples,
             n_val=session.rows["val"].n_examples,
+            phase="training",
             message="training",
         )
         run.log(f"{n_trainable:,} trainable parameters; head-only cache: {session.head_only}")

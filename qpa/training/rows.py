@@ -4,16 +4,18 @@ A *row* is one predicted position: the hidden state h_t that enters the output h
 token x_{t+1}, and whether that target is an assistant (completion) token. Padding targets are
 dropped (standard perplexity) or kept (`protocol="paper"`, as the official code counts them).
 
-When only the lm_head is adapted, the backbone is frozen and h_t never changes: `backbone_rows`
-computes every row once (no grad) and `cached_rows` keeps them on disk, keyed by model, corpus
-and tokenisation; training then runs the head alone on those rows.
+When only the lm_head is adapted, the backbone is frozen and h_t never changes: every row is
+computed once (no grad) and kept on disk, keyed by model, corpus and tokenisation
+(`cache_key`); training then runs the head alone on those rows. `example_rows` computes the rows
+of any examples in length buckets, reusing the key/value cache of the prefix they all share
+(`run_prefix`); `qpa.training.row_stream` calls it when a batch first needs them.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +23,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,6 +82,116 @@ def head_inputs(
     return captured[0]
 
 
+TOKENS_PER_BATCH = 1024  # padded tokens per backbone forward (see tests/bench/bench_first_run.py)
+
+
+@dataclass
+class Prefix:
+    """The tokens every example starts with (a chat template's system prompt), run once."""
+
+    ids: torch.Tensor  # (P,) the shared tokens
+    hidden: torch.Tensor  # (P, d) their head inputs
+    cache: object  # the backbone's key/value cache of those P tokens, batch 1
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+
+def row_widths(encoded, protocol: str) -> torch.Tensor:
+    """(n,) tokens each example runs through the backbone: its real tokens, or all under `paper`."""
+    mask = encoded.attention_mask
+    return mask.sum(1) if protocol == "masked" else torch.full((len(mask),), mask.shape[1])
+
+
+def shared_prefix(encoded, protocol: str) -> int:
+    """Length of the real-token prefix all examples share, leaving each at least one own token.
+
+    >>> from types import SimpleNamespace as E
+    >>> ids = torch.tensor([[5, 6, 7, 8], [5, 6, 9, 0]])
+    >>> shared_prefix(E(input_ids=ids, attention_mask=torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])), "masked")
+    2
+    """
+    ids, mask = encoded.input_ids, encoded.attention_mask.bool()
+    if len(ids) < 2:
+        return 0
+    same = (ids == ids[0]).all(0) & mask.all(0)  # (T,)
+    length = int(same.long().cumprod(0).sum())
+    return max(0, min(length, int(row_widths(encoded, protocol).min()) - 1))
+
+
+@torch.no_grad()
+def run_prefix(model: nn.Module, encoded, protocol: str) -> Prefix | None:
+    """The shared prefix's head inputs and key/value cache, or None when there is none to reuse."""
+    backbone = model.base_model
+    length = shared_prefix(encoded, protocol)
+    if backbone is model or length == 0:
+        return None
+    device = next(model.parameters()).device
+    ids = encoded.input_ids[0, :length]
+    out = backbone(input_ids=ids[None].to(device), use_cache=True)
+    return Prefix(ids, out.last_hidden_state[0], out.cache)
+
+
+def length_buckets(widths: torch.Tensor, budget: int = TOKENS_PER_BATCH) -> list[torch.Tensor]:
+    """Positions into `widths`, longest first, in batches of at most `budget` padded tokens.
+
+    >>> [b.tolist() for b in length_buckets(torch.tensor([3, 9, 4, 8]), budget=16)]
+    [[1], [3, 2], [0]]
+    """
+    order = torch.argsort(widths, descending=True, stable=True).tolist()
+    batches, start = [], 0
+    while start < len(order):
+        size = max(1, budget // max(1, int(widths[order[start]])))
+        batches.append(torch.tensor(order[start : start + size]))
+        start += size
+    return batches
+
+
+def batch_hidden(
+    model: nn.Module, encoded, idx: torch.Tensor, width: int, prefix: Prefix | None = None
+) -> torch.Tensor:
+    """Head inputs (B, width − 1, d) of examples `idx`, cut at `width`; with a `prefix`, only the
+    positions after it run through the backbone, on a copy of its key/value cache."""
+    device = next(model.parameters()).device
+    ids = encoded.input_ids[idx, :width].to(device)
+    mask = encoded.attention_mask[idx, :width].to(device)
+    if prefix is None:
+        hidden = head_inputs(model, ids, mask)  # (B, width, d)
+    else:
+        cache = copy.deepcopy(prefix.cache)
+        cache.batch_repeat_interleave(len(idx))
+        tail = model.base_model(
+            input_ids=ids[:, prefix.length :], attention_mask=mask, cache=cache, use_cache=True
+        ).last_hidden_state  # (B, width − P, d)
+        shared = prefix.hidden.expand(len(idx), -1, -1)  # (B, P, d)
+        hidden = torch.cat([shared, tail], dim=1)  # (B, width, d)
+    return hidden[:, :-1].float().cpu()
+
+
+@torch.no_grad()
+def example_rows(
+    model: nn.Module,
+    encoded,
+    examples: torch.Tensor,
+    protocol: str,
+    prefix: Prefix | None = None,
+    budget: int = TOKENS_PER_BATCH,
+) -> torch.Tensor:
+    """Hidden rows (R, d) of `examples`, in `Rows.select` order: length-bucketed batches of at
+    most `budget` padded tokens, pads trimmed, the shared `prefix` (see `run_prefix`) reused."""
+    keep = target_mask(encoded.attention_mask[examples], protocol)  # (k, T−1)
+    widths = row_widths(encoded, protocol)[examples]
+    skip = prefix.length if prefix is not None else 0
+    parts: list[torch.Tensor | None] = [None] * len(examples)
+    for batch in length_buckets(widths - skip, budget):
+        width = int(widths[batch].max())
+        hidden = batch_hidden(model, encoded, examples[batch], width, prefix)  # (B, width−1, d)
+        for j, b in enumerate(batch.tolist()):
+            parts[b] = hidden[j][keep[b, : width - 1]]  # (rows_b, d)
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
 @torch.no_grad()
 def backbone_rows(
     model: nn.Module,
@@ -90,26 +200,19 @@ def backbone_rows(
     batch_size: int = 16,
     progress: Callable[[float], None] | None = None,
 ) -> Rows:
-    """Rows with their hidden states, computed in length-sorted batches (pads trimmed).
-
-    `progress`, if given, is called with the fraction of examples done after each batch.
+    """All rows at once, the straightforward way: length-sorted batches of `batch_size`, no
+    prefix reuse. The reference the streamed cache (`qpa.training.row_stream`) is tested and
+    benchmarked against; `progress` hears the fraction of examples done after each batch.
     """
     rows = token_rows(encoded, protocol)
     keep = target_mask(encoded.attention_mask, protocol)
-    lengths = (
-        encoded.attention_mask.sum(1)
-        if protocol == "masked"
-        else torch.full((len(keep),), keep.shape[1] + 1)
-    )
-    order = torch.argsort(lengths, descending=True)
-    device = next(model.parameters()).device
+    widths = row_widths(encoded, protocol)
+    order = torch.argsort(widths, descending=True)
     parts: list[torch.Tensor | None] = [None] * len(order)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        width = int(lengths[idx].max())
-        ids = encoded.input_ids[idx, :width].to(device)
-        mask = encoded.attention_mask[idx, :width].to(device)
-        hidden = head_inputs(model, ids, mask)[:, :-1].float().cpu()  # (B, width−1, d)
+        width = int(widths[idx].max())
+        hidden = batch_hidden(model, encoded, idx, width)  # (B, width−1, d)
         for j, i in enumerate(idx.tolist()):
             parts[i] = hidden[j][keep[i, : width - 1]]  # (rows_i, d)
         if progress is not None:
@@ -138,16 +241,11 @@ def cache_key(model_id: str, model: nn.Module, protocol: str, encoded_split) -> 
     return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def cached_rows(cache_dir: Path, key: str, compute) -> Rows:
-    """Load rows for `key` from `cache_dir`, or compute and store them (atomically)."""
-    from safetensors.torch import load_file, save_file
+def save_rows(path: Path, rows: Rows) -> None:
+    """Store finished rows as one safetensors file, atomically (temp file + rename)."""
+    from safetensors.torch import save_file
 
-    path = cache_dir / f"rows-{key}.safetensors"
-    if path.is_file():
-        t = load_file(path)
-        return Rows(t["hidden"], t["targets"], t["assistant"].bool(), t["offsets"])
-    rows = compute()
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tensors = {
         "hidden": rows.hidden,
@@ -157,5 +255,3 @@ def cached_rows(cache_dir: Path, key: str, compute) -> Rows:
     }
     save_file({k: v.contiguous() for k, v in tensors.items()}, tmp)
     os.replace(tmp, path)
-    log.info("cached %d backbone rows at %s", len(rows.targets), path)
-    return rows

@@ -11,7 +11,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,7 +21,8 @@ from torch import nn
 from qpa.adapters.head_loss import head_nll, head_parts
 from qpa.adapters.qpa_lora import QPALoRA
 from qpa.config import DataConfig, RunConfig
-from qpa.training.rows import Rows, backbone_rows, cache_key, cached_rows, target_mask, token_rows
+from qpa.training.row_stream import RowStream, epoch_order
+from qpa.training.rows import Rows, cache_key, target_mask, token_rows
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Session:
     splits: object  # qpa.data.Splits
     rows: dict[str, Rows]  # "train" / "val" (/ "test" with a test split)
     device: torch.device
+    streams: dict[str, RowStream] = field(default_factory=dict)  # hidden rows, streamed in
 
     @property
     def head_only(self) -> bool:
@@ -98,10 +100,12 @@ def build_rows(
     splits,
     use_cache: bool,
     cache_dir: Path | None,
-    progress=None,
-) -> dict[str, Rows]:
+    progress: Callable[..., None] | None = None,
+) -> tuple[dict[str, Rows], dict[str, RowStream]]:
+    """Each split's rows; with `use_cache`, their hidden states stream in (`RowStream`), the
+    training rows in the order the first epoch visits them."""
     protocol = config.train.perplexity
-    rows = {}
+    rows, streams = {}, {}
     for split in ("train", "val", "test"):
         encoded = getattr(splits, split)
         if encoded is None:  # no test split
@@ -109,16 +113,13 @@ def build_rows(
         if not use_cache:
             rows[split] = token_rows(encoded, protocol)
             continue
-        report = progress and functools.partial(
-            progress, f"caching backbone hidden states ({split})"
-        )
-        compute = functools.partial(backbone_rows, base, encoded, protocol, progress=report)
-        if cache_dir is None:
-            rows[split] = compute()
-        else:
-            key = cache_key(config.model.model, base, protocol, encoded)
-            rows[split] = cached_rows(cache_dir, key, compute)
-    return rows
+        key = cache_key(config.model.model, base, protocol, encoded)
+        path = cache_dir / f"rows-{key}.safetensors" if cache_dir is not None else None
+        order = epoch_order(len(encoded), config.train.seed, 0) if split == "train" else None
+        report = progress and functools.partial(progress, "caching rows", split)
+        streams[split] = RowStream(base, encoded, protocol, path, order, report)
+        rows[split] = streams[split].rows
+    return rows, streams
 
 
 _SPLITS: dict[tuple, object] = {}  # the built-in corpora's splits, by data config and tokenizer
@@ -147,11 +148,13 @@ def prepare(
     *,
     evaluate_only: bool = False,
     cache_dir: Path | None = None,
-    progress: Callable[[str, float], None] | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> Session:
     """Load model, data and adapter for `config` (or a saved adapter, or none, to evaluate).
 
-    `progress(message, fraction)` hears about the slow part, computing backbone hidden states.
+    Cached hidden rows are not computed here: `split_loss` streams them in as batches need them.
+    `progress(phase, split=None, done=None, total=None, eta=None)` hears the phases (see
+    `qpa.training.phases`): converting or loading the model, then each group of rows cached.
 
     >>> import tempfile
     >>> from pathlib import Path
@@ -167,9 +170,12 @@ def prepare(
     """
     from qpa.adapters.export import load_adapter
     from qpa.adapters.qpa_lora import build_adapter, resolve_targets
-    from qpa.models.loading import load_model
+    from qpa.models.loading import load_model, needs_conversion
 
     device = pick_device(config.train.device)
+    if progress is not None:
+        converting = needs_conversion(config.model.model)
+        progress("converting the model" if converting else "loading the model")
     base, tokenizer = load_model(config.model.model)
     base.to(device).eval()
     for p in base.parameters():
@@ -177,7 +183,7 @@ def prepare(
     splits = load_splits(config.data, tokenizer)
     targets = resolve_targets(base, config.adapter.target_modules)
     use_cache = config.train.cache_backbone and can_cache_head(base, targets)
-    rows = build_rows(config, base, splits, use_cache, cache_dir, progress)
+    rows, streams = build_rows(config, base, splits, use_cache, cache_dir, progress)
     torch.manual_seed(config.train.seed)
     qpa = None
     if evaluate_only:
@@ -187,7 +193,7 @@ def prepare(
         model.to(device)
         if qpa is not None:
             qpa.to(device)
-    return Session(config, model, qpa, tokenizer, splits, rows, device)
+    return Session(config, model, qpa, tokenizer, splits, rows, device, streams)
 
 
 def output_head(model: nn.Module) -> nn.Module:
@@ -204,6 +210,8 @@ def split_loss(
     With `assistant_only`, only the rows whose target is an assistant token (every real token of
     plain text); on the cached head the others are then never computed.
     """
+    if split in session.streams:
+        session.streams[split].ensure(examples)
     rows = session.rows[split]
     index = rows.select(examples)
     if assistant_only and not session.head_only:
