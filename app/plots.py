@@ -168,7 +168,7 @@ def curves_figure(series: Sequence[dict]) -> go.Figure:
     """Training loss and validation perplexity against step for several runs, side by side.
 
     Each item: ``{"label", "method", "train": [(step, loss)], "val": [(step, perplexity)]}``,
-    optionally ``"val_assistant"`` (the replies' perplexity), ``"protocol"`` ("paper": padding
+    optionally ``"val_assistant"`` (the replies' perplexity), ``"perplexity"`` ("paper": padding
     counted), ``"base"``/``"base_assistant"`` (the base model's perplexities: a dotted reference
     line), ``"best_step"`` (a star) and ``"epochs"`` (passes over the data, named on the axis).
     QPA runs are solid lines, LoRA baselines dashed, one colour per run. The perplexity panel
@@ -183,7 +183,7 @@ def curves_figure(series: Sequence[dict]) -> go.Figure:
                   for s in series]  # fmt: skip
         val_title = "validation perplexity, assistant replies"
     else:
-        padded = any(s.get("protocol") == "paper" for s in evaluated)
+        padded = any(s.get("perplexity") == "paper" for s in evaluated)
         val_title = "validation perplexity, all tokens" + (" (padding counted)" if padded else "")
     data = []
     for i, s in enumerate(series):

@@ -316,8 +316,8 @@ def test_launch_runs_in_background_and_reports_progress(finished):
 
 def test_curves_show_the_replies_perplexity_when_every_run_has_it():
     qpa = {"label": "q", "method": "qpa-lora", "train": [(1, 2.0)], "val": [(0, 60.0), (2, 40.0)],
-           "val_assistant": [(0, 19.0), (2, 4.0)], "protocol": "masked"}  # fmt: skip
-    plain = {**qpa, "label": "l", "method": "lora", "val_assistant": [], "protocol": "paper"}
+           "val_assistant": [(0, 19.0), (2, 4.0)], "perplexity": "masked"}  # fmt: skip
+    plain = {**qpa, "label": "l", "method": "lora", "val_assistant": [], "perplexity": "paper"}
     figure = plots.curves_figure([qpa])
     assert figure.layout.annotations[1].text == "validation perplexity, assistant replies"
     assert max(figure.data[-1].y) == 19.0

@@ -25,33 +25,33 @@ def model_and_split(request):
     return model, build_splits(DATA, tok).train
 
 
-@pytest.mark.parametrize("protocol", ["masked", "paper"])
-def test_shared_prefix_rows_equal_unshared(model_and_split, protocol):
+@pytest.mark.parametrize("perplexity", ["masked", "paper"])
+def test_shared_prefix_rows_equal_unshared(model_and_split, perplexity):
     model, encoded = model_and_split
-    prefix = run_prefix(model, encoded, protocol)
-    assert prefix is not None and prefix.length == shared_prefix(encoded, protocol) > 0
+    prefix = run_prefix(model, encoded, perplexity)
+    assert prefix is not None and prefix.length == shared_prefix(encoded, perplexity) > 0
     examples = torch.arange(len(encoded))
-    shared = example_rows(model, encoded, examples, protocol, prefix)
-    plain = example_rows(model, encoded, examples, protocol)
+    shared = example_rows(model, encoded, examples, perplexity, prefix)
+    plain = example_rows(model, encoded, examples, perplexity)
     assert shared.shape == plain.shape
     torch.testing.assert_close(shared, plain, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("protocol", ["masked", "paper"])
-def test_streamed_rows_equal_bulk_rows(model_and_split, protocol, monkeypatch, tmp_path):
+@pytest.mark.parametrize("perplexity", ["masked", "paper"])
+def test_streamed_rows_equal_bulk_rows(model_and_split, perplexity, monkeypatch, tmp_path):
     model, encoded = model_and_split
     monkeypatch.setattr(row_stream, "GROUP_TOKENS", 300)  # several groups
-    bulk = backbone_rows(model, encoded, protocol)
+    bulk = backbone_rows(model, encoded, perplexity)
     order = torch.randperm(len(encoded), generator=torch.Generator().manual_seed(1))
     path = tmp_path / "rows-k.safetensors"
-    stream = RowStream(model, encoded, protocol, path, order)
+    stream = RowStream(model, encoded, perplexity, path, order)
     stream.ensure(order[:4])
     assert 4 <= stream.n_ready < stream.n_examples  # only a group was computed
     stream.ensure_all()
     torch.testing.assert_close(stream.rows.hidden, bulk.hidden, rtol=0, atol=1e-6)
     assert torch.equal(stream.rows.targets, bulk.targets)
     assert path.is_file() and not stream.parts_dir.exists()  # merged into today's single file
-    again = RowStream(model, encoded, protocol, path)
+    again = RowStream(model, encoded, perplexity, path)
     again.ensure(torch.tensor([0]))
     assert again.n_ready == again.n_examples and again.computed_tokens == 0  # reused whole
     assert torch.equal(again.rows.hidden, stream.rows.hidden)

@@ -32,9 +32,9 @@ def tiny(method="qpa-lora", **train_kw):
 
 @pytest.mark.chatterbot
 @pytest.mark.parametrize("method", ["qpa-lora", "lora"])
-@pytest.mark.parametrize("protocol", ["masked", "paper"])
-def test_cached_head_loss_equals_full_forward(method, protocol):
-    config = tiny(method, perplexity=protocol)
+@pytest.mark.parametrize("perplexity", ["masked", "paper"])
+def test_cached_head_loss_equals_full_forward(method, perplexity):
+    config = tiny(method, perplexity=perplexity)
     cached = prepare(config)
     full = prepare(config.replace(train=config.train.replace(cache_backbone=False)))
     assert cached.head_only and not full.head_only

@@ -140,7 +140,7 @@ def series(studio: Studio, ids: list[str]) -> list[dict]:
                 "val_assistant": [
                     (m["step"], m["assistant_perplexity"]) for m in val if "assistant_perplexity" in m
                 ],
-                "protocol": t.perplexity,
+                "perplexity": t.perplexity,
                 "base": base.get("perplexity"),
                 "base_assistant": base.get("assistant_perplexity"),
                 "best_step": best_step(status, val),

@@ -103,7 +103,7 @@ def _advanced() -> dict:
             )  # fmt: skip
             c["fourier_features"] = _number("fourier_features", "Fourier features")
         c["start"] = _radio("start", "Start")
-        c["layers"] = _radio("layers", "Generators")
+        c["layers"] = _radio("layers", "Layers")
         c["use_dora"] = gr.Checkbox(shape.DEFAULTS["use_dora"], label="DoRA", info=INFO["use_dora"])
         with gr.Row():
             c["dora_magnitude"] = _radio("dora_magnitude", "DoRA magnitude", interactive=False)

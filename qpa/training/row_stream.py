@@ -110,20 +110,20 @@ class RowStream:
         self,
         model: nn.Module,
         encoded,
-        protocol: str,
+        perplexity: str,
         path: Path | None = None,
         order: torch.Tensor | None = None,
         progress: Progress | None = None,
     ) -> None:
-        self.model, self.encoded, self.protocol, self.path = model, encoded, protocol, path
-        self.rows: Rows = token_rows(encoded, protocol)
+        self.model, self.encoded, self.perplexity, self.path = model, encoded, perplexity, path
+        self.rows: Rows = token_rows(encoded, perplexity)
         width = model.get_output_embeddings().weight.shape[1]
         self.rows.hidden = torch.zeros(len(self.rows.targets), width)  # (R, d), filled on demand
         self.ready = torch.zeros(self.n_examples, dtype=torch.bool)  # (n,)
         self.order = torch.arange(self.n_examples) if order is None else order
         self.progress = progress
         self.loaded: set[str] = set()
-        self.widths = row_widths(encoded, protocol)  # (n,) tokens per example
+        self.widths = row_widths(encoded, perplexity)  # (n,) tokens per example
         self.prefix = None  # computed with the first group
         self.seconds = 0.0  # spent computing rows in this process
         self.computed_tokens = 0
@@ -175,9 +175,9 @@ class RowStream:
         try:
             with thread_count(forward_threads()):
                 if self.prefix is None:
-                    self.prefix = run_prefix(self.model, self.encoded, self.protocol) or False
+                    self.prefix = run_prefix(self.model, self.encoded, self.perplexity) or False
                 hidden = example_rows(
-                    self.model, self.encoded, examples, self.protocol, self.prefix or None
+                    self.model, self.encoded, examples, self.perplexity, self.prefix or None
                 )  # (rows, d)
         finally:
             backbone.train(training)

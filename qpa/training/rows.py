@@ -2,7 +2,7 @@
 
 A *row* is one predicted position: the hidden state h_t that enters the output head, the target
 token x_{t+1}, and whether that target is an assistant (completion) token. Padding targets are
-dropped (standard perplexity) or kept (`protocol="paper"`, as the official code counts them).
+dropped (standard perplexity) or kept (`perplexity="paper"`, as the official code counts them).
 
 When only the lm_head is adapted, the backbone is frozen and h_t never changes: every row is
 computed once (no grad) and kept on disk, keyed by model, corpus and tokenisation
@@ -44,15 +44,15 @@ class Rows:
         return torch.cat(spans) if spans else torch.zeros(0, dtype=torch.long)
 
 
-def target_mask(attention_mask: torch.Tensor, protocol: str) -> torch.Tensor:
+def target_mask(attention_mask: torch.Tensor, perplexity: str) -> torch.Tensor:
     """(n, T−1) bool: which next-token targets count (all of them under the paper's protocol)."""
     shifted = attention_mask[:, 1:].bool()  # (n, T−1)
-    return torch.ones_like(shifted) if protocol == "paper" else shifted
+    return torch.ones_like(shifted) if perplexity == "paper" else shifted
 
 
-def token_rows(encoded, protocol: str) -> Rows:
+def token_rows(encoded, perplexity: str) -> Rows:
     """Targets, assistant flags and per-example offsets, without hidden states."""
-    keep = target_mask(encoded.attention_mask, protocol)  # (n, T−1)
+    keep = target_mask(encoded.attention_mask, perplexity)  # (n, T−1)
     counts = keep.sum(dim=1)
     offsets = torch.zeros(len(counts) + 1, dtype=torch.long)
     offsets[1:] = counts.cumsum(0)
@@ -98,13 +98,13 @@ class Prefix:
         return len(self.ids)
 
 
-def row_widths(encoded, protocol: str) -> torch.Tensor:
+def row_widths(encoded, perplexity: str) -> torch.Tensor:
     """(n,) tokens each example runs through the backbone: its real tokens, or all under `paper`."""
     mask = encoded.attention_mask
-    return mask.sum(1) if protocol == "masked" else torch.full((len(mask),), mask.shape[1])
+    return mask.sum(1) if perplexity == "masked" else torch.full((len(mask),), mask.shape[1])
 
 
-def shared_prefix(encoded, protocol: str) -> int:
+def shared_prefix(encoded, perplexity: str) -> int:
     """Length of the real-token prefix all examples share, leaving each at least one own token.
 
     >>> from types import SimpleNamespace as E
@@ -117,14 +117,14 @@ def shared_prefix(encoded, protocol: str) -> int:
         return 0
     same = (ids == ids[0]).all(0) & mask.all(0)  # (T,)
     length = int(same.long().cumprod(0).sum())
-    return max(0, min(length, int(row_widths(encoded, protocol).min()) - 1))
+    return max(0, min(length, int(row_widths(encoded, perplexity).min()) - 1))
 
 
 @torch.no_grad()
-def run_prefix(model: nn.Module, encoded, protocol: str) -> Prefix | None:
+def run_prefix(model: nn.Module, encoded, perplexity: str) -> Prefix | None:
     """The shared prefix's head inputs and key/value cache, or None when there is none to reuse."""
     backbone = model.base_model
-    length = shared_prefix(encoded, protocol)
+    length = shared_prefix(encoded, perplexity)
     if backbone is model or length == 0:
         return None
     device = next(model.parameters()).device
@@ -174,14 +174,14 @@ def example_rows(
     model: nn.Module,
     encoded,
     examples: torch.Tensor,
-    protocol: str,
+    perplexity: str,
     prefix: Prefix | None = None,
     budget: int = TOKENS_PER_BATCH,
 ) -> torch.Tensor:
     """Hidden rows (R, d) of `examples`, in `Rows.select` order: length-bucketed batches of at
     most `budget` padded tokens, pads trimmed, the shared `prefix` (see `run_prefix`) reused."""
-    keep = target_mask(encoded.attention_mask[examples], protocol)  # (k, T−1)
-    widths = row_widths(encoded, protocol)[examples]
+    keep = target_mask(encoded.attention_mask[examples], perplexity)  # (k, T−1)
+    widths = row_widths(encoded, perplexity)[examples]
     skip = prefix.length if prefix is not None else 0
     parts: list[torch.Tensor | None] = [None] * len(examples)
     for batch in length_buckets(widths - skip, budget):
@@ -196,7 +196,7 @@ def example_rows(
 def backbone_rows(
     model: nn.Module,
     encoded,
-    protocol: str,
+    perplexity: str,
     batch_size: int = 16,
     progress: Callable[[float], None] | None = None,
 ) -> Rows:
@@ -204,9 +204,9 @@ def backbone_rows(
     prefix reuse. The reference the streamed cache (`qpa.training.row_stream`) is tested and
     benchmarked against; `progress` hears the fraction of examples done after each batch.
     """
-    rows = token_rows(encoded, protocol)
-    keep = target_mask(encoded.attention_mask, protocol)
-    widths = row_widths(encoded, protocol)
+    rows = token_rows(encoded, perplexity)
+    keep = target_mask(encoded.attention_mask, perplexity)
+    widths = row_widths(encoded, perplexity)
     order = torch.argsort(widths, descending=True)
     parts: list[torch.Tensor | None] = [None] * len(order)
     for start in range(0, len(order), batch_size):
@@ -221,7 +221,7 @@ def backbone_rows(
     return rows
 
 
-def cache_key(model_id: str, model: nn.Module, protocol: str, encoded_split) -> str:
+def cache_key(model_id: str, model: nn.Module, perplexity: str, encoded_split) -> str:
     """Hash of everything the cached rows depend on: model, protocol and the encoded split.
 
     The split's tensors are hashed rather than the data config, so settings that leave the tokens
@@ -233,7 +233,7 @@ def cache_key(model_id: str, model: nn.Module, protocol: str, encoded_split) -> 
     fingerprint = {
         "model": model_id,
         "config": model.config.to_json_string(use_diff=False) if hasattr(model, "config") else "",
-        "protocol": protocol,
+        "protocol": perplexity,
         "tokens": digest(encoded_split.input_ids),
         "attention": digest(encoded_split.attention_mask),
         "assistant": digest(encoded_split.assistant_mask),

@@ -104,20 +104,20 @@ def build_rows(
 ) -> tuple[dict[str, Rows], dict[str, RowStream]]:
     """Each split's rows; with `use_cache`, their hidden states stream in (`RowStream`), the
     training rows in the order the first epoch visits them."""
-    protocol = config.train.perplexity
+    perplexity = config.train.perplexity
     rows, streams = {}, {}
     for split in ("train", "val", "test"):
         encoded = getattr(splits, split)
         if encoded is None:  # no test split
             continue
         if not use_cache:
-            rows[split] = token_rows(encoded, protocol)
+            rows[split] = token_rows(encoded, perplexity)
             continue
-        key = cache_key(config.model.model, base, protocol, encoded)
+        key = cache_key(config.model.model, base, perplexity, encoded)
         path = cache_dir / f"rows-{key}.safetensors" if cache_dir is not None else None
         order = epoch_order(len(encoded), config.train.seed, 0) if split == "train" else None
         report = progress and functools.partial(progress, "caching rows", split)
-        streams[split] = RowStream(base, encoded, protocol, path, order, report)
+        streams[split] = RowStream(base, encoded, perplexity, path, order, report)
         rows[split] = streams[split].rows
     return rows, streams
 

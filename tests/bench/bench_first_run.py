@@ -108,7 +108,7 @@ def compare(home: Path, n_examples: int) -> None:
     threads, chosen = torch.get_num_threads(), forward_threads()
     print(f"part 2: row cache of {sum(len(e) for e in parts):,} examples ({tokens:,} tokens), "
           f"torch threads {threads}, chosen {chosen}; {load()}")  # fmt: skip
-    protocol, old_rows, times = config.train.perplexity, [], {}
+    perplexity, old_rows, times = config.train.perplexity, [], {}
 
     def timed(name, fn):
         tic = time.perf_counter()
@@ -119,10 +119,10 @@ def compare(home: Path, n_examples: int) -> None:
         return out
 
     def new(e, prefix=True):
-        p = run_prefix(model, e, protocol) if prefix else None
-        return example_rows(model, e, torch.arange(len(e)), protocol, p, TOKENS_PER_BATCH)
+        p = run_prefix(model, e, perplexity) if prefix else None
+        return example_rows(model, e, torch.arange(len(e)), perplexity, p, TOKENS_PER_BATCH)
 
-    old_rows = timed("old: sorted batches of 16", lambda e: backbone_rows(model, e, protocol).hidden)
+    old_rows = timed("old: sorted batches of 16", lambda e: backbone_rows(model, e, perplexity).hidden)
     timed(f"+ length buckets of {TOKENS_PER_BATCH} tokens", lambda e: new(e, prefix=False))
     timed("+ shared prefix key/value cache", new)
     with thread_count(chosen):
@@ -131,7 +131,7 @@ def compare(home: Path, n_examples: int) -> None:
     scale = max(float(a.abs().max()) for a in old_rows)
     print(f"  max |new − old| = {diff:.2e} (rows up to {scale:.1f}); {load()}")
     few = _first(parts[0], 16)  # the floor: the old way itself, batches of 16 against 1
-    floor = backbone_rows(model, few, protocol).hidden - backbone_rows(model, few, protocol, 1).hidden
+    floor = backbone_rows(model, few, perplexity).hidden - backbone_rows(model, few, perplexity, 1).hidden
     print(f"  floor: old way, batches of 16 against 1 (16 examples): max |diff| = "
           f"{float(floor.abs().max()):.2e}")
 
