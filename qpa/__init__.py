@@ -83,7 +83,7 @@ _EXPORTS = {
     "qpa.training.estimate": ["estimate_run", "estimate_launch", "describe_estimate"],
     "qpa.inference.chat": ["ChatModel", "get_chat_model"],
     "qpa.flags": ["config_to_argv"],
-    "qpa.studies.results": ["label", "markdown_table", "run_record", "summarize"],
+    "qpa.studies.results": ["label", "markdown_table", "measurement_points", "param_points", "run_record", "summarize"],
     "qpa.studies.sweep": ["VARIANTS", "BEST_MEASURED", "apply_variant"],
     "qpa.studies.reproduce": ["RECIPES", "plan_recipe", "run_recipe"],
     "qpa.studies.compare": ["list_results", "load_result", "plan_comparison", "run_comparison"],

@@ -10,7 +10,6 @@ thread, within the studio's `Caps.variance_work`.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import gradio as gr
@@ -27,12 +26,13 @@ from qpa import (
     fit_decay,
     frontier_svg,
     gradient_variance,
-    label,
     list_results,
     list_runs,
     load_result,
     markdown_table,
+    measurement_points,
     one_thread,
+    param_points,
     run_record,
     summarize,
 )
@@ -51,50 +51,6 @@ def _metric(name: str | None) -> str:
     if (name or "all tokens") not in METRICS:
         raise ValueError(f"`metric` = {name!r} is not one of: {', '.join(METRICS)}.")
     return METRICS[name or "all tokens"]
-
-
-def param_points(rows: list[dict], metric: str) -> list[dict]:
-    """Chart points (plain numbers) of the rows that have this perplexity."""
-    return [
-        {
-            "label": r["label"],
-            "method": "dora" if r["method"] == "lora" and r["config"].adapter.use_dora else r["method"],
-            "params": r["params"],
-            "mean": r[metric],
-            "std": r[f"{metric}_std"],
-            "seeds": r["seeds"],
-            "share": r["vs_lora_params"],
-            "base": r[f"base_{metric}"],
-            "data": r["data"],
-        }
-        for r in rows
-        if r[metric] is not None and r["params"]
-    ]
-
-
-def _family(config) -> tuple[str, str]:
-    """(key, label) of a QPA config with its shots and noise set aside (and its seed)."""
-    data = config.to_dict()
-    data["train"].pop("seed")
-    for name in ("shots", "noise"):
-        data["qpa"].pop(name)
-    exact = config.replace(qpa=config.qpa.replace(shots=0, noise=0.0))
-    return json.dumps(data, sort_keys=True), label(exact)
-
-
-def measurement_points(rows: list[dict], metric: str) -> list[dict]:
-    """Points of the QPA shapes trained at ≥ 2 settings of shots and noise, for `shots_figure`."""
-    families: dict[str, list[dict]] = {}
-    for r in rows:
-        if r["method"] != "qpa-lora" or r[metric] is None:
-            continue
-        key, name = _family(r["config"])
-        q = r["config"].qpa
-        families.setdefault(key, []).append(
-            {"family": name, "shots": q.shots, "noise": q.noise, "mean": r[metric],
-             "std": r[f"{metric}_std"], "seeds": r["seeds"]}
-        )  # fmt: skip
-    return [p for group in families.values() if len(group) > 1 for p in group]
 
 
 def results_view(studio: Studio, metric_name: str | None) -> tuple:

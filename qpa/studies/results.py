@@ -203,3 +203,49 @@ COMPARED = (
     "evaluation protocol and seed set only (– where no such LoRA run exists); a run worse than "
     "the base model (replies' perplexity on chat data) is never counted as a win."
 )
+
+
+def param_points(rows: list[dict], metric: str) -> list[dict]:
+    """Points of a parameters-vs-perplexity chart: the `summarize` rows that have this
+    perplexity (`metric`: ``perplexity`` or ``assistant_perplexity``), as plain numbers."""
+    return [
+        {
+            "label": r["label"],
+            "method": "dora" if r["method"] == "lora" and r["config"].adapter.use_dora else r["method"],
+            "params": r["params"],
+            "mean": r[metric],
+            "std": r[f"{metric}_std"],
+            "seeds": r["seeds"],
+            "share": r["vs_lora_params"],
+            "base": r[f"base_{metric}"],
+            "data": r["data"],
+        }
+        for r in rows
+        if r[metric] is not None and r["params"]
+    ]
+
+
+def _family(config: RunConfig) -> tuple[str, str]:
+    """(key, label) of a QPA config with its shots and noise set aside (and its seed)."""
+    data = config.to_dict()
+    data["train"].pop("seed")
+    for name in ("shots", "noise"):
+        data["qpa"].pop(name)
+    exact = config.replace(qpa=config.qpa.replace(shots=0, noise=0.0))
+    return json.dumps(data, sort_keys=True), label(exact)
+
+
+def measurement_points(rows: list[dict], metric: str) -> list[dict]:
+    """Points of a perplexity-vs-measurement chart: the QPA shapes trained at ≥ 2 settings of
+    shots and noise, grouped by shape (their other settings equal, seeds aside)."""
+    families: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["method"] != "qpa-lora" or r[metric] is None:
+            continue
+        key, name = _family(r["config"])
+        q = r["config"].qpa
+        families.setdefault(key, []).append(
+            {"family": name, "shots": q.shots, "noise": q.noise, "mean": r[metric],
+             "std": r[f"{metric}_std"], "seeds": r["seeds"]}
+        )  # fmt: skip
+    return [p for group in families.values() if len(group) > 1 for p in group]
