@@ -21,14 +21,14 @@ from qpa.adapters.qpa_lora import ADAPTER, QPALoRA
 from qpa.constants import ADAPTER_FILES
 
 
-def adapter_state(peft_model: nn.Module, qpa: QPALoRA | None) -> dict[str, torch.Tensor]:
+def adapter_state(peft_model: nn.Module, tuner: QPALoRA | None) -> dict[str, torch.Tensor]:
     """Adapter weights (LoRA matrices, DoRA magnitudes) under peft's saved key names: the
     model's own adapter Parameters, and the tensors `qpa` generates (as the model uses them)."""
     from peft.utils import get_peft_model_state_dict
 
     state = {n: p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" in n}
-    if qpa is not None:
-        state.update(qpa.lora_state())
+    if tuner is not None:
+        state.update(tuner.lora_state())
     saved = get_peft_model_state_dict(
         peft_model, state_dict=state, adapter_name=ADAPTER, save_embedding_layers=False
     )
@@ -36,7 +36,7 @@ def adapter_state(peft_model: nn.Module, qpa: QPALoRA | None) -> dict[str, torch
 
 
 def export_adapter(
-    peft_model: nn.Module, qpa: QPALoRA | None, out_dir: str | Path, base_model: str = ""
+    peft_model: nn.Module, tuner: QPALoRA | None, out_dir: str | Path, base_model: str = ""
 ) -> Path:
     """Write the adapter folder atomically (a temp folder renamed into place); returns its path.
 
@@ -63,7 +63,7 @@ def export_adapter(
         config = peft_model.peft_config[ADAPTER]
         config.save_pretrained(tmp)
         fix_adapter_config(tmp, base_model or None)  # the Hub id, task_type CAUSAL_LM
-        state = adapter_state(peft_model, qpa)
+        state = adapter_state(peft_model, tuner)
         broken = [k for k, v in state.items() if not torch.isfinite(v).all()]
         if broken:
             raise ValueError(

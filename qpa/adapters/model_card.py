@@ -71,18 +71,18 @@ def model_card(run: Run, merged: bool = False) -> str:
 
     config = run.config
     base = hub_base_model(config.model.model)
-    qpa = config.adapter.method == "qpa-lora"
+    is_qpa = config.adapter.method == "qpa-lora"
     data = ModelCardData(
         base_model=None if Path(base).is_absolute() or base in TINY_PRESETS else base,
         library_name="transformers" if merged else "peft",
         pipeline_tag="text-generation",
         tags=[*(["merged"] if merged else ["peft"]), "lora", *(["dora"] if config.adapter.use_dora else []),
-              *(["qpa", "quantum-parameter-adaptation"] if qpa else []), "qpa-studio"],
+              *(["qpa", "quantum-parameter-adaptation"] if is_qpa else []), "qpa-studio"],
     )  # fmt: skip
     body = "\n\n".join(
         [
-            _title(run, base, qpa),
-            _shape(config, run, qpa),
+            _title(run, base, is_qpa),
+            _shape(config, run, is_qpa),
             _data_and_training(config, run),
             _results(config, run),
             _loading(base, merged),
@@ -92,8 +92,8 @@ def model_card(run: Run, merged: bool = False) -> str:
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n"))
 
 
-def _title(run: Run, base: str, qpa: bool) -> str:
-    if not qpa:
+def _title(run: Run, base: str, is_qpa: bool) -> str:
+    if not is_qpa:
         return (
             f"# {run.id}: a LoRA adapter for {base}\n\nA plain LoRA adapter, trained with "
             "QPA Studio as the baseline of Quantum Parameter Adaptation."
@@ -110,7 +110,7 @@ def _title(run: Run, base: str, qpa: bool) -> str:
     )
 
 
-def _shape(config: RunConfig, run: Run, qpa: bool) -> str:
+def _shape(config: RunConfig, run: Run, is_qpa: bool) -> str:
     from qpa.adapters.counts import count_params
 
     a, q = config.adapter, config.qpa
@@ -122,7 +122,7 @@ def _shape(config: RunConfig, run: Run, qpa: bool) -> str:
         (f"matched {baseline} parameters", f"{counts.lora:,}"),
     ]
     trainable = run.status().get("trainable_params")
-    if qpa:
+    if is_qpa:
         mlp = f"hidden {', '.join(map(str, q.hidden_sizes)) or 'none'}, activation {q.activation}"
         rows += [
             ("qubits N, depth L", f"{counts.n_qubits}, {q.depth} ({q.entangler} of CNOTs)"),

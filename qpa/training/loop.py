@@ -385,7 +385,7 @@ def _finish(session: Session, run, state: str, summary: dict) -> None:
     from qpa.adapters.model_card import make_hub_ready
 
     export_adapter(
-        session.model, session.qpa, run.adapter_dir, base_model=session.config.model.model
+        session.model, session.tuner, run.adapter_dir, base_model=session.config.model.model
     )
     worse = "; worse than the base model" if summary["worse_than_base"] else ""
     run.log(

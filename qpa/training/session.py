@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class Session:
     config: RunConfig
     model: nn.Module  # peft-wrapped (or the bare base model for evaluation)
-    qpa: QPALoRA | None
+    tuner: QPALoRA | None
     tokenizer: object
     splits: object  # qpa.data.Splits
     rows: dict[str, Rows]  # "train" / "val" (/ "test" with a test split)
@@ -45,13 +45,13 @@ class Session:
     def trainable(self) -> list[tuple[str, nn.Parameter]]:
         """Named trainable tensors: QPA's (generators, start scales, DoRA magnitudes peft
         trains), or the LoRA matrices (and DoRA magnitudes) otherwise."""
-        if self.qpa is not None:
-            return [(f"qpa.{n}", p) for n, p in self.qpa.named_trainable()]
+        if self.tuner is not None:
+            return [(f"qpa.{n}", p) for n, p in self.tuner.named_trainable()]
         return [(f"lora.{n}", p) for n, p in self.model.named_parameters() if p.requires_grad]
 
     def start_state(self) -> list[tuple[str, torch.Tensor]]:
         """Named frozen tensors a resume restores with `trainable`: QPA's start shifts."""
-        return [] if self.qpa is None else [(f"qpa.{n}", t) for n, t in self.qpa.named_start()]
+        return [] if self.tuner is None else [(f"qpa.{n}", t) for n, t in self.tuner.named_start()]
 
     def n_trainable(self) -> int:
         return sum(p.numel() for _, p in self.trainable())
@@ -165,7 +165,7 @@ def prepare(
     ...     model=ModelConfig("tiny-llama"), qpa=QPAConfig(chunk_size=64, depth=2),
     ...     data=DataConfig(corpus=str(corpus), max_length=16),
     ...     train=TrainConfig(cache_backbone=False)))
-    >>> session.qpa is not None, session.n_trainable() == session.qpa.param_counts()["total"]
+    >>> session.tuner is not None, session.n_trainable() == session.tuner.param_counts()["total"]
     (True, True)
     """
     from qpa.adapters.export import load_adapter
@@ -185,15 +185,15 @@ def prepare(
     use_cache = config.train.cache_backbone and can_cache_head(base, targets)
     rows, streams = build_rows(config, base, splits, use_cache, cache_dir, progress)
     torch.manual_seed(config.train.seed)
-    qpa = None
+    tuner = None
     if evaluate_only:
         model = load_adapter(base, adapter_dir).to(device) if adapter_dir else base
     else:
-        model, qpa = build_adapter(base, config.adapter, config.qpa)
+        model, tuner = build_adapter(base, config.adapter, config.qpa)
         model.to(device)
-        if qpa is not None:
-            qpa.to(device)
-    return Session(config, model, qpa, tokenizer, splits, rows, device, streams)
+        if tuner is not None:
+            tuner.to(device)
+    return Session(config, model, tuner, tokenizer, splits, rows, device, streams)
 
 
 def output_head(model: nn.Module) -> nn.Module:
@@ -223,8 +223,8 @@ def split_loss(
             return torch.zeros(0, device=session.device), rows.assistant[index]
     targets = rows.targets[index].to(session.device)
     if session.head_only:
-        if session.qpa is not None:
-            session.qpa.materialize()
+        if session.tuner is not None:
+            session.tuner.materialize()
         hidden = rows.hidden[index].to(session.device)  # (R, d)
         head = output_head(session.model)
         parts = head_parts(head, session.config.adapter.dora_norm)
