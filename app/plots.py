@@ -7,12 +7,15 @@ Figures are written as plotly JSON specs and wrapped without plotly's per-proper
 >>> fig = tradeoff_figure([(1024, 90_000, 8), (2048, 106_264, 7)], 2048, 204_100, [])
 >>> [trace.name for trace in fig.data]
 ['QPA parameters', 'qubits N', 'LoRA 204,100', 'your choice']
+>>> [p[0] for p in paper_points("gpt2-config", ("lm_head",), 4)], paper_points("smollm2", ("lm_head",), 4)
+(['GPT-2 r=4 (paper)'], ())
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,14 +27,25 @@ LORA_COLOR = "#ea580c"
 QUBIT_COLOR = "#0891b2"
 MUTED = "#cbd5e1"
 RUN_COLORS = ("#7c3aed", "#ea580c", "#0891b2", "#16a34a", "#db2777", "#ca8a04", "#4f46e5")
+QPA_RUN_COLORS = ("#7c3aed", "#0891b2", "#16a34a", "#db2777", "#4f46e5")  # violet first
+LORA_RUN_COLORS = ("#ea580c", "#ca8a04", "#b45309")  # orange first
+MESSAGE_WIDTH = 56  # characters per line of a message figure (fits a 420 px chart)
 FONT = {"family": "Inter, ui-sans-serif, system-ui, sans-serif", "size": 12, "color": "#334155"}
 
-# The paper's reported points (paper-notes §3): (label, chunk_size, QPA params, LoRA params).
-PAPER_POINTS = (
-    ("GPT-2 r=4 (paper)", 2048, 106_264, 204_100),
-    ("Gemma-2 r=4 (paper)", 4096, 173_888, 1_032_192),
-)
-_LABEL_SIDE = {"GPT-2 r=4 (paper)": ("right", -12), "Gemma-2 r=4 (paper)": ("left", 12)}
+OVER_COLOR = "#dc2626"
+# The paper's reported points (paper-notes §3): (label, chunk_size, QPA params, LoRA params),
+# each for its model (the names that build it) with rank 4 on lm_head alone.
+PAPER_POINTS = {
+    ("gpt2-config", "gpt2", "openai-community/gpt2"): ("GPT-2 r=4 (paper)", 2048, 106_264, 204_100),
+    ("gemma-config", "google/gemma-2b"): ("Gemma-2 r=4 (paper)", 4096, 173_888, 1_032_192),
+}
+
+
+def paper_points(model: str, target_modules, rank: int, use_dora: bool = False) -> tuple:
+    """The paper's points that belong on this shape's chart: its model, rank 4, lm_head only."""
+    if rank != 4 or tuple(target_modules) != ("lm_head",) or use_dora:
+        return ()
+    return tuple(point for names, point in PAPER_POINTS.items() if model in names)
 
 
 @functools.cache
@@ -67,28 +81,35 @@ def tradeoff_figure(
     points: Sequence[tuple[int, int, int]],
     current: int,
     lora: int,
-    paper: Sequence[tuple[str, int, int, int]] = PAPER_POINTS,
+    paper: Sequence[tuple[str, int, int, int]] = (),
 ) -> go.Figure:
-    """QPA parameters and qubits against chunk size; `points` are (chunk_size, qpa, n_qubits)."""
+    """QPA parameters and qubits against chunk size; `points` are (chunk_size, qpa, n_qubits).
+
+    Where QPA has more parameters than LoRA the curve's points turn red and the region above
+    the LoRA line says so; `paper` points are drawn with labels below them, off the curve.
+    """
     chunks = [p[0] for p in points]
     data = [
         line(chunks, [p[1] for p in points], "QPA parameters", "chunk %{x:,}<br>%{y:,} parameters",
-              mode="lines+markers", line={"color": QPA_COLOR, "width": 2.5}, marker={"size": 6}),
+              mode="lines+markers", line={"color": QPA_COLOR, "width": 2.5},
+              marker={"size": 6, "color": [OVER_COLOR if p[1] > lora else QPA_COLOR for p in points]}),
         line(chunks, [p[2] for p in points], "qubits N", "chunk %{x:,}<br>%{y} qubits", yaxis="y2",
               mode="lines", line={"color": QUBIT_COLOR, "width": 1.5, "shape": "hv", "dash": "dot"}),
         line([min(chunks), max(chunks)], [lora, lora], f"LoRA {lora:,}", "LoRA baseline",
               mode="lines", line={"color": LORA_COLOR, "dash": "dash", "width": 1.5}),
     ]  # fmt: skip
     mine = next((p for p in points if p[0] == current), None)
+    over = bool(mine) and mine[1] > lora
     if mine:
         star = {
             "symbol": "star",
             "size": 18,
-            "color": QPA_COLOR,
+            "color": OVER_COLOR if over else QPA_COLOR,
             "line": {"color": "white", "width": 1.5},
         }
         hover = f"your choice: chunk %{{x:,}}<br>%{{y:,}} = {mine[1] / lora:.2%} of LoRA"
-        data.append(line([mine[0]], [mine[1]], "your choice", hover, mode="markers", marker=star))
+        name = "your choice: more than LoRA" if over else "your choice"
+        data.append(line([mine[0]], [mine[1]], name, hover, mode="markers", marker=star))
     data += [_paper_point(*point) for point in paper]
     ticks = chunks[:: 1 + len(chunks) // 10]
     layout = {
@@ -98,6 +119,10 @@ def tradeoff_figure(
         "yaxis2": _right_axis("qubits N", rangemode="tozero"),
         "annotations": [_paper_label(label, chunk, qpa) for label, chunk, qpa, _ in paper],
     }  # fmt: skip
+    top = max(p[1] for p in points)
+    if top > lora:
+        layout["shapes"] = [_above(lora, top)]
+        layout["annotations"].append(_over_label(lora))
     return figure(data, layout, 290)
 
 
@@ -108,10 +133,24 @@ def _paper_point(label: str, chunk: int, qpa: int, base: int) -> dict:
 
 
 def _paper_label(label: str, chunk: int, qpa: int) -> dict:
-    side, shift = _LABEL_SIDE.get(label, ("left", 12))
+    """Below and right of its point, with an arrow: the curve rises to the left and right."""
     return {"x": math.log10(chunk), "y": math.log10(qpa), "text": label,  # log axes: log10
-            "showarrow": False, "yshift": shift, "xanchor": side, "xshift": 8 if side == "left" else -8,
+            "showarrow": True, "arrowhead": 0, "arrowcolor": "#94a3b8", "ax": 34, "ay": 34,
+            "xanchor": "left", "bgcolor": "rgba(255,255,255,0.85)",
             "font": {"size": 10, "color": "#475569"}}  # fmt: skip
+
+
+def _above(lora: int, top: int) -> dict:
+    """A faint red band above the LoRA line: there QPA would train more than LoRA."""
+    return {"type": "rect", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": lora,
+            "y1": top * 1.2, "fillcolor": OVER_COLOR, "opacity": 0.06, "line": {"width": 0},
+            "layer": "below"}  # fmt: skip
+
+
+def _over_label(lora: int) -> dict:
+    return {"xref": "paper", "x": 0.01, "xanchor": "left", "y": math.log10(lora), "yshift": 10,
+            "yanchor": "bottom", "text": "above LoRA: QPA has more parameters", "showarrow": False,
+            "font": {"size": 10, "color": OVER_COLOR}}  # fmt: skip
 
 
 def _short(n: int) -> str:
@@ -157,8 +196,10 @@ def probs_figure(
 
 
 def message_figure(text: str, height: int = 300) -> go.Figure:
-    """An empty figure that says why there is nothing to draw."""
-    note = {"text": text.replace("\n", "<br>"), "showarrow": False, "x": 0.5, "y": 0.5,
+    """An empty figure that says why there is nothing to draw, wrapped to fit a half-width
+    chart (plotly never wraps, so a long line is cut off at both edges)."""
+    lines = [part for line in text.split("\n") for part in textwrap.wrap(line, MESSAGE_WIDTH)]
+    note = {"text": "<br>".join(lines), "showarrow": False, "x": 0.5, "y": 0.5,
             "xref": "paper", "yref": "paper", "font": {"size": 13, "color": "#64748b"}}  # fmt: skip
     hidden = {"visible": False}
     return figure([], {"annotations": [note], "xaxis": hidden, "yaxis": hidden}, height)
@@ -171,8 +212,8 @@ def curves_figure(series: Sequence[dict]) -> go.Figure:
     optionally ``"val_assistant"`` (the replies' perplexity), ``"perplexity"`` ("paper": padding
     counted), ``"base"``/``"base_assistant"`` (the base model's perplexities: a dotted reference
     line), ``"best_step"`` (a star) and ``"epochs"`` (passes over the data, named on the axis).
-    QPA runs are solid lines, LoRA baselines dashed, one colour per run. The perplexity panel
-    shows the replies' when every run with evaluations has them.
+    QPA runs are solid violet-family lines, LoRA baselines dashed orange ones. The perplexity
+    panel shows the replies' when every run with evaluations has them.
     """
     if not any(s["train"] or s["val"] for s in series):
         return message_figure("No metrics yet: curves appear after the first evaluation.", 340)
@@ -185,10 +226,13 @@ def curves_figure(series: Sequence[dict]) -> go.Figure:
     else:
         padded = any(s.get("perplexity") == "paper" for s in evaluated)
         val_title = "validation perplexity, all tokens" + (" (padding counted)" if padded else "")
-    data = []
-    for i, s in enumerate(series):
-        style = {"color": RUN_COLORS[i % len(RUN_COLORS)], "width": 2,
-                "dash": "dash" if s["method"] == "lora" else "solid"}  # fmt: skip
+    data, seen = [], {"lora": 0, "qpa": 0}
+    for s in series:
+        family = "lora" if s["method"] == "lora" else "qpa"  # QPA never in LoRA's colour
+        palette = LORA_RUN_COLORS if family == "lora" else QPA_RUN_COLORS
+        style = {"color": palette[seen[family] % len(palette)], "width": 2,
+                 "dash": "dash" if family == "lora" else "solid"}  # fmt: skip
+        seen[family] += 1
         for axis, key in (("", "train"), ("2", "val")):
             if s[key]:
                 steps, values = zip(*s[key], strict=True)

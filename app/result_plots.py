@@ -71,7 +71,7 @@ def params_figure(points: Sequence[dict], metric: str) -> go.Figure:
     data += _base_levels(points)
     legend_title = {"text": f"all runs: {shared}" if shared else "", "side": "top"}
     layout = {
-        "xaxis": {"type": "log", "title": {"text": "trainable parameters"}, "dtick": 1},
+        "xaxis": {"type": "log", "title": {"text": "trainable parameters"}, **_param_ticks(points)},
         "yaxis": {"title": {"text": f"validation perplexity, {metric}"}},
         "legend": {"orientation": "h", "y": -0.2, "yanchor": "top", "x": 0, "xanchor": "left",
                    "title": legend_title},
@@ -88,6 +88,21 @@ def _base_levels(points: Sequence[dict]) -> list[dict]:
                  f"base model (no adapter){f' on {data}' if data else ''}: {value:.4g}",
                  mode="lines", line={"color": "#0f172a", "dash": "dot", "width": 1.5})
             for data, value in sorted(levels)]  # fmt: skip
+
+
+def _param_ticks(points: Sequence[dict]) -> dict:
+    """Tick labels at the points' own counts: runs often sit within one decade, where a log
+    axis would print no number at all."""
+    values = sorted({p["params"] for p in points})
+    values = values[:: 1 + len(values) // 8]
+    return {"tickvals": values, "ticktext": [_short_count(v) for v in values], "tickangle": 0}
+
+
+def _short_count(n: int) -> str:
+    """106264 → '106K', 1032192 → '1.03M'."""
+    if n >= 1_000_000:
+        return f"{n / 1e6:.3g}M"
+    return f"{n / 1e3:.3g}K" if n >= 1_000 else str(n)
 
 
 def _by(items: Sequence[dict], *keys: str) -> dict[tuple, list[dict]]:

@@ -16,8 +16,9 @@ from typing import Any
 
 import gradio as gr
 
+from app import glossary
 from app.state import Studio
-from app.tabs import chat, design, results, runs, train
+from app.tabs import chat, design, results, runs, share, train
 from qpa import MAX_UPLOAD_BYTES
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -68,23 +69,40 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
     studio.jobs.start_poller()
     with StudioBlocks(title="QPA Studio", fill_width=True) as demo:
         gr.HTML(header(studio))
-        with gr.Tabs():
-            with gr.Tab("① Design", id="design"):
-                shape = design.build(studio)
-            with gr.Tab("② Train", id="train"):
+        share_row = gr.Column()
+        with gr.Tabs() as tabs:
+            with gr.Tab("① Design", id="design") as design_tab:
+                shape, views = design.build(studio)
+            with gr.Tab("② Train", id="train") as train_tab:
                 watch = train.build(studio, shape)
             with gr.Tab("③ Runs", id="runs") as runs_tab:
+                explain("runs", glossary.RUNS_EXPLAINER)
                 runs_refresh = runs.build(studio)
             with gr.Tab("④ Results", id="results") as results_tab:
+                explain("results", glossary.RESULTS_EXPLAINER)
                 results_refresh = results.build(studio)
             with gr.Tab("⑤ Chat", id="chat") as chat_tab:
+                explain("chat", glossary.CHAT_EXPLAINER)
                 chat_refresh = chat.build(studio)
-        demo.load(watch["on_load"], None, watch["watch"], api_visibility="private")
+        items = dict(zip(share.links.TABS, (design_tab, train_tab, runs_tab, results_tab, chat_tab),
+                         strict=True))  # fmt: skip
+        with share_row:
+            share.build(studio, demo, {**shape, **watch["fields"]}, tabs, items, shape["preset"], views)
+        demo.load(
+            watch["on_load"], None, [watch["watch"], watch["cli"]], api_visibility="private",
+            show_progress="hidden",
+        )
         demo.load(**watch["on_estimate"])  # the launch's time before Start
         runs_tab.select(None, js=_click(runs_refresh))
         results_tab.select(None, js=_click(results_refresh))
         chat_tab.select(None, js=_click(chat_refresh))
     return demo
+
+
+def explain(tab_id: str, text: str) -> None:
+    """A tab's folded "what am I looking at" panel."""
+    with gr.Accordion(glossary.EXPLAIN_TITLE, open=False, elem_id=f"explain-{tab_id}"):
+        gr.HTML(text)
 
 
 def _click(button: gr.Button) -> str:
@@ -116,5 +134,6 @@ def launch_kwargs(studio: Studio | None = None) -> dict[str, Any]:
         "theme": theme(),
         "css_paths": [ASSETS / "studio.css"],
         "show_error": False,
+        "js": train.STOP_ONE_JS,
         "max_file_size": MAX_UPLOAD_BYTES,
     }

@@ -61,7 +61,7 @@ def test_design_counts_paper_gpt2_under_200ms():
     elapsed = []
     for _ in range(3):  # the best of three: CI shares two cores with other jobs
         start = time.perf_counter()
-        chunk, n, table, headline, tradeoff, circuit, probs, command = design.on_change(
+        chunk, n, table, headline, tradeoff, circuit, probs, command, _ = design.on_change(
             FULL, *GPT2, *advanced()
         )
         elapsed.append(time.perf_counter() - start)
@@ -125,7 +125,7 @@ def stats(headline: str) -> list[str]:
 
 
 def test_advanced_options_move_the_counts_rank_ceiling_and_command():
-    *_, table, headline, _, _, _, command = design.on_change(FULL, *GPT2, *advanced(activation="gelu"))
+    *_, table, headline, _, _, _, command, _ = design.on_change(FULL, *GPT2, *advanced(activation="gelu"))
     assert stats(headline) == ["106,264", "204,100", "52.06%", "7 × 8", "≤ 33"]  # 32 + bias
     assert command.endswith(f"--n-qubits 7 --hidden-sizes {HIDDEN} --fourier-features 0")
     out = design.on_change(FULL, *GPT2, *advanced(fourier_features=4, start="zero-scale"))

@@ -1,7 +1,10 @@
 """A real browser (Debian's chromium driven by Playwright) against the app launched in-process:
 the parameter table follows the presets, the rank and the advanced options, a tiny run trains
 and draws its curve, the Results tab charts it and computes gradient variances, the chat
-replies. It also saves the Design tab as assets/screenshot.png."""
+replies. Then the teaching side: a lesson link opens its state with locked controls and hidden
+tabs, bad parameters give one notice, Copy link and a reload keep the form, the tour opens and
+closes, and the layout fixes hold. It saves the Design tab as assets/screenshot.png, a lesson
+link as assets/lesson-link.png and the tour as assets/tour.png."""
 
 import os
 import re
@@ -19,7 +22,9 @@ FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOT = Path(__file__).resolve().parent.parent / "assets" / "screenshot.png"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SCREENSHOT = ASSETS / "screenshot.png"
+LESSON = "?preset=qpa&rank=2&chunk_size=4096&depth=4&lock=rank,chunk_size&hide=results,chat"
 
 QUIET = [  # gradio's own pandas calls warn on pandas 3; not ours to fix
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
@@ -44,7 +49,7 @@ def page(url):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
-        sync_api.expect.set_options(timeout=20_000)  # a busy shared CPU draws plots slowly
+        sync_api.expect.set_options(timeout=30_000)  # 2 shared cores: redraws may take seconds
         page.goto(url)
         yield page
         browser.close()
@@ -183,3 +188,139 @@ def test_chat_replies(page):
     expect(reply).to_have_text(
         re.compile(r"[^…\s]"), timeout=60_000
     )  # streamed, not the placeholder
+
+
+def test_a_lesson_link_opens_its_state_with_locks_and_hidden_tabs(page, url):
+    from playwright.sync_api import expect
+
+    page.goto(url + LESSON)
+    headline = page.locator("#headline")
+    expect(headline).to_contain_text("174.70%")  # rank 2, chunk 4096, depth 4 on smollm2
+    expect(headline.locator(".qpa-over")).to_contain_text("MORE parameters than LoRA")
+    expect(page.locator("#tradeoff .legend")).to_contain_text("your choice: more than LoRA")
+    for flag in ("--rank 2", "--chunk-size 4096", "--n-qubits 5", "--depth 4"):
+        expect(page.locator("#count-command")).to_contain_text(flag)
+    expect(page.get_by_label("number input for LoRA rank r")).to_be_disabled()  # locked
+    expect(page.locator("#design-preset input")).to_be_disabled()  # pinned by preset=qpa
+    expect(page.get_by_role("tab", name="④ Results")).to_be_hidden()
+    expect(page.get_by_role("tab", name="⑤ Chat")).to_be_hidden()
+    expect(page.get_by_role("tab", name="② Train")).to_be_visible()
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(ASSETS / "lesson-link.png"))
+    depth = page.get_by_label("number input for Depth L")
+    depth.fill("6")
+    depth.press("Enter")
+    expect(page.locator("#count-command")).to_contain_text("--depth 6")
+    expect(page).to_have_url(re.compile(r"rank=2&chunk_size=4096&n_qubits=5&depth=6.*lock=rank"))
+    page.reload()  # the form, the counts and the lesson survive a reload
+    expect(page.locator("#count-command")).to_contain_text("--depth 6")
+    expect(page.get_by_label("number input for LoRA rank r")).to_be_disabled()
+
+
+def test_bad_link_parameters_give_one_notice(page, url):
+    from playwright.sync_api import expect
+
+    page.goto(url + "?rank=abc&bogus=1&depth=3")
+    toast = page.locator(".toast-body", has_text="could not use")
+    expect(toast).to_have_count(1)
+    expect(toast).to_contain_text("`rank` = 'abc' is not a number")
+    expect(toast).to_contain_text("`bogus`")
+    expect(page.locator("#count-command")).to_contain_text("--depth 3")  # the rest applies
+
+
+def test_copy_link_reproduces_the_form_and_the_tab(page, url):
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    expect(page.locator("#param-table")).to_contain_text("LoRA baseline")
+    rank = page.get_by_label("number input for LoRA rank r")
+    rank.fill("8")
+    rank.press("Enter")
+    expect(page.locator("#param-table")).to_contain_text("397,824")  # LoRA at r=8
+    page.get_by_role("tab", name="② Train").click()
+    page.get_by_label("Steps", exact=True).fill("42")
+    page.get_by_text("Share this page, or make a lesson link").click()
+    page.locator("#lock").get_by_label("steps").check()
+    page.locator("#copy-link").click()
+    link = page.locator("#share-link textarea")
+    expect(link).to_have_value(re.compile(r"^http.*rank=8.*steps=42.*tab=train.*lock=steps$"))
+    page.goto(link.input_value())
+    expect(page.get_by_label("Steps", exact=True)).to_have_value("42")
+    expect(page.get_by_label("Steps", exact=True)).to_be_disabled()
+    page.get_by_role("tab", name="① Design").click()
+    expect(page.locator("#param-table")).to_contain_text("397,824")
+
+
+def test_kept_defaults_start_a_page_opened_without_a_link(page, url):
+    from playwright.sync_api import expect
+
+    page.goto(url + "?depth=5")
+    expect(page.locator("#count-command")).to_contain_text("--depth 5")
+    page.get_by_text("Share this page, or make a lesson link").click()
+    page.locator("#save-defaults").click()
+    expect(page.locator(".toast-body", has_text="Kept:")).to_be_visible()  # stored
+    page.goto(url)  # no link: the browser's kept settings
+    expect(page.locator("#count-command")).to_contain_text("--depth 5")
+    page.get_by_text("Share this page, or make a lesson link").click()
+    page.get_by_role("button", name="Forget my defaults").click()
+    page.wait_for_timeout(500)
+    page.goto(url + "?rank=3")  # a link wins over kept settings
+    expect(page.locator("#count-command")).to_contain_text("--rank 3")
+    expect(page.locator("#count-command")).not_to_contain_text("--depth")
+    page.goto(url)
+    page.wait_for_timeout(1500)  # the page's load events have run
+    expect(page.locator("#count-command")).not_to_contain_text("--depth")
+    expect(page.locator("#count-command")).not_to_contain_text("--rank")
+
+
+def test_the_tour_and_the_explanations_open_and_close(page, url):
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    tour = page.locator("#tour")
+    expect(tour).to_be_hidden()
+    page.locator("#tour-open").click()
+    expect(tour).to_be_visible()
+    expect(tour).to_contain_text("rank ceiling")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ASSETS / "tour.png"))
+    page.locator("#tour-close").click()
+    expect(tour).to_be_hidden()
+    page.locator("#explain-design").get_by_text("What am I looking at?").click()
+    explained = page.locator("#explain-design")
+    expect(explained).to_contain_text("rank 4")  # live numbers
+    expect(explained).to_contain_text(re.compile(r"\d+ qubits.*\d+\.\d\d% of LoRA", re.S))
+
+
+def test_layout_fixes_hold(page, url):
+    page.goto(url)
+    page.get_by_text("Advanced QPA").click()
+    info = page.locator("#noise").get_by_text("How much random error")
+    assert info.bounding_box()["width"] > 250  # was one word wide beside the shots box
+    page.get_by_role("tab", name="⑤ Chat").click()
+    page.get_by_role("tab", name="Side by side").click()
+    pane = page.locator(".qpa-pane").first
+    label = pane.locator("label, [data-testid='block-label']").first.bounding_box()
+    log = pane.locator(".bubble-wrap").first
+    top = log.bounding_box()["y"] + float(log.evaluate("e => getComputedStyle(e).paddingTop")[:-2])
+    assert label["y"] + label["height"] <= top  # the pane's label no longer covers its text
+    box = page.locator("#chat-adapter input")
+    assert box.evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
+
+
+@pytest.mark.chatterbot
+def test_each_run_card_has_its_own_stop(page, url):
+    from playwright.sync_api import expect
+
+    page.goto(url + "?model=tiny-llama&rank=2&chunk_size=128&depth=2&hidden_sizes=16,16&tab=train"
+              "&steps=5000&eval_every=1000&batch_size=4&max_length=64&max_examples=40&topics=ai")  # fmt: skip
+    expect(page.get_by_label("Steps", exact=True)).to_have_value("5000")
+    page.locator("#launch").click()  # QPA and its LoRA baseline: one trains, one waits
+    cards = page.locator("#progress .qpa-run")
+    expect(cards).to_have_count(2)
+    expect(cards.nth(1).locator(".qpa-badge")).to_have_text("queued")
+    cards.nth(1).locator(".qpa-stop-one").click()  # the baseline's own Stop
+    expect(cards.nth(1).locator(".qpa-badge")).to_have_text("cancelled")
+    expect(cards.nth(0).locator(".qpa-badge")).to_have_text(re.compile("starting|running"))
+    cards.nth(0).locator(".qpa-stop-one").click()
+    expect(cards.nth(0).locator(".qpa-badge")).to_have_text("cancelled", timeout=120_000)

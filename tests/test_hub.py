@@ -191,8 +191,11 @@ def fake_hub():
     ],
 )
 def test_push_says_why_the_hub_refused(run, fake_hub, monkeypatch, token, expected):
+    import huggingface_hub
+
     monkeypatch.setenv("HF_ENDPOINT", fake_hub)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # CI sets it; huggingface_hub read it
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # at import
     with pytest.raises(ValueError, match=expected):
         push_run(run, "someone-else/adapter", token=token)
 

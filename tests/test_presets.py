@@ -106,7 +106,7 @@ def picked(name: str, **form) -> dict:
     """on_preset's outputs by name: the linked chunk size and qubits, the views and the fields."""
     out = design.on_preset(FULL, name, *{**SMOLLM2, **form}.values())
     views = ("chunk_size", "n_qubits", "table", "headline", "tradeoff", "circuit", "probs",
-             "command")  # fmt: skip
+             "command", "explain")  # fmt: skip
     return dict(zip(views + design.PRESET_OUTPUTS, out, strict=True))
 
 

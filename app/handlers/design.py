@@ -14,6 +14,7 @@ the meta device (cached per model, targets and rank), so one update takes millis
 from __future__ import annotations
 
 import functools
+import html
 import math
 import shlex
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import gradio as gr
 
 from app import plots
 from app.circuit_svg import circuit_svg
+from app.glossary import design_explainer
 from app.handlers import shape
 from app.handlers.common import USER_ERRORS, as_names, check_model, guarded
 from app.handlers.shape import (
@@ -67,6 +69,7 @@ class DesignView:
     circuit: str  # SVG
     probs: Any  # plotly Figure
     command: str  # the same count from a terminal
+    explain: str  # HTML: what the numbers mean, in plain words
 
 
 @functools.lru_cache(maxsize=256)
@@ -85,6 +88,10 @@ def _view(values: tuple) -> DesignView:
         circuit=circuit_svg(counts.n_qubits, qpa.depth, qpa.entangler),
         probs=_probs(counts.n_qubits, qpa, math.ceil(counts.max_values / qpa.chunk_size)),
         command=count_command(model, adapter, qpa),
+        explain=design_explainer(
+            adapter.rank, counts.n_qubits, qpa.chunk_size, qpa.depth, counts.qpa, counts.lora,
+            counts.ratio, ceiling, counts.n_values, counts.n_chunks,
+        ),
     )
 
 
@@ -108,7 +115,8 @@ def _tradeoff(model: str, adapter: AdapterConfig, qpa: QPAConfig, counts: ParamC
     points = [
         (s, counts.qpa, counts.n_qubits) if s == qpa.chunk_size else (s, q, n) for s, q, n in points
     ]
-    return plots.tradeoff_figure(points, qpa.chunk_size, counts.lora)
+    paper = plots.paper_points(model, adapter.target_modules, adapter.rank, adapter.use_dora)
+    return plots.tradeoff_figure(points, qpa.chunk_size, counts.lora, paper)
 
 
 @functools.lru_cache(maxsize=64)
@@ -159,21 +167,26 @@ def headline_html(c: ParamCounts, ceiling: int, use_dora: bool = False) -> str:
         '<div class="qpa-stat"><span class="qpa-num">{}</span><span class="qpa-lbl">{}</span></div>'
     )
     base = "DoRA" if use_dora else "LoRA"
+    over = c.ratio > 1
     gens = f" ({c.n_generators} generators, the largest shown)" if c.n_generators > 1 else ""
     stats = (
         (f"{c.qpa:,}", "QPA trainable parameters"),
         (f"{c.lora:,}", f"{base} baseline ({c.n_values:,} values QPA generates)"),
-        (f"{c.ratio:.2%}", f"QPA / {base}"),
+        (f"{c.ratio:.2%}", f"QPA / {base}: QPA has MORE parameters than {base} here" if over
+                           else f"QPA / {base}"),
         (f"{c.n_qubits} × {c.depth}", f"qubits N × depth L{gens}, {c.n_chunks:,} chunks"),
         (f"≤ {ceiling}", f"rank ceiling of the {math.ceil(c.max_values / c.chunk_size):,} × "
                          f"{c.chunk_size:,} chunk matrix, whatever is learnt"),
     )
-    return '<div class="qpa-stats">' + "".join(stat.format(*s) for s in stats) + "</div>"
+    cards = [stat.format(*s) for s in stats]
+    if over:
+        cards[2] = cards[2].replace('"qpa-stat"', '"qpa-stat qpa-over"')
+    return '<div class="qpa-stats">' + "".join(cards) + "</div>"
 
 
 # -- event handlers (the tab wires these; values come in `shape.FIELDS` order) ---------------------
 
-N_OUTPUTS = 8  # chunk_size, n_qubits, table, headline, tradeoff, circuit, probs, command
+N_OUTPUTS = 9  # chunk_size, n_qubits, table, headline, tradeoff, circuit, probs, command, explain
 
 
 def _outputs(studio: Studio, values: tuple, lead: str) -> tuple:
@@ -181,7 +194,21 @@ def _outputs(studio: Studio, values: tuple, lead: str) -> tuple:
     chunk, n = linked(values, lead)
     view = design_view(*{**form(values), "chunk_size": chunk, "n_qubits": n}.values())
     return (chunk, n, view.table, view.headline, view.tradeoff, view.circuit, view.probs,
-            view.command)  # fmt: skip
+            view.command, view.explain)  # fmt: skip
+
+
+def on_refused(studio: Studio, *values):
+    """After each change (whose refusal the page shows as an error naming the field): while the
+    form holds a refused value, every view says so instead of showing the old counts and
+    command; nothing changes otherwise."""
+    try:
+        _outputs(studio, values, "other")
+    except USER_ERRORS as e:
+        message = str(e)
+        note = f'<div class="qpa-refused">Not counted: {html.escape(message)}</div>'
+        figure = plots.message_figure(f"Not drawn: {message}")
+        return (gr.skip(), gr.skip(), [], note, figure, "", figure, f"# not run: {message}", note)
+    return tuple(gr.skip() for _ in range(N_OUTPUTS))
 
 
 @guarded

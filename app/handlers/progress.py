@@ -8,8 +8,33 @@ from __future__ import annotations
 
 import html
 
+from app.jobs import LIVE
 from app.state import Studio
-from qpa import describe_phase, format_duration, headline, open_run, rising_warning
+from qpa import (
+    METHODS,
+    describe_phase,
+    format_duration,
+    headline,
+    list_runs,
+    open_run,
+    rising_warning,
+)
+
+
+def latest_launch(studio: Studio, pair: bool = False) -> list[str]:
+    """The newest launch group worth showing, QPA first: not all cancelled, and with `pair`
+    both QPA and its LoRA baseline (else the newest two runs)."""
+    runs = list_runs(studio.root)
+    order = list(METHODS)  # launch order: QPA, then its baseline
+    for group in dict.fromkeys(r.group for r in runs):
+        members = sorted(
+            (r for r in runs if r.group == group), key=lambda r: order.index(r.config.adapter.method)
+        )
+        if all(r.status().get("state") == "cancelled" for r in members):
+            continue
+        if not pair or {r.config.adapter.method for r in members} >= set(order):
+            return [r.id for r in members]
+    return [r.id for r in runs[:2]] if pair else []
 
 
 def _facts(status: dict, train: list[dict], val: list[dict], batch_size: int = 0) -> list[str]:
@@ -107,10 +132,15 @@ def run_card(studio: Studio, run_id: str) -> str:
     notes = "".join(
         f'<div class="{css}">{html.escape(text)}</div>' for css, text in _notes(status, val)
     )
+    stop = (
+        f'<button class="qpa-stop-one" data-stop-run="{html.escape(run_id)}">Stop</button>'
+        if state in LIVE
+        else ""
+    )
     return (
         f'<div class="qpa-run qpa-{html.escape(state)}"><div class="qpa-run-head">'
         f'<code>{html.escape(run_id)}</code><span class="qpa-badge">{html.escape(state)}</span>'
-        f'<span class="qpa-method">{html.escape(method)}</span></div>'
+        f'<span class="qpa-method">{html.escape(method)}</span>{stop}</div>'
         f'<div class="qpa-bar"><div style="width:{pct:.1f}%"></div></div>'
         f'<div class="qpa-facts">{" · ".join(html.escape(f) for f in facts)}</div>'
         + (f'<div class="qpa-error">{html.escape(str(error))}</div>' if error else "")

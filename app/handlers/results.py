@@ -92,7 +92,8 @@ def _check_work(studio: Studio, qubits: list[int], depths: list[int], samples: i
     if work > cap:
         raise ValueError(
             f"`samples` × Σ 2^N·L = {work:,} amplitude updates is above this studio's cap of "
-            f"{cap:,}; use fewer samples, qubits or depths (or run the studio locally)."
+            f"{cap:,}; use fewer samples, qubits or depths"
+            + (" (or run the studio locally, where the cap is higher)." if studio.settings.demo else ".")
         )
 
 

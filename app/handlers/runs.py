@@ -16,7 +16,7 @@ import gradio as gr
 
 from app import plots
 from app.handlers.common import as_run_ids, guarded
-from app.handlers.progress import series
+from app.handlers.progress import latest_launch, series
 from app.state import Studio
 from qpa import format_duration, format_number, list_runs, open_run
 
@@ -133,7 +133,7 @@ def on_refresh(studio: Studio, selected: list[str] | None):
     """Refresh: the table, the run pickers (keeping valid choices) and the overlay."""
     rows = table_rows(studio)
     ids = [r[0] for r in rows]
-    keep = [i for i in as_run_ids("runs", selected) if i in ids] or ids[:2]
+    keep = [i for i in as_run_ids("runs", selected) if i in ids] or latest_launch(studio, pair=True)
     overlay = plots.curves_figure(series(studio, keep))
     return (
         gr.update(value=rows),

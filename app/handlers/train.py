@@ -20,13 +20,12 @@ import gradio as gr
 from app import plots
 from app.handlers.common import as_float, as_int, as_run_ids, check_model, guarded
 from app.handlers.data import data_config
-from app.handlers.progress import run_card, series, signature
+from app.handlers.progress import latest_launch, run_card, series, signature
 from app.handlers.shape import FIELDS as DESIGN_FIELDS
 from app.handlers.shape import configs
 from app.jobs import LIVE
 from app.state import Studio
 from qpa import (
-    METHODS,
     SHAPE_PRESETS,
     RunConfig,
     TrainConfig,
@@ -187,14 +186,8 @@ def watch_choices(studio: Studio) -> list[str]:
 
 
 def default_watch(studio: Studio) -> list[str]:
-    """What a fresh page watches: the live runs, else the newest launch group."""
-    live = studio.jobs.live()
-    if live:
-        return live
-    runs = list_runs(studio.root)
-    group = [r for r in runs if r.group == runs[0].group] if runs else []
-    order = list(METHODS)  # launch order: QPA, then its baseline
-    return [r.id for r in sorted(group, key=lambda r: order.index(r.config.adapter.method))]
+    """What a fresh page watches: the live runs, else the newest launch not all cancelled."""
+    return studio.jobs.live() or latest_launch(studio)
 
 
 def estimate_text(studio: Studio, form: dict[str, Any]) -> str:
@@ -262,7 +255,8 @@ def on_refresh(studio: Studio, ids: list[str] | None, last: str):
 
 @guarded
 def on_cancel(studio: Studio, ids: list[str] | None):
-    """Cancel button: ask every watched run that is still live to stop."""
+    """Cancel button: ask every watched run that is still live to stop (a run card's Stop
+    sends its one id)."""
     live = [i for i in as_run_ids("watch", ids) if studio.jobs.state(i).get("state") in LIVE]
     if not live:
         raise ValueError("None of the watched runs is queued or training; nothing to cancel.")
@@ -277,5 +271,8 @@ def on_plan(*values):
 
 
 def on_load(studio: Studio):
-    """Page load: offer every run and reattach to the live ones (or the newest launch)."""
-    return gr.update(choices=watch_choices(studio), value=default_watch(studio))
+    """Page load: offer every run, reattach to the live ones (or the newest launch) and show
+    the commands that run them."""
+    ids = default_watch(studio)
+    cli = cli_text(studio, ids) if ids else gr.skip()
+    return gr.update(choices=watch_choices(studio), value=ids), cli

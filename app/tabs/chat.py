@@ -35,6 +35,7 @@ def build(studio: Studio) -> gr.Button:
                 allow_custom_value=True,  # a run that finished after the page was built
                 label="Adapter",
                 info="A finished run; picking one switches to its base model.",
+                elem_id="chat-adapter",
             )
             with gr.Accordion("Generation", open=True):
                 max_new = gr.Slider(
@@ -87,7 +88,8 @@ def build(studio: Studio) -> gr.Button:
                         compare = gr.Button("Compare", variant="primary", scale=1)
                     with gr.Row(equal_height=True):
                         bots = [
-                            gr.Chatbot(height=340, label=name) for name in ("Base", "QPA", "LoRA")
+                            gr.Chatbot(height=340, label=name, elem_classes="qpa-pane")
+                            for name in ("Base", "QPA", "LoRA")
                         ]
     settings = [max_new, temperature, top_p]
     chat_in = [msg, bot, model, adapter, *settings]

@@ -8,14 +8,17 @@ from functools import partial
 
 import gradio as gr
 
+from app import widgets
+from app.glossary import EXPLAIN_TITLE, plain_help
 from app.handlers import design as h
 from app.handlers import shape
 from app.state import Studio
 from qpa import DEFAULT_MODEL, PRESETS, adaptable_suffixes
 
-INFO = {name: v["help"] for name, v in shape.HELP.items()}
+INFO = {name: plain_help(name, v["help"]) for name, v in shape.HELP.items()}
 CHOICES = {name: list(v.get("choices", ())) for name, v in shape.HELP.items()}
 HIDDEN = ",".join(map(str, shape.DEFAULTS["hidden_sizes"]))
+QUIET = dict(api_visibility="private", show_progress="hidden")
 LIVE = dict(trigger_mode="always_last", show_progress="hidden", concurrency_id="design")
 
 
@@ -37,14 +40,16 @@ def _bounds(name: str) -> dict:
 def _number(name: str, label: str, **kw) -> gr.Number:
     """A whole-number box with the field's default, range and help."""
     value = kw.pop("value", shape.DEFAULTS[name])
-    return gr.Number(value, label=label, precision=0, info=INFO[name], **_bounds(name), **kw)
+    return widgets.Number(value, label=label, precision=0, info=INFO[name], **_bounds(name), **kw)
 
 
 def _slider(name: str, label: str, step: float = 1, **kw) -> gr.Slider:
     """A slider over the field's whole range, starting at its default."""
     b = _bounds(name)
     value = kw.pop("value", shape.DEFAULTS[name])
-    return gr.Slider(b["minimum"], b["maximum"], value, step=step, label=label, info=INFO[name], **kw)
+    return widgets.Slider(
+        b["minimum"], b["maximum"], value, step=step, label=label, info=INFO[name], **kw
+    )
 
 
 def _radio(name: str, label: str, **kw) -> gr.Radio:
@@ -80,9 +85,10 @@ def _basic(view: h.DesignView | None) -> dict:
         c["chunk_size"] = _number(
             "chunk_size", "Chunk size", value=view.chunk_size if view else shape.DEFAULTS["chunk_size"]
         )
-        c["n_qubits"] = gr.Slider(
+        c["n_qubits"] = widgets.Slider(
             1, shape.MAX_QUBITS, view.n_qubits if view else 1, step=1, label="Qubits N",
-            info="Follows the chunk size, ⌈log₂⌈M / chunk⌉⌉; moving it sets the chunk size.",
+            info=plain_help("n_qubits", "Follows the chunk size, ⌈log₂⌈M / chunk⌉⌉; moving it "
+                            "sets the chunk size."),
         )  # fmt: skip
     with gr.Row():
         c["hidden_sizes"] = gr.Textbox(
@@ -108,15 +114,17 @@ def _advanced() -> dict:
         with gr.Row():
             c["dora_magnitude"] = _radio("dora_magnitude", "DoRA magnitude", interactive=False)
             c["dora_norm"] = _radio("dora_norm", "DoRA norm", interactive=False)
-        with gr.Row():
-            c["shots"] = _number("shots", "Shots", elem_id="shots")
-            c["noise"] = _slider("noise", "Noise p", step=0.001)
+        c["shots"] = _number("shots", "Shots", elem_id="shots")
+        c["noise"] = _slider("noise", "Noise p", step=0.001, elem_id="noise")
     return c
 
 
 def _views(view: h.DesignView | None) -> list:
-    """The right-hand side: headline, table, circuit, command, trade-off and probabilities."""
-    headline = gr.HTML(view.headline if view else "")
+    """The right-hand side: headline, table, circuit, command, trade-off, probabilities and the
+    plain-language explanation."""
+    with gr.Accordion(EXPLAIN_TITLE, open=False, elem_id="explain-design"):
+        explain = gr.HTML(view.explain if view else "")
+    headline = gr.HTML(view.headline if view else "", elem_id="headline")
     with gr.Row(equal_height=False):
         table = gr.Dataframe(
             view.table if view else None, headers=h.TABLE_HEADERS, interactive=False,
@@ -137,11 +145,12 @@ def _views(view: h.DesignView | None) -> list:
         with gr.Column(min_width=300):
             gr.Markdown("**Probabilities** p_i for random θ (seed 0), and the x_i the MLP reads")
             probs = gr.Plot(view.probs if view else None, show_label=False, elem_id="probs")
-    return [table, headline, tradeoff, circuit, probs, command]
+    return [table, headline, tradeoff, circuit, probs, command, explain]
 
 
-def build(studio: Studio) -> dict:
-    """Lay out the Design tab; returns its input components by field name."""
+def build(studio: Studio) -> tuple[dict, list]:
+    """Lay out the Design tab; returns its input components by field name (the preset too)
+    and the views its handlers redraw."""
     view = _initial()
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=340, elem_classes="qpa-controls"):
@@ -150,15 +159,18 @@ def build(studio: Studio) -> dict:
             c.update(_advanced())
         with gr.Column(scale=8):
             views = _views(view)
-    _wire(studio, c, [c["chunk_size"], c["n_qubits"], *views])
-    return c
+    outputs = [c["chunk_size"], c["n_qubits"], *views]
+    _wire(studio, c, outputs)
+    return c, outputs
 
 
 def _wire(studio: Studio, c: dict, outputs: list) -> None:
     """Every control redraws the views; which one moved decides how chunks and qubits follow.
-    Afterwards the preset shows the one the form matches, else `custom`."""
-    on_chunk, on_change, on_qubits, on_preset, on_model = (
-        partial(fn, studio) for fn in (h.on_chunk, h.on_change, h.on_qubits, h.on_preset, h.on_model)
+    Afterwards every view says so if a value was refused, and the preset shows the one the form
+    matches, else `custom`."""
+    on_chunk, on_change, on_qubits, on_preset, on_model, on_refused = (
+        partial(fn, studio)
+        for fn in (h.on_chunk, h.on_change, h.on_qubits, h.on_preset, h.on_model, h.on_refused)
     )
     inputs = [c[k] for k in shape.FIELDS]
     sizing = ("chunk_size", "rank", "target_modules", "layers", "use_dora", "dora_magnitude")
@@ -174,8 +186,9 @@ def _wire(studio: Studio, c: dict, outputs: list) -> None:
         c["preset"].input(on_preset, [c["preset"], *inputs], preset_outputs,
                           api_visibility="private", **LIVE),
     ):  # fmt: skip
-        event.then(shape.matching_preset, inputs, c["preset"], api_visibility="private",
-                   show_progress="hidden")  # fmt: skip
+        event.then(on_refused, inputs, outputs, **QUIET).then(
+            shape.matching_preset, inputs, c["preset"], **QUIET
+        )
     c["use_dora"].input(
         h.on_dora, c["use_dora"], [c["dora_magnitude"], c["dora_norm"]],
         api_visibility="private", queue=False,

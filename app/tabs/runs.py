@@ -33,7 +33,7 @@ def build(studio: Studio) -> gr.Button:
         with gr.Column(scale=7):
             chosen = gr.Dropdown(
                 ids,
-                value=ids[:2],
+                value=h.latest_launch(studio, pair=True),
                 multiselect=True,
                 allow_custom_value=True,  # an API caller may name a run newer than the page
                 label="Overlay curves of",

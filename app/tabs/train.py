@@ -7,6 +7,8 @@ from functools import partial
 
 import gradio as gr
 
+from app import widgets
+from app.glossary import EXPLAIN_TITLE, TRAIN_EXPLAINER, plain_help
 from app.handlers import data as dh
 from app.handlers import train as h
 from app.settings import Caps
@@ -15,7 +17,13 @@ from qpa import DataConfig, TrainConfig, field_help
 
 POLL_S = 1.5  # seconds between progress refreshes
 FIELDS = {**field_help(TrainConfig), **field_help(DataConfig)}
-HELP = {k: v["help"] for k, v in FIELDS.items()}
+HELP = {k: plain_help(k, v["help"]) for k, v in FIELDS.items()}
+# A run card's Stop button names its run; this page-wide listener hands it to #stop-one.
+STOP_ONE_JS = (
+    "() => { document.addEventListener('click', (e) => { const b = e.target.closest"
+    "('[data-stop-run]'); if (!b) return; window.qpaStopRun = b.dataset.stopRun;"
+    " document.querySelector('#stop-one')?.click(); }); }"
+)
 TRAIN_HELP = field_help(TrainConfig)
 DEFAULT = {k: v["default"] for k, v in FIELDS.items()}  # the CLI's defaults, one source
 
@@ -28,12 +36,12 @@ def start_values(caps: Caps) -> dict:
 
 
 def _whole(value: int, label: str, name: str, **kw) -> gr.Number:
-    return gr.Number(value, label=label, precision=0, info=HELP[name], **kw)
+    return widgets.Number(value, label=label, precision=0, info=HELP[name], **kw)
 
 
 def _choice(name: str, label: str) -> gr.Radio:
     field = TRAIN_HELP[name]
-    return gr.Radio(list(field["choices"]), value=field["default"], label=label, info=field["help"])
+    return gr.Radio(list(field["choices"]), value=field["default"], label=label, info=HELP[name])
 
 
 def _settings(caps: Caps) -> dict:
@@ -122,6 +130,8 @@ def build(studio: Studio, design: dict) -> dict:
                 cancel = gr.Button("Stop / cancel", variant="stop", elem_id="cancel")
             estimate = gr.Markdown(elem_id="estimate")
         with gr.Column(scale=8):
+            with gr.Accordion(EXPLAIN_TITLE, open=False, elem_id="explain-train"):
+                gr.HTML(TRAIN_EXPLAINER)
             watch = gr.Dropdown(
                 [], value=[], multiselect=True, label="Watching", elem_id="watch",
                 allow_custom_value=True,  # runs launched after this page was built
@@ -138,7 +148,7 @@ def build(studio: Studio, design: dict) -> dict:
     form = [design[k] for k in h.DESIGN_FIELDS] + [f[k] for k in h.TRAIN_FIELDS]
     launch.click(
         partial(h.on_launch, studio), form, [watch, cli, last], api_name="launch",
-        concurrency_limit=1,
+        concurrency_limit=1, show_progress="minimal",  # a spinner, not text over the cards
     )  # fmt: skip
     cancel.click(partial(h.on_cancel, studio), watch, last, api_name="cancel")
     estimating = {"fn": partial(h.on_estimate, studio), "inputs": form, "outputs": estimate,
@@ -147,10 +157,16 @@ def build(studio: Studio, design: dict) -> dict:
     for k in ("plan", "steps", "batch_size", "eval_every", "source", "topics", "max_length"):
         f[k].change(**estimating)
     design["model"].change(**estimating)
+    stop_id = gr.Textbox(visible="hidden", elem_id="stop-id")
+    stop_one = gr.Button("Stop one run", visible="hidden", elem_id="stop-one")
+    stop_one.click(
+        partial(h.on_cancel, studio), stop_id, last, js="(x) => window.qpaStopRun || x",
+        api_visibility="private",
+    )  # fmt: skip
     refresh = {"fn": partial(h.on_refresh, studio), "inputs": [watch, last],
                "outputs": [progress, curves, last], "show_progress": "hidden",
                "api_visibility": "private"}  # fmt: skip
     gr.Timer(POLL_S).tick(**refresh)
     watch.change(**refresh)
-    return {"watch": watch, "on_load": partial(h.on_load, studio), "estimate": estimate,
-            "on_estimate": estimating}  # fmt: skip
+    return {"watch": watch, "cli": cli, "fields": f, "on_load": partial(h.on_load, studio),
+            "estimate": estimate, "on_estimate": estimating}  # fmt: skip

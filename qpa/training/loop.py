@@ -209,7 +209,10 @@ def train(
                 "running", pid=os.getpid(), step=0, total_steps=config.train.steps, error=None
             )
             run.log(f"preparing {config.adapter.method} on {config.model.model}")
+        tic = time.time()
         session = prepare(config, cache_dir=features_dir(), progress=reporter(run, emit))
+        if run is not None:
+            run.log(f"model and data ready in {time.time() - tic:.1f} s")
         base = base_metrics(session)
         if run is not None:
             run.set_status(base=base)
@@ -254,6 +257,8 @@ def _emitter(run, callbacks: Sequence[Callback]) -> Callback:
         if run is not None and event["event"] in ("step", "eval"):
             record = {k: v for k, v in event.items() if k != "event"}
             run.append_metrics(record)
+            if event["event"] == "eval":
+                run.log(eval_line(event))
         for cb in callbacks:
             cb(event)
 
@@ -280,7 +285,10 @@ def _loop(session: Session, run, emit: Callback, resume: bool, base: dict) -> di
             phase="training",
             message="training",
         )
-        run.log(f"{n_trainable:,} trainable parameters; head-only cache: {session.head_only}")
+        run.log(
+            f"{n_trainable:,} trainable parameters; head-only cache: {session.head_only}; "
+            f"training from step {start_step} to {cfg.steps}"
+        )
     t0, step, state, val, early = time.time(), start_step, "done", None, False
     if start_step == 0:
         keeper.update(session, 0, _eval(session, emit, 0, t0))
@@ -358,6 +366,21 @@ def train_step(session: Session, optimizer: torch.optim.Optimizer, step: int) ->
     }
 
 
+def eval_line(event: dict) -> str:
+    """One evaluation as a log line.
+
+    >>> eval_line({"step": 50, "total_steps": 300, "loss": 1.25, "perplexity": 3.49,
+    ...            "assistant_perplexity": 5.1, "elapsed": 12.34})
+    'eval at step 50/300 (12.3 s): val loss 1.2500, perplexity 3.490, replies 5.100'
+    """
+    replies = event.get("assistant_perplexity")
+    return (
+        f"eval at step {event['step']}/{event['total_steps']} ({event['elapsed']:.1f} s): "
+        f"val loss {event['loss']:.4f}, perplexity {event['perplexity']:.3f}"
+        + (f", replies {replies:.3f}" if replies is not None else "")
+    )
+
+
 def _eval(session: Session, emit: Callback, step: int, t0: float) -> dict:
     metrics = evaluate_split(session, "val")
     check_finite(metrics["loss"], "validation", step, session.config)
@@ -384,10 +407,12 @@ def _finish(session: Session, run, state: str, summary: dict) -> None:
     from qpa.adapters.export import export_adapter
     from qpa.adapters.model_card import make_hub_ready
 
+    tic = time.time()
     export_adapter(
         session.model, session.tuner, run.adapter_dir, base_model=session.config.model.model
     )
     worse = "; worse than the base model" if summary["worse_than_base"] else ""
+    run.log(f"adapter exported in {time.time() - tic:.1f} s; trained for {summary['wall_time']:.1f} s")
     run.log(
         f"{state} at step {summary['step']}: exported step {summary['exported_step']}, val "
         f"perplexity {summary['val_perplexity']:.4f} ({summary['base_headline']}: base "

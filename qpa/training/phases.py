@@ -44,6 +44,7 @@ def describe_phase(phase: str, rows: dict[str, Any] | None = None) -> str:
 def reporter(run, emit: Callable[[dict], None]) -> Callable[..., None]:
     """The `progress(phase, split=None, done=None, total=None, eta=None, rate=None)` callback of
     a run (`rate`: the backbone tokens per second measured while caching)."""
+    last = {"phase": None}
 
     def report(
         phase: str,
@@ -61,6 +62,9 @@ def reporter(run, emit: Callable[[dict], None]) -> Callable[..., None]:
         emit(event)
         if run is None:
             return
+        if phase != last["phase"]:  # train.log: each phase once, when it starts
+            last["phase"] = phase
+            run.log(message)
         if split == "train":
             run.set_status(rows=rows)
         elif split == "val" and done == total:  # the step-0 point follows at once
