@@ -18,6 +18,7 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "qpa.tool_config": ["ChatConfig", "CompareConfig", "VarianceConfig"],
     "qpa.formatting": ["format_duration", "format_number", "format_table"],
     "qpa.constants": ["ADAPTER_FILES", "CLAIM_ENV", "DEFAULT_MODEL", "HUB_ID"],
     "qpa.config": [
@@ -28,12 +29,9 @@ _EXPORTS = {
         "RunConfig",
         "TrainConfig",
         "SECTIONS",
-        "ChatConfig",
-        "VarianceConfig",
         "METHODS",
         "DEFAULT_LR",
         "MAX_NOISY_QUBITS",
-        "CompareConfig",
         "PAPER_MAPPING",
         "field_help",
     ],

@@ -105,7 +105,7 @@ def add_section_flags(
 def section_from_args(args: argparse.Namespace, cls: type):
     """The config section `cls` from flags added by `add_section_flags` (validated).
 
-    >>> from qpa.config import ChatConfig
+    >>> from qpa.tool_config import ChatConfig
     >>> parser = argparse.ArgumentParser()
     >>> add_section_flags(parser, "chat", ChatConfig)
     >>> section_from_args(parser.parse_args(["--temperature", "0"]), ChatConfig)

@@ -8,11 +8,11 @@ import pytest
 from tiny_run import TINY_RUN as BASE
 
 from qpa.cli.main import main
-from qpa.config import CompareConfig
 from qpa.runs.run import list_runs, open_run
 from qpa.studies.compare import load_result, plan_comparison, result_path, run_comparison
 from qpa.studies.compare_report import comparison_table, frontier_svg
 from qpa.studies.stats import welch_interval
+from qpa.tool_config import CompareConfig
 
 SETTINGS = CompareConfig(variants=("lora", "lora-r1", "qpa"), lr_grid=(3e-2, 1e-3), seeds=(0, 1))
 TINY_FLAGS = ["--model", "tiny-llama", "--rank", "2", "--chunk-size", "64", "--depth", "2",

@@ -21,7 +21,7 @@ import qpa
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = ROOT / "qpa"
 PLAIN_APP_MODULES = ("jobs.py", "plots.py", "state.py", "settings.py", "circuit_svg.py", "result_plots.py")
-BASE = {"constants", "config", "flags", "formatting", "safe_io"}
+BASE = {"constants", "config", "tool_config", "flags", "formatting", "safe_io"}
 RANK = {
     **dict.fromkeys(BASE, 0),
     "runs": 1, "quantum": 1, "models": 1, "data": 1,

@@ -22,7 +22,7 @@ import sys
 
 from qpa.cli.run_config import load_config
 from qpa.cli.run_text import outcome, state_text
-from qpa.config import SECTIONS, ChatConfig, CompareConfig, QPAConfig, VarianceConfig
+from qpa.config import SECTIONS, QPAConfig
 from qpa.constants import DEFAULT_MODEL
 from qpa.flags import add_config_flags, add_section_flags
 from qpa.formatting import format_duration, format_number, format_table
@@ -30,6 +30,7 @@ from qpa.runs.files import redact
 from qpa.runs.run import Run, list_runs, open_run
 from qpa.safe_io import dumps
 from qpa.studies.sweep import BEST_MEASURED, VARIANTS
+from qpa.tool_config import ChatConfig, CompareConfig, VarianceConfig
 
 # -- count --------------------------------------------------------------------------------------
 

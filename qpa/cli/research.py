@@ -62,10 +62,10 @@ def _print_summary(rows: list[dict], args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from qpa.config import CompareConfig
     from qpa.flags import section_from_args, set_flags
     from qpa.studies import compare as protocol
     from qpa.studies import compare_report as report
+    from qpa.tool_config import CompareConfig
 
     if args.report:
         result = protocol.load_result(args.prefix, args.runs_dir)

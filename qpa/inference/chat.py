@@ -23,9 +23,10 @@ from typing import Any
 
 import torch
 
-from qpa.config import MAX_SEED, ChatConfig
+from qpa.config import MAX_SEED
 from qpa.constants import DEFAULT_MODEL
 from qpa.models.loading import load_model
+from qpa.tool_config import ChatConfig
 
 ROLES = ("system", "user", "assistant")
 DEFAULTS = ChatConfig()

@@ -32,9 +32,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from qpa.config import MAX_NOISY_QUBITS, MAX_SEED, QPAConfig, VarianceConfig, field_help
+from qpa.config import MAX_NOISY_QUBITS, MAX_SEED, QPAConfig, field_help
 from qpa.generator.circuit import make_circuit
 from qpa.quantum.kernels import group_matrices, make_plan, one_thread
+from qpa.tool_config import VarianceConfig
 
 COSTS = {
     "local": "⟨Z₀⟩, the expectation of Pauli Z on qubit 0",
