@@ -55,7 +55,7 @@ def test_unknown_keys_and_bad_json_refused():
 
 def test_method_default_learning_rates():
     assert RunConfig().resolved().train.lr == 1e-2
-    assert RunConfig(adapter=AdapterConfig(method="lora")).resolved().train.lr == 3e-2
+    assert RunConfig(adapter=AdapterConfig(method="lora")).resolved().train.lr == 1e-2
     assert RunConfig(train=TrainConfig(lr=5e-3)).resolved().train.lr == 5e-3
 
 

@@ -52,7 +52,7 @@ def test_bad_sweeps_fail_before_training(tmp_path):
 
 def test_variants_override_the_base_and_labels_name_what_differs():
     config = variant_config(BASE, "lora", seed=3)
-    assert (config.adapter.method, config.train.seed, config.train.lr) == ("lora", 3, 3e-2)
+    assert (config.adapter.method, config.train.seed, config.train.lr) == ("lora", 3, 1e-2)
     assert "depth=2 fourier_features=16 steps=2" in label(variant_config(BASE, "qpa-fourier", 0))
     assert summarize([]) == []
 
