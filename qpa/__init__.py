@@ -64,9 +64,9 @@ _EXPORTS = {
         "check_upload",
         "preview",
     ],
-    "qpa.runs.run": [
-        "STATES",
-        "Run",
+    "qpa.runs.records": ["STATES"],
+    "qpa.runs.run": ["Run"],
+    "qpa.runs.store": [
         "create_run",
         "list_runs",
         "open_run",

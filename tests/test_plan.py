@@ -14,7 +14,7 @@ from app.state import Studio
 from app.tabs.train import start_values
 from qpa.cli.main import main
 from qpa.config import DataConfig, RunConfig, TrainConfig
-from qpa.runs.run import create_run
+from qpa.runs.store import create_run
 from qpa.training.plan import TrainingPlan, plan_training, rising_warning
 
 OLD_APP_TOPICS = ("ai", "computers", "science")  # the Train tab's defaults before issue 14
