@@ -7,7 +7,7 @@ lazily so that ``import qpa`` stays light.
 >>> import qpa
 >>> paper = qpa.QPAConfig(chunk_size=2048, **qpa.PAPER_MAPPING)  # the paper's shape
 >>> c = qpa.count_params("gpt2-config", qpa.AdapterConfig(rank=4), paper)
->>> c.qpa, c.lora
+>>> c.qpa_params, c.lora_params
 (106264, 204100)
 """
 

@@ -79,7 +79,7 @@ def test_design_counts_paper_gpt2_under_200ms():
 def test_gemma_paper_point():
     counts = design.design_view("gemma-config", "lm_head", 4, 4096, 8, 8, HIDDEN, "ladder",
                                 *advanced()).counts  # fmt: skip
-    assert (counts.qpa, counts.lora, f"{counts.ratio:.4f}") == (173_888, 1_032_192, "0.1685")
+    assert (counts.qpa_params, counts.lora_params, f"{counts.ratio:.4f}") == (173_888, 1_032_192, "0.1685")
 
 
 def test_chunk_and_qubits_are_linked_both_ways():

@@ -7,7 +7,7 @@ the meta device (cached per model, targets and rank), so one update takes millis
 
 >>> paper = ("32,64,128,128,64,32,32", "ladder", "none", 0)  # the paper's mapping MLP
 >>> view = design_view("gpt2-config", "lm_head", 4, 2048, 7, 8, *paper)
->>> view.counts.qpa, view.counts.lora, f"{view.counts.ratio:.2%}"
+>>> view.counts.qpa_params, view.counts.lora_params, f"{view.counts.ratio:.2%}"
 (106264, 204100, '52.06%')
 """
 
@@ -89,8 +89,8 @@ def _view(values: tuple) -> DesignView:
         probs=_probs(counts.n_qubits, qpa, math.ceil(counts.max_values / qpa.chunk_size)),
         command=count_command(model, adapter, qpa),
         explain=design_explainer(
-            adapter.rank, counts.n_qubits, qpa.chunk_size, qpa.depth, counts.qpa, counts.lora,
-            counts.ratio, ceiling, counts.n_values, counts.n_chunks,
+            adapter.rank, counts.n_qubits, qpa.chunk_size, qpa.depth, counts.qpa_params,
+            counts.lora_params, counts.ratio, ceiling, counts.n_values, counts.n_chunks,
         ),
     )
 
@@ -110,13 +110,12 @@ def _tradeoff(model: str, adapter: AdapterConfig, qpa: QPAConfig, counts: ParamC
     """The trade-off chart: the sweep, with the current choice on it (its real total)."""
     plain = qpa.replace(chunk_size=1, n_qubits=0, shots=0, noise=0.0)  # neither changes counts
     points = list(_sweep(model, adapter, plain, counts.max_values))
+    mine = (qpa.chunk_size, counts.qpa_params, counts.n_qubits)
     if all(size != qpa.chunk_size for size, _, _ in points):
-        points = sorted([*points, (qpa.chunk_size, counts.qpa, counts.n_qubits)])
-    points = [
-        (s, counts.qpa, counts.n_qubits) if s == qpa.chunk_size else (s, q, n) for s, q, n in points
-    ]
+        points = sorted([*points, mine])
+    points = [mine if s == qpa.chunk_size else (s, q, n) for s, q, n in points]
     paper = plots.paper_points(model, adapter.target_modules, adapter.rank, adapter.use_dora)
-    return plots.tradeoff_figure(points, qpa.chunk_size, counts.lora, paper)
+    return plots.tradeoff_figure(points, qpa.chunk_size, counts.lora_params, paper)
 
 
 @functools.lru_cache(maxsize=64)
@@ -128,7 +127,7 @@ def _sweep(model: str, adapter: AdapterConfig, qpa: QPAConfig, n_values: int) ->
     points = []
     for k in range(lo.bit_length() - 1, hi.bit_length()):
         c = count_params(model, adapter, qpa.replace(chunk_size=1 << k))
-        points.append((1 << k, c.qpa, c.n_qubits))
+        points.append((1 << k, c.qpa_params, c.n_qubits))
     return tuple(points)
 
 
@@ -170,8 +169,8 @@ def headline_html(c: ParamCounts, ceiling: int, use_dora: bool = False) -> str:
     over = c.ratio > 1
     gens = f" ({c.n_generators} generators, the largest shown)" if c.n_generators > 1 else ""
     stats = (
-        (f"{c.qpa:,}", "QPA trainable parameters"),
-        (f"{c.lora:,}", f"{base} baseline ({c.n_values:,} values QPA generates)"),
+        (f"{c.qpa_params:,}", "QPA trainable parameters"),
+        (f"{c.lora_params:,}", f"{base} baseline ({c.n_values:,} values QPA generates)"),
         (f"{c.ratio:.2%}", f"QPA / {base}: QPA has MORE parameters than {base} here" if over
                            else f"QPA / {base}"),
         (f"{c.n_qubits} × {c.depth}", f"qubits N × depth L{gens}, {c.n_chunks:,} chunks"),
