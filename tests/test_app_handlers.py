@@ -244,7 +244,7 @@ def test_launch_configs_carry_the_advanced_shape_and_loss_on(studio):
 
 @pytest.mark.chatterbot
 def test_a_picked_preset_is_the_shape_a_launch_trains(studio):
-    (config,) = train.build_configs(studio, tiny_form(**shape.preset_values("qpa-shallow-gelu")))
+    (config,) = train.build_configs(studio, tiny_form(**shape.variant_values("qpa-shallow-gelu")))
     qpa = config.qpa
     assert (qpa.hidden_sizes, qpa.activation, qpa.fourier_features) == ((64, 48), "gelu", 16)
     assert (qpa.chunk_size, qpa.depth, config.adapter.rank) == (2048, 8, 2)  # the form's rank

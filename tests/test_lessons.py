@@ -73,7 +73,7 @@ def test_bad_link_parameters_are_ignored_with_one_notice_naming_each(page_fields
     _, specs = page_fields
     params = {"rank": "0", "depth": "x", "entangler": "star", "topics": "ai,nope", "tab": "lab",
               "lock": "rank,colour", "bogus": "1", "chunk_size": "1024"}  # fmt: skip
-    link = links.parse(params, specs, presets=("qpa",))
+    link = links.parse(params, specs, variants=("qpa",))
     assert link.values == {"chunk_size": 1024} and link.lock == ("rank",) and link.tab == ""
     text = links.notice(link.notices)
     for part in ("`rank` = 0 is outside 1…1024", "`depth` = 'x' is not a number", "'star'",
@@ -88,12 +88,12 @@ def test_opening_a_lesson_link_sets_locks_and_pins_the_preset(page_fields):
     assert updates["rank"] == {"__type__": "update", "value": 2, "interactive": False}
     assert updates["activation"]["value"] == "gelu" and updates["hidden_sizes"]["value"] == "64,48"
     assert updates["n_qubits"]["value"] == 1  # the redraw raises it to the fewest that fit
-    assert updates["preset"] == {"__type__": "update", "interactive": False}  # the box is pinned
+    assert updates["variant"] == {"__type__": "update", "interactive": False}  # the box is pinned
     assert updates["pinned"] == "qpa-shallow-gelu" and updates["shaped"] is True and not messages
     plain = share.open_link({"tab": "train"}, specs, fields)
     assert plain["shaped"] is False  # no form value: the first drawing stays
     locked = share.open_link({"lock": "preset"}, specs, fields)  # the builder's "preset" lock
-    assert locked["preset"] == {"__type__": "update", "interactive": False}
+    assert locked["variant"] == {"__type__": "update", "interactive": False}
 
 
 def test_the_readme_lesson_links_are_valid(page_fields):
@@ -102,7 +102,7 @@ def test_the_readme_lesson_links_are_valid(page_fields):
     lessons = re.findall(r"^\| [^|]+ \| `\?([^`]+)` \|", readme, flags=re.M)
     assert len(lessons) == 3
     for text in lessons:
-        link = links.parse(dict(parse_qsl(text)), specs, presets=design.shape.QPA_PRESETS)
+        link = links.parse(dict(parse_qsl(text)), specs, variants=design.shape.QPA_VARIANTS)
         assert not link.notices and link.lock, text
 
 

@@ -29,7 +29,7 @@ from app.circuit_svg import circuit_svg
 from app.glossary import design_explainer
 from app.handlers import shape
 from app.handlers.common import USER_ERRORS, as_names, check_model, guarded
-from app.handlers.shape import CUSTOM, MAX_CHUNK, configs, form, key, linked, preset_values
+from app.handlers.shape import CUSTOM, MAX_CHUNK, configs, form, key, linked, variant_values
 from app.state import Studio
 from qpa import (
     AdapterConfig,
@@ -224,15 +224,15 @@ def on_qubits(studio: Studio, values: dict[str, Any]) -> dict[str, Any]:
 
 
 @guarded
-def on_preset(studio: Studio, values: dict[str, Any]) -> dict[str, Any]:
+def on_variant(studio: Studio, values: dict[str, Any]) -> dict[str, Any]:
     """A variant picked (``variant``, with the form): its QPA fields (the other QPA fields at
     their defaults), the qubits following its chunk size, and the views. `custom` changes
     nothing."""
     values = dict(values)
-    name = values.pop("preset")
+    name = values.pop("variant")
     if name == CUSTOM:
         return {}
-    fields = preset_values(name)
+    fields = variant_values(name)
     return {**fields, **_outputs(studio, {**values, **fields}, "chunk")}
 
 

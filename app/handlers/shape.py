@@ -13,7 +13,7 @@ offers them.
 (4, 'ring', 'gelu', 0)
 >>> linked({"model": "gpt2-config", "chunk_size": 1024, "n_qubits": 7}, "chunk")  # 200 chunks
 (1024, 8)
->>> matching_preset({"model": "gpt2-config", "hidden_sizes": "48", "activation": "none"})
+>>> matching_variant({"model": "gpt2-config", "hidden_sizes": "48", "activation": "none"})
 'qpa-shallow-fourier'
 """
 
@@ -64,19 +64,19 @@ DEFAULTS = {name: HELP[name]["default"] for name in FIELDS}
 MAX_QUBITS = HELP["n_qubits"]["max"]
 MAX_CHUNK = HELP["chunk_size"]["max"]
 
-QPA_PRESETS = tuple(name for name, v in VARIANTS.items() if set(v.overrides) <= {"qpa"})
-_PRESET_QPA = {name: apply_variant(RunConfig(), name).qpa for name in QPA_PRESETS}
+QPA_VARIANTS = tuple(name for name, v in VARIANTS.items() if set(v.overrides) <= {"qpa"})
+_VARIANT_QPA = {name: apply_variant(RunConfig(), name).qpa for name in QPA_VARIANTS}
 CUSTOM = "custom"
 # What a variant sets: the form's QPA fields, but the qubits, which follow the chunk size.
-PRESET_FIELDS = tuple(k for k in FIELDS if k in field_help(QPAConfig) and k != "n_qubits")
+VARIANT_FIELDS = tuple(k for k in FIELDS if k in field_help(QPAConfig) and k != "n_qubits")
 
 
-def _preset_label(name: str) -> str:
+def _variant_label(name: str) -> str:
     best = " (best measured)" if name == BEST_MEASURED else ""
     return f"{name}{best}: {VARIANTS[name].help.split(':')[0]}"
 
 
-PRESET_CHOICES = [(_preset_label(n), n) for n in QPA_PRESETS] + [
+VARIANT_CHOICES = [(_variant_label(n), n) for n in QPA_VARIANTS] + [
     (f"{CUSTOM}: the values below, as edited", CUSTOM)
 ]
 
@@ -134,24 +134,24 @@ def _qpa_config(f: dict[str, Any]) -> QPAConfig:
     )
 
 
-def preset_values(name: str) -> dict[str, Any]:
-    """The form values variant `name` sets (`PRESET_FIELDS`): its overrides, the other QPA
+def variant_values(name: str) -> dict[str, Any]:
+    """The form values variant `name` sets (`VARIANT_FIELDS`): its overrides, the other QPA
     fields at their defaults."""
-    if name not in _PRESET_QPA:
-        raise ValueError(f"`preset` = {name!r} is not one of: {', '.join(QPA_PRESETS)}.")
-    qpa = _PRESET_QPA[name]
-    values = {k: getattr(qpa, k) for k in PRESET_FIELDS}
+    if name not in _VARIANT_QPA:
+        raise ValueError(f"`preset` = {name!r} is not one of: {', '.join(QPA_VARIANTS)}.")
+    qpa = _VARIANT_QPA[name]
+    values = {k: getattr(qpa, k) for k in VARIANT_FIELDS}
     values["hidden_sizes"] = ",".join(map(str, qpa.hidden_sizes))
     return values
 
 
-def matching_preset(values: Mapping[str, Any]) -> str:
+def matching_variant(values: Mapping[str, Any]) -> str:
     """The variant whose QPA shape the form has (the qubits aside), else `CUSTOM`."""
     try:
         qpa = _qpa_config({**form(values), "n_qubits": 0})
     except ValueError:  # a half-typed field matches no variant
         return CUSTOM
-    return next((name for name, shape in _PRESET_QPA.items() if shape == qpa), CUSTOM)
+    return next((name for name, shape in _VARIANT_QPA.items() if shape == qpa), CUSTOM)
 
 
 def linked(values: Mapping[str, Any], lead: str) -> tuple[int, int]:

@@ -57,9 +57,9 @@ def _radio(name: str, label: str, **kw) -> gr.Radio:
     return gr.Radio(CHOICES[name], value=shape.DEFAULTS[name], label=label, info=INFO[name], **kw)
 
 
-def _preset() -> gr.Dropdown:
+def _variant() -> gr.Dropdown:
     return gr.Dropdown(
-        shape.PRESET_CHOICES, value=shape.matching_preset(shape.DEFAULTS),
+        shape.VARIANT_CHOICES, value=shape.matching_variant(shape.DEFAULTS),
         label="Preset", elem_id="design-preset",
         info="A named QPA shape, as `python -m qpa train --variant NAME`: it sets every QPA "
         "field (those it does not name to their defaults); `custom` when they match no preset.",
@@ -157,7 +157,7 @@ def build(studio: Studio) -> tuple[dict, dict]:
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=340, elem_classes="qpa-controls"):
             gr.Markdown("### Shape")
-            c = {"preset": _preset(), **_basic(view)}
+            c = {"variant": _variant(), **_basic(view)}
             c.update(_advanced())
         with gr.Column(scale=8):
             views = _views(view)
@@ -179,17 +179,17 @@ def _wire(studio: Studio, c: dict, outputs: dict) -> None:
     other = ("depth", "entangler", "activation", "fourier_features", "start", "dora_norm", "shots",
              "noise")  # fmt: skip
     keep = [c[k].input for k in other] + [c["hidden_sizes"].submit, c["hidden_sizes"].blur]
-    picked = {"preset": c["preset"], **form}
-    set_fields = {**outputs, **{k: c[k] for k in shape.PRESET_FIELDS}}
+    picked = {"variant": c["variant"], **form}
+    set_fields = {**outputs, **{k: c[k] for k in shape.VARIANT_FIELDS}}
     for event in (
         gr.on([c[k].input for k in sizing], **redraw(h.on_chunk), api_name="design_chunk", **LIVE),
         gr.on(keep, **redraw(h.on_change), api_name="design", **LIVE),
         c["n_qubits"].input(**redraw(h.on_qubits), api_name="design_qubits", **LIVE),
-        c["preset"].input(**redraw(h.on_preset, picked, set_fields), api_visibility="private",
+        c["variant"].input(**redraw(h.on_variant, picked, set_fields), api_visibility="private",
                            **LIVE),
     ):  # fmt: skip
         event.then(**redraw(h.on_refused), **QUIET).then(
-            **named(shape.matching_preset, form, c["preset"]), **QUIET
+            **named(shape.matching_variant, form, c["variant"]), **QUIET
         )
     c["use_dora"].input(
         h.on_dora, c["use_dora"], [c["dora_magnitude"], c["dora_norm"]],

@@ -68,7 +68,7 @@ def build(
     specs = {name: spec_of(name, fields[name]) for name in LINKED}
     panel = _panel(specs)
     lesson = {"tab": gr.State("design"), "lock": panel["lock"], "hide": panel["hide"],
-              "pinned": gr.State(""), "preset": variant}  # fmt: skip
+              "pinned": gr.State(""), "variant": variant}  # fmt: skip
     page = {**{n: fields[n] for n in LINKED}, **lesson}
     as_query = _wire_url(specs, page, panel, tab_items)
     stored = gr.BrowserState({"query": ""}, storage_key="qpa-studio-defaults")
@@ -95,7 +95,7 @@ def build(
     demo.load(on_open, stored, list(opened.values()), **QUIET).then(
         **named(redraw, {"shaped": shaped, **design}, views), **QUIET
     ).then(**named(partial(dh.on_refused, studio), design, views), **QUIET).then(
-        **named(shape.matching_preset, design, variant), **QUIET
+        **named(shape.matching_variant, design, variant), **QUIET
     )
 
 
@@ -108,7 +108,7 @@ def _panel(specs: dict) -> dict:
         with gr.Accordion("Share this page, or make a lesson link", open=False, elem_id="share"):
             with gr.Row():
                 p["lock"] = gr.CheckboxGroup(
-                    ["preset", *specs],
+                    [links.VARIANT_KEY, *specs],
                     label="Lock these controls (preset: pin the current one)",
                     elem_id="lock",
                 )  # fmt: skip
@@ -137,11 +137,11 @@ def _wire_url(specs: dict, page: dict, panel: dict, tab_items: dict):
     builder."""
 
     def as_query(values: dict, lesson: bool = True) -> str:
-        pinned, locked, variant = values["pinned"], values["lock"], values["preset"]
-        if "preset" in (locked or ()) and variant != shape.CUSTOM:
+        pinned, locked, variant = values["pinned"], values["lock"], values["variant"]
+        if links.VARIANT_KEY in (locked or ()) and variant != shape.CUSTOM:
             pinned = pinned or variant
         lesson_kw = {"tab": values["tab"], "lock": locked, "hide": values["hide"],
-                     "preset": pinned}  # fmt: skip
+                     "variant": pinned}  # fmt: skip
         form = {name: values[name] for name in LINKED}
         return links.query(form, specs, **(lesson_kw if lesson else {}))
 
@@ -165,14 +165,14 @@ def open_link(params: dict, specs: dict, fields: dict) -> dict:
     the open tab (``tabs`` to select it, ``tab`` to remember it); the lesson's ``lock``,
     ``hide`` and ``pinned`` variant; the ``variant`` box; and whether the Design views need a
     redraw (``shaped``)."""
-    link = links.parse(params, specs, shape.QPA_PRESETS)
+    link = links.parse(params, specs, shape.QPA_VARIANTS)
     if link.notices:
         gr.Warning(links.notice(link.notices))
     if link.lock:
         gr.Info(f"A lesson link: {', '.join(link.lock)} stay as set for this lesson.")
     values = dict(link.values)
-    if link.preset:
-        values = {**shape.preset_values(link.preset), **values}
+    if link.variant:
+        values = {**shape.variant_values(link.variant), **values}
     if "chunk_size" in values and "n_qubits" not in values:
         values["n_qubits"] = 1  # the fewest that fit: the redraw raises it to what is needed
     updates = {
@@ -183,8 +183,8 @@ def open_link(params: dict, specs: dict, fields: dict) -> dict:
         )
         for name in LINKED
     }
-    pinned = bool(link.preset or "preset" in link.lock)
+    pinned = bool(link.variant or links.VARIANT_KEY in link.lock)
     return {**updates, "tabs": gr.update(selected=link.tab) if link.tab else gr.update(),
             "tab": link.tab or "design", "lock": list(link.lock), "hide": list(link.hide),
-            "pinned": link.preset, "preset": gr.update(interactive=not pinned),
+            "pinned": link.variant, "variant": gr.update(interactive=not pinned),
             "shaped": bool(values)}  # fmt: skip
