@@ -4,8 +4,9 @@ glossary, the one plain sentence that leads each field's precise help, the tour,
 
 >>> plain_help("rank", "LoRA rank r: A is r×d_in, B is d_out×r.").split(". ")[0]
 'How many directions the adapter may change the layer in; more is richer and bigger'
->>> "174.70%" in design_explainer(rank=2, n_qubits=4, chunk_size=4096, depth=4, qpa=100,
-...                               lora=57, ratio=1.747, ceiling=5, n_values=57, n_chunks=9)
+>>> "174.70%" in design_explainer(rank=2, n_qubits=4, chunk_size=4096, depth=4,
+...                               qpa_params=100, lora_params=57, ratio=1.747, ceiling=5,
+...                               n_values=57, n_chunks=9)
 True
 """
 
@@ -82,11 +83,13 @@ def _panel(paragraphs: list[str]) -> str:
 
 
 def design_explainer(
-    rank: int, n_qubits: int, chunk_size: int, depth: int, qpa: int, lora: int, ratio: float,
-    ceiling: int, n_values: int, n_chunks: int,
+    rank: int, n_qubits: int, chunk_size: int, depth: int, qpa_params: int, lora_params: int,
+    ratio: float, ceiling: int, n_values: int, n_chunks: int,
 ) -> str:  # fmt: skip
     """The Design tab's "what am I looking at", with this shape's numbers."""
-    verdict = f"Here QPA trains <b>{qpa:,}</b> numbers against LoRA's <b>{lora:,}</b>: " + (
+    verdict = (
+        f"Here QPA trains <b>{qpa_params:,}</b> numbers against LoRA's <b>{lora_params:,}</b>: "
+    ) + (
         f"<b class='qpa-warn'>{ratio:.2%}, more than LoRA</b>. The circuit and MLP cost more "
         "than the weights they write; raise the rank or lower the chunk size."
         if ratio > 1

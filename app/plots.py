@@ -80,10 +80,11 @@ def line(x, y, name: str, hover: str, **style: Any) -> dict:
 def tradeoff_figure(
     points: Sequence[tuple[int, int, int]],
     current: int,
-    lora: int,
+    lora_params: int,
     paper: Sequence[tuple[str, int, int, int]] = (),
 ) -> go.Figure:
-    """QPA parameters and qubits against chunk size; `points` are (chunk_size, qpa, n_qubits).
+    """QPA parameters and qubits against chunk size; `points` are (chunk_size, QPA parameters,
+    qubits), `lora_params` the baseline's.
 
     Where QPA has more parameters than LoRA the curve's points turn red and the region above
     the LoRA line says so; `paper` points are drawn with labels below them, off the curve.
@@ -92,14 +93,15 @@ def tradeoff_figure(
     data = [
         line(chunks, [p[1] for p in points], "QPA parameters", "chunk %{x:,}<br>%{y:,} parameters",
               mode="lines+markers", line={"color": QPA_COLOR, "width": 2.5},
-              marker={"size": 6, "color": [OVER_COLOR if p[1] > lora else QPA_COLOR for p in points]}),
+              marker={"size": 6, "color": [OVER_COLOR if p[1] > lora_params else QPA_COLOR
+                                           for p in points]}),
         line(chunks, [p[2] for p in points], "qubits N", "chunk %{x:,}<br>%{y} qubits", yaxis="y2",
               mode="lines", line={"color": QUBIT_COLOR, "width": 1.5, "shape": "hv", "dash": "dot"}),
-        line([min(chunks), max(chunks)], [lora, lora], f"LoRA {lora:,}", "LoRA baseline",
+        line([min(chunks), max(chunks)], [lora_params] * 2, f"LoRA {lora_params:,}", "LoRA baseline",
               mode="lines", line={"color": LORA_COLOR, "dash": "dash", "width": 1.5}),
     ]  # fmt: skip
     mine = next((p for p in points if p[0] == current), None)
-    over = bool(mine) and mine[1] > lora
+    over = bool(mine) and mine[1] > lora_params
     if mine:
         star = {
             "symbol": "star",
@@ -107,7 +109,7 @@ def tradeoff_figure(
             "color": OVER_COLOR if over else QPA_COLOR,
             "line": {"color": "white", "width": 1.5},
         }
-        hover = f"your choice: chunk %{{x:,}}<br>%{{y:,}} = {mine[1] / lora:.2%} of LoRA"
+        hover = f"your choice: chunk %{{x:,}}<br>%{{y:,}} = {mine[1] / lora_params:.2%} of LoRA"
         name = "your choice: more than LoRA" if over else "your choice"
         data.append(line([mine[0]], [mine[1]], name, hover, mode="markers", marker=star))
     data += [_paper_point(*point) for point in paper]
@@ -117,40 +119,42 @@ def tradeoff_figure(
                   "tickvals": ticks, "ticktext": [_short(t) for t in ticks]},
         "yaxis": {"type": "log", "title": {"text": "trainable parameters"}, "dtick": 1},
         "yaxis2": _right_axis("qubits N", rangemode="tozero"),
-        "annotations": [_paper_label(label, chunk, qpa) for label, chunk, qpa, _ in paper],
+        "annotations": [_paper_label(label, chunk, qpa_params)
+                        for label, chunk, qpa_params, _ in paper],
     }  # fmt: skip
     top = max(p[1] for p in points)
-    if top > lora:
-        layout["shapes"] = [_above(lora, top)]
-        layout["annotations"].append(_over_label(lora))
+    if top > lora_params:
+        layout["shapes"] = [_above(lora_params, top)]
+        layout["annotations"].append(_over_label(lora_params))
     return figure(data, layout, 290)
 
 
-def _paper_point(label: str, chunk: int, qpa: int, base: int) -> dict:
+def _paper_point(label: str, chunk: int, qpa_params: int, base: int) -> dict:
     marker = {"symbol": "diamond-open", "size": 11, "color": "#475569", "line": {"width": 2}}
-    hover = f"{label}<br>chunk {chunk:,}: {qpa:,} = {qpa / base:.2%} of LoRA {base:,}"
-    return line([chunk], [qpa], label, hover, mode="markers", showlegend=False, marker=marker)
+    share = qpa_params / base
+    hover = f"{label}<br>chunk {chunk:,}: {qpa_params:,} = {share:.2%} of LoRA {base:,}"
+    return line([chunk], [qpa_params], label, hover, mode="markers", showlegend=False, marker=marker)
 
 
-def _paper_label(label: str, chunk: int, qpa: int) -> dict:
+def _paper_label(label: str, chunk: int, qpa_params: int) -> dict:
     """Below and right of its point, with an arrow: the curve rises to the left and right."""
-    return {"x": math.log10(chunk), "y": math.log10(qpa), "text": label,  # log axes: log10
+    return {"x": math.log10(chunk), "y": math.log10(qpa_params), "text": label,  # log axes
             "showarrow": True, "arrowhead": 0, "arrowcolor": "#94a3b8", "ax": 34, "ay": 34,
             "xanchor": "left", "bgcolor": "rgba(255,255,255,0.85)",
             "font": {"size": 10, "color": "#475569"}}  # fmt: skip
 
 
-def _above(lora: int, top: int) -> dict:
+def _above(lora_params: int, top: int) -> dict:
     """A faint red band above the LoRA line: there QPA would train more than LoRA."""
-    return {"type": "rect", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": lora,
+    return {"type": "rect", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": lora_params,
             "y1": top * 1.2, "fillcolor": OVER_COLOR, "opacity": 0.06, "line": {"width": 0},
             "layer": "below"}  # fmt: skip
 
 
-def _over_label(lora: int) -> dict:
-    return {"xref": "paper", "x": 0.01, "xanchor": "left", "y": math.log10(lora), "yshift": 10,
-            "yanchor": "bottom", "text": "above LoRA: QPA has more parameters", "showarrow": False,
-            "font": {"size": 10, "color": OVER_COLOR}}  # fmt: skip
+def _over_label(lora_params: int) -> dict:
+    return {"xref": "paper", "x": 0.01, "xanchor": "left", "y": math.log10(lora_params),
+            "yshift": 10, "yanchor": "bottom", "text": "above LoRA: QPA has more parameters",
+            "showarrow": False, "font": {"size": 10, "color": OVER_COLOR}}  # fmt: skip
 
 
 def _short(n: int) -> str:

@@ -87,7 +87,7 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
         items = dict(zip(share.links.TABS, (design_tab, train_tab, runs_tab, results_tab, chat_tab),
                          strict=True))  # fmt: skip
         with share_row:
-            share.build(studio, demo, {**shape, **watch["fields"]}, tabs, items, shape["preset"], views)
+            share.build(studio, demo, {**shape, **watch["fields"]}, tabs, items, shape["variant"], views)
         demo.load(
             watch["on_load"], None, [watch["watch"], watch["cli"]], api_visibility="private",
             show_progress="hidden",

@@ -7,7 +7,7 @@ lazily so that ``import qpa`` stays light.
 >>> import qpa
 >>> paper = qpa.QPAConfig(chunk_size=2048, **qpa.PAPER_MAPPING)  # the paper's shape
 >>> c = qpa.count_params("gpt2-config", qpa.AdapterConfig(rank=4), paper)
->>> c.qpa, c.lora
+>>> c.qpa_params, c.lora_params
 (106264, 204100)
 """
 
@@ -64,9 +64,9 @@ _EXPORTS = {
         "check_upload",
         "preview",
     ],
-    "qpa.runs.run": [
-        "STATES",
-        "Run",
+    "qpa.runs.records": ["STATES"],
+    "qpa.runs.run": ["Run"],
+    "qpa.runs.store": [
         "create_run",
         "list_runs",
         "open_run",

@@ -23,7 +23,8 @@ LOSS_ON = field_help(TrainConfig)["loss_on"]
 OTHER_LOSS = next(c for c in LOSS_ON["choices"] if c != LOSS_ON["default"])  # shows as a flag
 
 HIDDEN = "32,64,128,128,64,32,32"
-GPT2 = ("gpt2-config", ["lm_head"], 4, 2048, 7, 8, HIDDEN, "ladder")
+GPT2 = {"model": "gpt2-config", "target_modules": ["lm_head"], "rank": 4, "chunk_size": 2048,
+        "n_qubits": 7, "depth": 8, "hidden_sizes": HIDDEN, "entangler": "ladder"}  # fmt: skip
 FULL = Studio.create(runs_root="unused-runs", demo=False)  # the Design tab reads only its caps
 
 
@@ -56,68 +57,78 @@ def refused(fn, *args) -> str:
 # -- Design -------------------------------------------------------------------------------------
 
 
+def gpt2(**changes) -> dict:
+    """The paper's GPT-2 shape as the Design form (the fields left out at their defaults)."""
+    return {**GPT2, **changes}
+
+
+def linked(out: dict) -> tuple[int, int]:
+    """The chunk size and qubits a Design handler set."""
+    return out["chunk_size"], out["n_qubits"]
+
+
 def test_design_counts_paper_gpt2_under_200ms():
-    design.on_change(FULL, *GPT2[:3], 1024, 8, *GPT2[5:])  # warm-up: imports, meta model, sweep
+    design.on_change(FULL, gpt2(chunk_size=1024, n_qubits=8))  # warm-up: imports, meta model, sweep
     elapsed = []
     for _ in range(3):  # the best of three: CI shares two cores with other jobs
         start = time.perf_counter()
-        chunk, n, table, headline, tradeoff, circuit, probs, command, _ = design.on_change(
-            FULL, *GPT2, *advanced()
-        )
+        out = design.on_change(FULL, {**GPT2, **advanced()})
         elapsed.append(time.perf_counter() - start)
     elapsed = min(elapsed)
-    rows = {row[0]: row[1] for row in table}
-    assert (chunk, n) == (2048, 7)
+    rows = {row[0]: row[1] for row in out["table"]}
+    assert linked(out) == (2048, 7)
     assert rows["QPA total"] == "106,264" and rows["LoRA baseline"] == "204,100"
-    assert "52.06%" in headline and "≤ 9" in headline  # the affine mapping's rank ceiling
-    assert command == ("python -m qpa count --model gpt2-config --n-qubits 7 --hidden-sizes "
-                       f"{HIDDEN} --activation none --fourier-features 0")  # the paper's shape
-    assert "× L = 8" in circuit and len(tradeoff.data) >= 4 and len(probs.data) == 2
+    assert "52.06%" in out["headline"] and "≤ 9" in out["headline"]  # the affine mapping's ceiling
+    assert out["command"] == ("python -m qpa count --model gpt2-config --n-qubits 7 --hidden-sizes "
+                              f"{HIDDEN} --activation none --fourier-features 0")  # the paper's shape
+    assert "× L = 8" in out["circuit"] and len(out["tradeoff"].data) >= 4
+    assert len(out["probs"].data) == 2
+    assert set(out) == {"chunk_size", "n_qubits", "table", "headline", "tradeoff", "circuit",
+                        "probs", "command", "explain"}  # fmt: skip
     assert elapsed < 0.2, f"design update took {elapsed * 1000:.0f} ms"
 
 
 def test_gemma_paper_point():
-    counts = design.design_view("gemma-config", "lm_head", 4, 4096, 8, 8, HIDDEN, "ladder",
-                                *advanced()).counts  # fmt: skip
-    assert (counts.qpa, counts.lora, f"{counts.ratio:.4f}") == (173_888, 1_032_192, "0.1685")
+    counts = design.design_view(
+        {**GPT2, "model": "gemma-config", "chunk_size": 4096, "n_qubits": 8, **advanced()}
+    ).counts
+    assert (counts.qpa_params, counts.lora_params, f"{counts.ratio:.4f}") == (
+        173_888, 1_032_192, "0.1685")  # fmt: skip
 
 
 def test_chunk_and_qubits_are_linked_both_ways():
-    assert design.on_chunk(FULL, *GPT2[:3], 1024, 7, *GPT2[5:])[:2] == (1024, 8)  # 200 chunks → 8 qubits
-    assert design.on_chunk(FULL, *GPT2[:3], 4096, 8, *GPT2[5:])[:2] == (4096, 6)
-    assert design.on_qubits(FULL, *GPT2[:3], 2048, 9, *GPT2[5:])[:2] == (512, 9)
-    assert design.on_qubits(FULL, *GPT2[:3], 2048, 5, *GPT2[5:])[:2] == (8192, 5)
+    assert linked(design.on_chunk(FULL, gpt2(chunk_size=1024))) == (1024, 8)  # 200 chunks → 8 qubits
+    assert linked(design.on_chunk(FULL, gpt2(chunk_size=4096, n_qubits=8))) == (4096, 6)
+    assert linked(design.on_qubits(FULL, gpt2(n_qubits=9))) == (512, 9)
+    assert linked(design.on_qubits(FULL, gpt2(n_qubits=5))) == (8192, 5)
     # another control: a doubled rank needs one more qubit at the same chunk size
-    assert design.on_change(FULL, "gpt2-config", ["lm_head"], 8, 2048, 7, 8, HIDDEN, "ladder")[:2] == (
-        2048,
-        8,
-    )
+    assert linked(design.on_change(FULL, gpt2(rank=8))) == (2048, 8)
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "changes, message",
     [
-        ((*GPT2[:2], 0, *GPT2[3:]), "`rank` = 0"),
-        (("gpt2-config", ["nope"], *GPT2[2:]), "`target_modules` entry 'nope'"),
-        ((*GPT2[:6], "32,x", "ladder"), "`hidden_sizes`"),
-        ((*GPT2[:3], 0, *GPT2[4:]), "`chunk_size` = 0"),
-        (("gemma-config", ["lm_head"], 128, 1, *GPT2[4:]), "the simulator allows 24"),
-        (("", *GPT2[1:]), "`model` is empty"),
+        ({"rank": 0}, "`rank` = 0"),
+        ({"target_modules": ["nope"]}, "`target_modules` entry 'nope'"),
+        ({"hidden_sizes": "32,x"}, "`hidden_sizes`"),
+        ({"chunk_size": 0}, "`chunk_size` = 0"),
+        ({"model": "gemma-config", "rank": 128, "chunk_size": 1}, "the simulator allows 24"),
+        ({"model": ""}, "`model` is empty"),
     ],
 )
-def test_bad_design_inputs_are_refused(args, message):
-    assert message in refused(design.on_change, FULL, *args)
+def test_bad_design_inputs_are_refused(changes, message):
+    assert message in refused(design.on_change, FULL, gpt2(**changes))
 
 
 def test_too_few_qubits_is_refused():
-    assert "between 1 and 24" in refused(design.on_qubits, FULL, *GPT2[:4], 30, *GPT2[5:])
+    assert "between 1 and 24" in refused(design.on_qubits, FULL, gpt2(n_qubits=30))
 
 
-def advanced(**changes) -> tuple:
-    """The Design form's advanced values (in `shape.ADVANCED` order): the paper's affine mapping
-    (the defaults are the best measured shape's), with `changes` applied."""
+def advanced(**changes) -> dict:
+    """The Design form's advanced fields (`shape.ADVANCED`): the paper's affine mapping (the
+    defaults are the best measured shape's), with `changes` applied."""
     paper = {"activation": "none", "fourier_features": 0}
-    return tuple({**{k: shape.DEFAULTS[k] for k in shape.ADVANCED}, **paper, **changes}.values())
+    return {**{k: shape.DEFAULTS[k] for k in shape.ADVANCED}, **paper, **changes}
 
 
 def stats(headline: str) -> list[str]:
@@ -125,40 +136,39 @@ def stats(headline: str) -> list[str]:
 
 
 def test_advanced_options_move_the_counts_rank_ceiling_and_command():
-    *_, table, headline, _, _, _, command, _ = design.on_change(FULL, *GPT2, *advanced(activation="gelu"))
-    assert stats(headline) == ["106,264", "204,100", "52.06%", "7 × 8", "≤ 33"]  # 32 + bias
-    assert command.endswith(f"--n-qubits 7 --hidden-sizes {HIDDEN} --fourier-features 0")
-    out = design.on_change(FULL, *GPT2, *advanced(fourier_features=4, start="zero-scale"))
-    rows = {row[0]: row[1] for row in out[2]}
+    out = design.on_change(FULL, {**GPT2, **advanced(activation="gelu")})
+    assert stats(out["headline"]) == ["106,264", "204,100", "52.06%", "7 × 8", "≤ 33"]  # 32 + bias
+    assert out["command"].endswith(f"--n-qubits 7 --hidden-sizes {HIDDEN} --fourier-features 0")
+    out = design.on_change(FULL, {**GPT2, **advanced(fourier_features=4, start="zero-scale")})
+    rows = {row[0]: row[1] for row in out["table"]}
     assert rows["QPA start scales"] == "1" and rows["QPA mapping MLP"] == f"{38_624 + 8 * 32:,}"
-    dora = design.on_chunk(FULL, *GPT2, *advanced(use_dora=True, dora_magnitude="generated"))
-    assert stats(dora[3])[1] == f"{204_100 + 50_257:,}" and "DoRA baseline" in dora[3]
-    assert "125 chunks" in dora[3] and dora[:2] == (2048, 7)  # it generates the magnitudes too
-    assert "--use-dora --dora-magnitude generated" in dora[7]
+    dora = design.on_chunk(FULL, {**GPT2, **advanced(use_dora=True, dora_magnitude="generated")})
+    headline = dora["headline"]
+    assert stats(headline)[1] == f"{204_100 + 50_257:,}" and "DoRA baseline" in headline
+    assert "125 chunks" in headline and linked(dora) == (2048, 7)  # it generates the magnitudes
+    assert "--use-dora --dora-magnitude generated" in dora["command"]
 
 
 def test_per_layer_generators_link_qubits_to_the_largest():
-    attn = ("gpt2-config", ["c_attn"], 4, 2048, 7, 8, HIDDEN, "ladder")
-    shared = design.on_chunk(FULL, *attn)
-    per_layer = design.on_chunk(FULL, *attn, *advanced(layers="per-layer"))
-    assert shared[:2] == (2048, 7)  # 12 layers × 4 · (768 + 2304) = 147,456 values: 72 chunks
-    assert per_layer[:2] == (2048, 3)  # one layer's 12,288 values: 6 chunks
-    assert "12 generators" in per_layer[3]
-    assert design.on_qubits(FULL, *attn[:4], 5, *attn[5:], *advanced(layers="per-layer"))[:2] == (
-        512,
-        5,
-    )
+    attn = gpt2(target_modules=["c_attn"])
+    shared = design.on_chunk(FULL, attn)
+    per_layer = design.on_chunk(FULL, {**attn, **advanced(layers="per-layer")})
+    assert linked(shared) == (2048, 7)  # 12 layers × 4 · (768 + 2304) = 147,456 values: 72 chunks
+    assert linked(per_layer) == (2048, 3)  # one layer's 12,288 values: 6 chunks
+    assert "12 generators" in per_layer["headline"]
+    five = design.on_qubits(FULL, {**attn, "n_qubits": 5, **advanced(layers="per-layer")})
+    assert linked(five) == (512, 5)
 
 
 def test_shots_and_noise_draw_the_measured_probabilities_over_the_exact_ones():
-    probs = design.on_change(FULL, *GPT2, *advanced(shots=100, noise=0.02))[6]
+    probs = design.on_change(FULL, {**GPT2, **advanced(shots=100, noise=0.02)})["probs"]
     measured, exact, _ = probs.data
     assert measured.name == "p_i (noise p = 0.02, 100 shots)" and exact.name == "exact p_i"
     assert sum(measured.y) == pytest.approx(1) and len(set(measured.y)) <= 101  # counts / 100
     assert all(abs(p * 100 - round(p * 100)) < 1e-4 for p in measured.y)  # float32 counts / 100
-    again = design.on_change(FULL, *GPT2, *advanced(shots=100, noise=0.02))[6]
+    again = design.on_change(FULL, {**GPT2, **advanced(shots=100, noise=0.02)})["probs"]
     assert list(again.data[0].y) == list(measured.y)  # seeded: the same sample on every redraw
-    message = refused(design.on_qubits, FULL, *GPT2[:4], 11, *GPT2[5:], *advanced(noise=0.01))
+    message = refused(design.on_qubits, FULL, {**gpt2(n_qubits=11), **advanced(noise=0.01)})
     assert "at most 10 qubits" in message
 
 
@@ -172,13 +182,19 @@ def test_dora_switch_enables_its_magnitude_and_norm_and_the_api_counts_advanced_
 
 
 def test_dora_norm_reaches_the_adapter_config_and_the_command():
-    values = (*GPT2, *advanced(use_dora=True, dora_norm="differentiated"))
-    assert shape.configs(*values)[1].dora_norm == "differentiated"
-    assert shape.configs(*GPT2)[1].dora_norm == "constant"  # the field's default
-    assert "--use-dora --dora-norm differentiated" in design.on_change(FULL, *values)[7]
-    assert "--dora-norm" not in design.on_change(FULL, *GPT2, *advanced(use_dora=True))[7]
+    values = {**GPT2, **advanced(use_dora=True, dora_norm="differentiated")}
+    assert shape.configs(values)[1].dora_norm == "differentiated"
+    assert shape.configs(GPT2)[1].dora_norm == "constant"  # the field's default
+    assert "--use-dora --dora-norm differentiated" in design.on_change(FULL, values)["command"]
+    dora = design.on_change(FULL, {**GPT2, **advanced(use_dora=True)})
+    assert "--dora-norm" not in dora["command"]
     with pytest.raises(ValueError, match="`dora_norm` = 'sometimes'"):
-        shape.configs(*GPT2, *advanced(dora_norm="sometimes"))
+        shape.configs({**GPT2, **advanced(dora_norm="sometimes")})
+
+
+def test_a_form_naming_no_field_is_a_programming_error():
+    with pytest.raises(TypeError, match="no field n_qubit"):
+        shape.configs({**GPT2, "n_qubit": 7})
 
 
 # -- Train: refusals write nothing -----------------------------------------------------------------
@@ -205,8 +221,7 @@ def studio(tmp_path):
 )
 @pytest.mark.chatterbot
 def test_bad_launch_is_refused_and_writes_nothing(studio, overrides, message):
-    values = [tiny_form(**overrides)[k] for k in train.FORM_FIELDS]
-    assert message in refused(train.on_launch, studio, *values)
+    assert message in refused(train.on_launch, studio, tiny_form(**overrides))
     assert not studio.root.exists()
 
 
@@ -229,7 +244,7 @@ def test_launch_configs_carry_the_advanced_shape_and_loss_on(studio):
 
 @pytest.mark.chatterbot
 def test_a_picked_preset_is_the_shape_a_launch_trains(studio):
-    (config,) = train.build_configs(studio, tiny_form(**shape.preset_values("qpa-shallow-gelu")))
+    (config,) = train.build_configs(studio, tiny_form(**shape.variant_values("qpa-shallow-gelu")))
     qpa = config.qpa
     assert (qpa.hidden_sizes, qpa.activation, qpa.fourier_features) == ((64, 48), "gelu", 16)
     assert (qpa.chunk_size, qpa.depth, config.adapter.rank) == (2048, 8, 2)  # the form's rank
@@ -272,11 +287,15 @@ def test_too_large_upload_is_refused(tmp_path):
 
 @pytest.mark.chatterbot
 def test_preview_shows_templated_examples(tmp_path):
-    html = data.on_preview(FULL, "tiny-llama", data.SOURCES[0], ["ai"], None, 64, 40)
+    html = data.on_preview(FULL, {"model": "tiny-llama", "source": data.SOURCES[0],
+                                  "topics": ["ai"], "upload": None, "max_length": 64,
+                                  "max_examples": 40})  # fmt: skip
     assert "40 examples" in html and "&lt;|im_start|&gt;user" in html
     upload = tmp_path / "notes.txt"
     upload.write_text("First paragraph about qubits.\n\nSecond paragraph about LoRA.\n")
-    assert "2 examples" in data.on_preview(FULL, "tiny-llama", data.SOURCES[1], [], str(upload), 64, 0)
+    uploaded = {"model": "tiny-llama", "source": data.SOURCES[1], "topics": [],
+                "upload": str(upload), "max_length": 64, "max_examples": 0}  # fmt: skip
+    assert "2 examples" in data.on_preview(FULL, uploaded)
 
 
 # -- Train → Runs → Chat with real background runs -------------------------------------------------

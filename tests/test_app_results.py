@@ -13,7 +13,7 @@ from tiny_run import TINY_RUN as BASE
 from app.handlers import results
 from app.state import Studio
 from qpa.config import RunConfig
-from qpa.runs.run import list_runs
+from qpa.runs.store import list_runs
 from qpa.studies.results import label, run_record
 from qpa.studies.sweep import run_one
 from qpa.studies.variance import fit_decay, gradient_variance

@@ -25,7 +25,8 @@ from qpa.inference.chat import check_messages, get_chat_model
 from qpa.models.loading import load_model
 
 HIDDEN = "32,64,128,128,64,32,32"
-GPT2 = ("gpt2-config", ["lm_head"], 4, 2048, 7, 8, HIDDEN, "ladder")
+GPT2 = {"model": "gpt2-config", "target_modules": ["lm_head"], "rank": 4, "chunk_size": 2048,
+        "n_qubits": 7, "depth": 8, "hidden_sizes": HIDDEN, "entangler": "ladder"}  # fmt: skip
 UPLOADS = {
     "empty.txt": b"",
     "blank.txt": b"  \n\n\t\n",
@@ -85,9 +86,14 @@ def tree_hash(root: Path) -> dict[str, str]:
     return out
 
 
-def form(**overrides):
-    values = tiny_form(**{"n_qubits": 3, "max_length": 48, "loss_on": "all", **overrides})
-    return [values[k] for k in train.FORM_FIELDS]
+def form(**overrides) -> dict:
+    return tiny_form(**{"n_qubits": 3, "max_length": 48, "loss_on": "all", **overrides})
+
+
+def preview(model: str, source: str, topics: list, upload, max_length: int, max_examples: int):
+    """The Preview button's form."""
+    return {"model": model, "source": source, "topics": topics, "upload": upload,
+            "max_length": max_length, "max_examples": max_examples}  # fmt: skip
 
 
 def cli(*argv):
@@ -113,8 +119,8 @@ PROBE_CASES = {  # the probe's failures (issue #17), by id
     "H1-lib-yaml-bomb": (*lib(lambda c: check_upload(c.up / "laughs.yml")), "aliases"),
     "H1-ui-upload-bomb": (*ui(lambda c: data.on_upload(str(c.up / "laughs.yml"))), "aliases"),
     "H1-ui-preview-bomb": (
-        *ui(lambda c: data.on_preview(c.demo, "tiny-llama", data.SOURCES[1], [],
-                                      str(c.up / "laughs.yml"), 48, 40)),
+        *ui(lambda c: data.on_preview(c.demo, preview("tiny-llama", data.SOURCES[1], [],
+                                                      str(c.up / "laughs.yml"), 48, 40))),
         "aliases",
     ),  # fmt: skip
     # H4: --config reads regular files only
@@ -122,11 +128,12 @@ PROBE_CASES = {  # the probe's failures (issue #17), by id
     "H4-cli-config-dev-zero": (*cli("count", "--config", "/dev/zero"), "not a regular file"),
     # L1, L2: a demo reads no model but its presets, on every endpoint
     "L1-ui-preview-local-model": (
-        *ui(lambda c: data.on_preview(c.demo, c.local, data.SOURCES[0], ["ai"], None, 48, 40)),
+        *ui(lambda c: data.on_preview(c.demo, preview(c.local, data.SOURCES[0], ["ai"], None, 48,
+                                                      40))),
         DEMO_CAP,
     ),  # fmt: skip
     "L2-ui-count-local-path": (*ui(lambda c: design.count_api(c.demo)("/root")), DEMO_CAP),
-    "L2-ui-design-local-path": (*ui(lambda c: design.on_change(c.demo, c.local)), DEMO_CAP),
+    "L2-ui-design-local-path": (*ui(lambda c: design.on_change(c.demo, {"model": c.local})), DEMO_CAP),
     "L2-ui-targets-local-path": (
         *ui(lambda c: design.on_model(c.demo, "/root", [], "smollm2")), DEMO_CAP
     ),  # the box goes back to the counted model, saying why
@@ -135,7 +142,7 @@ PROBE_CASES = {  # the probe's failures (issue #17), by id
     "U3-cli-split-seed": (*cli("train", *TINY, "--split-seed", BIG), "`split_seed`"),
     "U3-cli-config-seed": (*cli("train", *TINY, "--config", "{up}/seed.json"), SEED_CAP),
     "U3-cli-chat-seed": (*cli("chat", *TINY, "--prompt", "hi", "--seed", BIG), "`seed`"),
-    "U3-ui-launch-seed": (*ui(lambda c: train.on_launch(c.full, *form(seed=2**70))), SEED_CAP),
+    "U3-ui-launch-seed": (*ui(lambda c: train.on_launch(c.full, form(seed=2**70))), SEED_CAP),
     # U4: every data setting is checked before a run folder exists
     "U4-cli-topics": (*cli("train", *TINY, "--topics", "nope"), "unknown topic(s) nope"),
     "U4-cli-hf-empty": (*cli("train", *TINY, "--corpus", "hf:"), "hf:NAME"),
@@ -162,11 +169,11 @@ PROBE_CASES = {  # the probe's failures (issue #17), by id
     "U7-lib-open-dash": (*lib(lambda c: open_run("-x", c.root)), "must not start with '-'"),
     # U8: what an API caller can send, each a clear message
     "U8-ui-launch-model-type": (
-        *ui(lambda c: train.on_launch(c.full, *form(model={"a": 1}))),
+        *ui(lambda c: train.on_launch(c.full, form(model={"a": 1}))),
         "`model` = {'a': 1} must be text",
     ),  # fmt: skip
     "U8-ui-launch-hidden": (
-        *ui(lambda c: train.on_launch(c.full, *form(hidden_sizes="16,abc"))),
+        *ui(lambda c: train.on_launch(c.full, form(hidden_sizes="16,abc"))),
         "`hidden_sizes` = 'abc'",
     ),  # fmt: skip
     "U8-ui-chat-history": (
@@ -312,48 +319,50 @@ CASES = {  # id: (kind, call, what the message must say)
     ),  # fmt: skip
     # -- UI handlers (what a visitor or an API client can send)
     "ui-rank-text": (
-        *ui(lambda c: design.on_change(c.full, *GPT2[:2], "four", *GPT2[3:])),
+        *ui(lambda c: design.on_change(c.full, {**GPT2, "rank": "four"})),
         "`rank` = 'four'",
     ),  # fmt: skip
-    "ui-too-few-qubits": (*ui(lambda c: design.on_qubits(c.full, *GPT2[:4], 30, *GPT2[5:])), "1 and 24"),
+    "ui-too-few-qubits": (
+        *ui(lambda c: design.on_qubits(c.full, {**GPT2, "n_qubits": 30})), "1 and 24"
+    ),  # fmt: skip
     "ui-count-api-chunk": (
         *ui(lambda c: design.count_api(c.full)("gpt2-config", chunk_size=-1)),
         "`chunk_size` = -1",
     ),  # fmt: skip
     "ui-unknown-module": (
-        *ui(lambda c: design.on_change(c.full, "gpt2-config", ["warp"], *GPT2[2:])),
+        *ui(lambda c: design.on_change(c.full, {**GPT2, "target_modules": ["warp"]})),
         "`target_modules` entry 'warp'",
     ),  # fmt: skip
-    "ui-launch-steps": (*ui(lambda c: train.on_launch(c.full, *form(steps=-3))), "`steps` = -3"),
-    "ui-launch-lr": (*ui(lambda c: train.on_launch(c.full, *form(lr="fast"))), "`lr` = 'fast'"),
+    "ui-launch-steps": (*ui(lambda c: train.on_launch(c.full, form(steps=-3))), "`steps` = -3"),
+    "ui-launch-lr": (*ui(lambda c: train.on_launch(c.full, form(lr="fast"))), "`lr` = 'fast'"),
     "ui-launch-batch": (
-        *ui(lambda c: train.on_launch(c.full, *form(batch_size=0))), "`batch_size` = 0"
+        *ui(lambda c: train.on_launch(c.full, form(batch_size=0))), "`batch_size` = 0"
     ),  # fmt: skip
     "ui-launch-patience": (
-        *ui(lambda c: train.on_launch(c.full, *form(patience=2))),  # 3 steps, every 2: 2 evals
+        *ui(lambda c: train.on_launch(c.full, form(patience=2))),  # 3 steps, every 2: 2 evals
         "`patience` = 2 evaluations can never stop this run",
     ),  # fmt: skip
     "ui-launch-topics": (
-        *ui(lambda c: train.on_launch(c.full, *form(topics=["health"]))),
+        *ui(lambda c: train.on_launch(c.full, form(topics=["health"]))),
         "`topics` = 'health' is too small",
     ),  # fmt: skip
     "ui-plan-topics": (
-        *ui(lambda c: train.on_plan(*[tiny_form(topics=["health"])[k] for k in train.PLAN_FIELDS])),
+        *ui(lambda c: train.on_plan({k: tiny_form(topics=["health"])[k] for k in train.PLAN_FIELDS})),
         "`topics` = 'health' is too small",
     ),  # fmt: skip
-    "ui-launch-plan": (*ui(lambda c: train.on_launch(c.full, *form(plan="all"))), "`plan`"),
+    "ui-launch-plan": (*ui(lambda c: train.on_launch(c.full, form(plan="all"))), "`plan`"),
     "ui-launch-demo-cap": (
-        *ui(lambda c: train.on_launch(c.demo, *form(steps=10_000))),
+        *ui(lambda c: train.on_launch(c.demo, form(steps=10_000))),
         "demo's cap",
     ),  # fmt: skip
     "ui-launch-demo-model": (
-        *ui(lambda c: train.on_launch(c.demo, *form(model="org/huge-70b"))),
+        *ui(lambda c: train.on_launch(c.demo, form(model="org/huge-70b"))),
         "this demo loads only",
     ),  # fmt: skip
     "ui-launch-binary": (
         *ui(
             lambda c: train.on_launch(
-                c.full, *form(source=data.SOURCES[1], upload=str(c.up / "binary.txt"))
+                c.full, form(source=data.SOURCES[1], upload=str(c.up / "binary.txt"))
             )
         ),
         "looks binary",
@@ -368,7 +377,7 @@ CASES = {  # id: (kind, call, what the message must say)
     "ui-preview-jsonl": (
         *ui(
             lambda c: data.on_preview(
-                c.full, "tiny-llama", data.SOURCES[1], [], str(c.up / "bad.jsonl"), 48, 0
+                c.full, preview("tiny-llama", data.SOURCES[1], [], str(c.up / "bad.jsonl"), 48, 0)
             )
         ),
         "bad.jsonl",

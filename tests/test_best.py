@@ -11,7 +11,7 @@ from app.handlers.progress import run_card, series
 from app.handlers.runs import table_rows
 from app.state import Studio
 from qpa.cli.main import main
-from qpa.runs.run import create_run, open_run
+from qpa.runs.store import create_run, open_run
 from qpa.training.loop import evaluate, train
 
 # 30 steps × 4 over 11 examples: 11 passes, the validation loss bottoms out mid-run (measured)

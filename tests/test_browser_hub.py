@@ -9,7 +9,7 @@ from conftest import served_studio
 from test_browser import CHROMIUM, FLAGS, QUIET, pick
 
 from qpa.config import DataConfig, ModelConfig, QPAConfig, RunConfig, TrainConfig
-from qpa.runs.run import create_run
+from qpa.runs.store import create_run
 from qpa.training.loop import train
 
 pytestmark = [

@@ -12,7 +12,7 @@ import pytest
 from qpa.cli.main import build_parser, main
 from qpa.config import RunConfig, TrainConfig
 from qpa.flags import config_to_argv
-from qpa.runs.run import create_run, list_runs
+from qpa.runs.store import create_run, list_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import pytest
 from tiny_run import TINY_RUN as BASE
 
 from qpa.cli.main import main
-from qpa.runs.run import list_runs, open_run
+from qpa.runs.store import list_runs, open_run
 from qpa.studies.compare import load_result, plan_comparison, result_path, run_comparison
 from qpa.studies.compare_report import comparison_table, frontier_svg
 from qpa.studies.stats import welch_interval

@@ -15,8 +15,8 @@ def test_gpt2_small_lm_head_matches_paper():
         "gpt2-config", AdapterConfig(rank=4), QPAConfig(chunk_size=2048, depth=8, **PAPER)
     )
     assert (c.n_qubits, c.n_chunks) == (7, 100)
-    assert (c.circuit, c.mapping, c.last_layer, c.qpa) == (56, 38_624, 67_584, 106_264)
-    assert c.lora == 204_100 and c.target_params == 50257 * 768
+    assert (c.circuit, c.mapping, c.last_layer, c.qpa_params) == (56, 38_624, 67_584, 106_264)
+    assert c.lora_params == 204_100 and c.target_params == 50257 * 768
     assert f"{c.ratio:.4%}" == "52.0647%"
 
 
@@ -24,7 +24,7 @@ def test_gemma_lm_head_matches_paper():
     c = count_params(
         "gemma-config", AdapterConfig(rank=4), QPAConfig(chunk_size=4096, depth=8, **PAPER)
     )
-    assert (c.n_qubits, c.n_chunks, c.qpa, c.lora) == (8, 252, 173_888, 1_032_192)
+    assert (c.n_qubits, c.n_chunks, c.qpa_params, c.lora_params) == (8, 252, 173_888, 1_032_192)
     assert int(c.ratio * 10_000) / 100 == 16.84  # the paper truncates to two decimals
 
 
@@ -32,7 +32,7 @@ def test_default_model_lora_baseline():
     c = count_params(
         "smollm2-config", AdapterConfig(rank=4), QPAConfig(chunk_size=2048, depth=8, **PAPER)
     )
-    assert c.lora == 198_912 and c.target_params == 49152 * 576
+    assert c.lora_params == 198_912 and c.target_params == 49152 * 576
 
 
 @pytest.mark.parametrize(
@@ -43,7 +43,7 @@ def test_gpt2_sweep_points(chunk, qubits, total):
     c = count_params(
         "gpt2-config", AdapterConfig(rank=4), QPAConfig(chunk_size=chunk, depth=8, **PAPER)
     )
-    assert (c.n_qubits, c.qpa) == (qubits, total)
+    assert (c.n_qubits, c.qpa_params) == (qubits, total)
 
 
 def test_live_count_is_fast_after_first_build():
@@ -60,7 +60,7 @@ def test_many_layer_counts_come_from_peft(gpt2):
     c = count_params(
         gpt2, AdapterConfig(target_modules=("c_attn",), rank=2), QPAConfig(chunk_size=64)
     )
-    assert c.lora == 2 * 2 * (16 + 48) and c.targets == (
+    assert c.lora_params == 2 * 2 * (16 + 48) and c.targets == (
         "transformer.h.0.attn.c_attn",
         "transformer.h.1.attn.c_attn",
     )

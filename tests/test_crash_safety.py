@@ -15,7 +15,8 @@ import pytest
 
 from qpa.cli.main import main
 from qpa.config import AdapterConfig, RunConfig, TrainConfig
-from qpa.runs.run import INTERRUPTED, Run, atomic_write_json, create_run, open_run
+from qpa.runs.run import INTERRUPTED, Run, atomic_write_json
+from qpa.runs.store import create_run, open_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model", "tiny-llama", "--batch-size", "4", "--max-examples", "40",

@@ -18,7 +18,8 @@ from app.jobs import Jobs
 from app.state import Studio
 from qpa.cli.main import main
 from qpa.runs.files import atomic_write_json, load_tensors, save_tensors
-from qpa.runs.run import INTERRUPTED, NEVER_STARTED, create_run, open_run
+from qpa.runs.run import INTERRUPTED, NEVER_STARTED
+from qpa.runs.store import create_run, open_run
 
 TINY = ["--model", "tiny-llama", "--topics", "ai", "--max-examples", "24", "--max-length", "48",
         "--batch-size", "4", "--chunk-size", "64", "--depth", "2", "--rank", "2"]  # fmt: skip

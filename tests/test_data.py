@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from qpa.config import DataConfig
+from qpa.data import encoding
 from qpa.data import splits as data
 from qpa.models.tiny_tokenizer import tiny_tokenizer
 
@@ -122,7 +123,7 @@ def test_assistant_mask_with_system_turn_and_multi_turn(tok):
         {"role": "user", "content": "Hi again"},
         {"role": "assistant", "content": "Hello again"},
     ]
-    ids, masks = data.tokenize([conv], tok)
+    ids, masks = encoding.tokenize([conv], tok)
     picked = [i for i, m in zip(ids[0], masks[0], strict=True) if m]
     assert tok.decode(picked) == "Hello<|im_end|>Hello again<|im_end|>"
 

@@ -144,9 +144,9 @@ def test_fuzzed_form_values_are_refused_by_the_app(home):
         hint, info = hints[field]
         for value in bad_values(r, field, hint, info, json_types=True):
             form = {**good, field: value}
-            refused_by_app(train.on_launch, studio, *[form[k] for k in train.FORM_FIELDS])
+            refused_by_app(train.on_launch, studio, form)
             if field in shape.FIELDS:
-                refused_by_app(design.on_change, studio, *[form[k] for k in shape.FIELDS])
+                refused_by_app(design.on_change, studio, {k: form[k] for k in shape.FIELDS})
             tried += 1
     for value in (7, None, {"k": 1}, "", "nobody/none", -1):
         refused_by_app(design.count_api(studio), value if value != -1 else "gpt2-config", "x")

@@ -22,7 +22,7 @@ from qpa.config import AdapterConfig, DataConfig, ModelConfig, QPAConfig, RunCon
 from qpa.constants import HUB_ID
 from qpa.hub.push import check_repo_id, hub_reachable, push_run
 from qpa.models.loading import load_model
-from qpa.runs.run import create_run, open_run
+from qpa.runs.store import create_run, open_run
 from qpa.training.loop import train
 
 

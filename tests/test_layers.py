@@ -126,12 +126,12 @@ def test_counts_equal_the_real_trainable_tensors(layers, start, dora):
     qpa_config = QPAConfig(chunk_size=32, depth=2, layers=layers, start=start)
     _, qpa = build_adapter(tiny_llama(), config, qpa_config)
     counts = count_params(tiny_llama(), config, qpa_config)
-    assert counts.qpa == sum(p.numel() for _, p in qpa.named_trainable())
+    assert counts.qpa_params == sum(p.numel() for _, p in qpa.named_trainable())
     assert counts.n_values == qpa.n_values and counts.n_generators == len(qpa.generators)
     assert counts.dora == (dora is not None)
     assert counts.scales == (5 + (dora == "generated") * 5 if start == "zero-scale" else 0)
     assert counts.magnitude == (2 * 16 + 2 * 16 + 96 if dora == "trainable" else 0)
-    assert counts.lora == 2 * (2 * (16 + 16) + 2 * (16 + 16)) + 2 * (96 + 16) + 160 * bool(dora)
+    assert counts.lora_params == 2 * (2 * (16 + 16) + 2 * (16 + 16)) + 2 * (96 + 16) + 160 * bool(dora)
 
 
 def test_per_layer_count_of_a_real_model_is_fast():
@@ -144,4 +144,4 @@ def test_per_layer_count_of_a_real_model_is_fast():
     for depth in (2, 3, 4, 5):
         c = count_params("smollm2-config", adapter, qpa.replace(depth=depth))
     assert (time.perf_counter() - start) / 4 < 0.5  # 10 ms on a quiet machine; CI may be busy
-    assert c.n_generators == 60 and c.n_values == c.lora == 30 * (4 * 576 * 2 + 4 * (576 + 192))
+    assert c.n_generators == 60 and c.n_values == c.lora_params == 30 * (4 * 576 * 2 + 4 * (576 + 192))

@@ -22,8 +22,10 @@ from app.tabs import share  # noqa: E402
 from app.tabs import train as train_tab  # noqa: E402
 from qpa import create_run  # noqa: E402
 
-PAPER = ("32,64,128,128,64,32,32", "ladder", "none", 0)  # the paper's MLP (preset `qpa`)
-OVER = ("smollm2", ["lm_head"], 2, 4096, 0, 4, *PAPER)  # the case: QPA 174.70% of LoRA
+PAPER = {"hidden_sizes": "32,64,128,128,64,32,32", "entangler": "ladder", "activation": "none",
+         "fourier_features": 0}  # the paper's MLP (variant `qpa`)
+OVER = {"model": "smollm2", "target_modules": ["lm_head"], "rank": 2, "chunk_size": 4096,
+        "n_qubits": 0, "depth": 4, **PAPER}  # the case: QPA 174.70% of LoRA
 FULL = Studio.create(runs_root="unused-runs", demo=False)
 
 
@@ -71,7 +73,7 @@ def test_bad_link_parameters_are_ignored_with_one_notice_naming_each(page_fields
     _, specs = page_fields
     params = {"rank": "0", "depth": "x", "entangler": "star", "topics": "ai,nope", "tab": "lab",
               "lock": "rank,colour", "bogus": "1", "chunk_size": "1024"}  # fmt: skip
-    link = links.parse(params, specs, presets=("qpa",))
+    link = links.parse(params, specs, variants=("qpa",))
     assert link.values == {"chunk_size": 1024} and link.lock == ("rank",) and link.tab == ""
     text = links.notice(link.notices)
     for part in ("`rank` = 0 is outside 1…1024", "`depth` = 'x' is not a number", "'star'",
@@ -83,16 +85,15 @@ def test_opening_a_lesson_link_sets_locks_and_pins_the_preset(page_fields):
     fields, specs = page_fields
     params = {"preset": "qpa-shallow-gelu", "rank": "2", "lock": "rank", "tab": "design"}
     updates, messages = warned(share.open_link, params, specs, fields)
-    by_name = dict(zip(share.LINKED, updates, strict=False))
-    assert by_name["rank"] == {"__type__": "update", "value": 2, "interactive": False}
-    assert by_name["activation"]["value"] == "gelu" and by_name["hidden_sizes"]["value"] == "64,48"
-    assert by_name["n_qubits"]["value"] == 1  # the redraw raises it to the fewest that fit
-    assert updates[-2] == {"__type__": "update", "interactive": False}  # the preset is pinned
-    assert updates[-3] == "qpa-shallow-gelu" and updates[-1] is True and not messages
+    assert updates["rank"] == {"__type__": "update", "value": 2, "interactive": False}
+    assert updates["activation"]["value"] == "gelu" and updates["hidden_sizes"]["value"] == "64,48"
+    assert updates["n_qubits"]["value"] == 1  # the redraw raises it to the fewest that fit
+    assert updates["variant"] == {"__type__": "update", "interactive": False}  # the box is pinned
+    assert updates["pinned"] == "qpa-shallow-gelu" and updates["shaped"] is True and not messages
     plain = share.open_link({"tab": "train"}, specs, fields)
-    assert plain[-1] is False  # no form value: the first drawing stays
+    assert plain["shaped"] is False  # no form value: the first drawing stays
     locked = share.open_link({"lock": "preset"}, specs, fields)  # the builder's "preset" lock
-    assert locked[-2] == {"__type__": "update", "interactive": False}
+    assert locked["variant"] == {"__type__": "update", "interactive": False}
 
 
 def test_the_readme_lesson_links_are_valid(page_fields):
@@ -101,41 +102,45 @@ def test_the_readme_lesson_links_are_valid(page_fields):
     lessons = re.findall(r"^\| [^|]+ \| `\?([^`]+)` \|", readme, flags=re.M)
     assert len(lessons) == 3
     for text in lessons:
-        link = links.parse(dict(parse_qsl(text)), specs, presets=design.shape.QPA_PRESETS)
+        link = links.parse(dict(parse_qsl(text)), specs, variants=design.shape.QPA_VARIANTS)
         assert not link.notices and link.lock, text
 
 
 def test_a_link_without_qubits_gets_the_fewest_that_fit():
-    result = design.on_change(FULL, *OVER[:4], 1, *OVER[5:])  # open_link's 1, then the redraw
-    assert result[:2] == (4096, 5) and "174.70%" in result[3]
+    result = design.on_change(FULL, {**OVER, "n_qubits": 1})  # open_link's 1, then the redraw
+    assert (result["chunk_size"], result["n_qubits"]) == (4096, 5)
+    assert "174.70%" in result["headline"]
 
 
 # -- what matters, in plain words -------------------------------------------------------------------
 
 
 def test_qpa_larger_than_lora_is_flagged_in_the_cards_chart_and_explanation():
-    view = design.design_view(*OVER)
+    view = design.design_view(OVER)
     assert f"{view.counts.ratio:.2%}" == "174.70%"
     assert "qpa-over" in view.headline and "MORE parameters than LoRA" in view.headline
     names = [t.name for t in view.tradeoff.data]
     assert "your choice: more than LoRA" in names
     assert any("QPA has more parameters" in a.text for a in view.tradeoff.layout.annotations)
     assert "more than LoRA" in view.explain and "rank 2" in view.explain
-    fine = design.design_view("smollm2", ["lm_head"], 4, 2048, 0, 8)
+    fine = design.design_view({"model": "smollm2", "rank": 4, "chunk_size": 2048, "depth": 8})
     assert "qpa-over" not in fine.headline and "your choice" in [t.name for t in fine.tradeoff.data]
 
 
 def test_paper_points_only_on_their_model_and_rank():
-    def paper(*values):
-        return [t.name for t in design.design_view(*values).tradeoff.data if "paper" in t.name]
+    def shape(model, rank, chunk_size) -> dict:
+        return {"model": model, "target_modules": ["lm_head"], "rank": rank,
+                "chunk_size": chunk_size, "n_qubits": 0, "depth": 8}  # fmt: skip
 
-    assert paper("gpt2-config", ["lm_head"], 4, 2048, 0, 8) == ["GPT-2 r=4 (paper)"]
-    assert paper("gemma-config", ["lm_head"], 4, 4096, 0, 8) == ["Gemma-2 r=4 (paper)"]
-    assert paper("gpt2-config", ["lm_head"], 8, 2048, 0, 8) == []
-    assert paper("smollm2", ["lm_head"], 4, 2048, 0, 8) == []
-    label = design.design_view(
-        "gpt2-config", ["lm_head"], 4, 2048, 0, 8
-    ).tradeoff.layout.annotations[0]
+    def paper(*values):
+        return [t.name for t in design.design_view(shape(*values)).tradeoff.data
+                if "paper" in t.name]  # fmt: skip
+
+    assert paper("gpt2-config", 4, 2048) == ["GPT-2 r=4 (paper)"]
+    assert paper("gemma-config", 4, 4096) == ["Gemma-2 r=4 (paper)"]
+    assert paper("gpt2-config", 8, 2048) == []
+    assert paper("smollm2", 4, 2048) == []
+    label = design.design_view(shape("gpt2-config", 4, 2048)).tradeoff.layout.annotations[0]
     assert label.showarrow and label.ay > 0  # below its point, off the rising curve
 
 
@@ -163,16 +168,18 @@ def test_out_of_range_values_name_the_field_and_every_view_says_so(
 ):
     fields, _ = page_fields
     assert fields[name].preprocess(value) == value  # not gradio's nameless "Value 0 is less…"
-    values = dict(zip(design.shape.FIELDS, ("smollm2", ["lm_head"], 4, 2048, 7, 8), strict=False))
-    values[name] = value
+    values = {"model": "smollm2", "target_modules": ["lm_head"], "rank": 4, "chunk_size": 2048,
+              "n_qubits": 7, "depth": 8, name: value}  # fmt: skip
     with pytest.raises(gr.Error) as error:  # the change itself: an error naming the field
-        design.on_change(FULL, *values.values())
+        design.on_change(FULL, values)
     assert message in error.value.message
-    result = design.on_refused(FULL, *values.values())  # then every view says so
-    table, headline, command, explain = result[2], result[3], result[7], result[8]
+    result = design.on_refused(FULL, values)  # then every view says so
+    table, headline, command, explain = (result[k] for k in ("table", "headline", "command",
+                                                              "explain"))  # fmt: skip
     assert table == [] and message in headline and message in explain
     assert command.startswith("# not run:") and message in command  # not the old count
-    assert all(x == gr.skip() for x in design.on_refused(FULL, *OVER))  # fine: nothing changes
+    assert "chunk_size" not in result and "n_qubits" not in result  # the form keeps its values
+    assert design.on_refused(FULL, OVER) == {}  # fine: nothing changes
 
 
 def test_no_progress_text_covers_the_run_cards(tmp_path):

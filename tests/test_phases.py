@@ -5,7 +5,7 @@ import pytest
 
 from app.handlers.train import estimate_text
 from app.state import Studio
-from qpa.runs.run import create_run
+from qpa.runs.store import create_run
 from qpa.training import row_stream
 from qpa.training.estimate import (
     data_work,

@@ -8,13 +8,14 @@ import pytest
 from tiny_run import tiny_form
 
 from app.handlers import train as h
+from app.handlers.data import data_config
 from app.handlers.progress import run_card
 from app.settings import DEMO, FULL
 from app.state import Studio
 from app.tabs.train import start_values
 from qpa.cli.main import main
 from qpa.config import DataConfig, RunConfig, TrainConfig
-from qpa.runs.run import create_run
+from qpa.runs.store import create_run
 from qpa.training.plan import TrainingPlan, plan_training, rising_warning
 
 OLD_APP_TOPICS = ("ai", "computers", "science")  # the Train tab's defaults before issue 14
@@ -23,7 +24,7 @@ OLD_APP_TOPICS = ("ai", "computers", "science")  # the Train tab's defaults befo
 def test_the_app_starts_from_the_configs_defaults():
     form = {**start_values(FULL), "topics": []}  # what the Train tab shows before any edit
     assert h.train_config(form) == TrainConfig()
-    assert h.form_data(form) == DataConfig()
+    assert data_config(form) == DataConfig()
     demo = start_values(DEMO)  # a capped demo: the same data, within its caps
     assert (demo["steps"], demo["max_examples"]) == (DEMO.steps, DEMO.max_examples)
     assert "450** train / 50 validation" in h.plan_text(demo) and "⚠️" not in h.plan_text(demo)
@@ -74,11 +75,11 @@ def test_launching_an_overfitting_plan_warns_in_the_app(tmp_path, monkeypatch):
     values = tiny_form(steps=200, batch_size=8, max_examples=0)  # 200 × 8 over 95 `ai` examples
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        h.on_launch(studio, *(values[k] for k in h.FORM_FIELDS))
+        h.on_launch(studio, values)
     shown = [str(w.message) for w in caught]
     assert any(m.startswith("16.8 passes over only 95 training examples") for m in shown), shown
     assert any(m.startswith("Only 10 validation examples") for m in shown), shown
-    plan = h.on_plan(*(values[k] for k in h.PLAN_FIELDS))
+    plan = h.on_plan({k: values[k] for k in h.PLAN_FIELDS})
     assert "**16.84 epochs**" in plan and plan.count("⚠️") == 2
 
 

@@ -102,24 +102,21 @@ def test_help_lists_the_variants(capsys, command):
 # -- the Design tab's Preset dropdown -------------------------------------------------------------
 
 
-def picked(name: str, **form) -> dict:
-    """on_preset's outputs by name: the linked chunk size and qubits, the views and the fields."""
-    out = design.on_preset(FULL, name, *{**SMOLLM2, **form}.values())
-    views = ("chunk_size", "n_qubits", "table", "headline", "tradeoff", "circuit", "probs",
-             "command", "explain")  # fmt: skip
-    return dict(zip(views + design.PRESET_OUTPUTS, out, strict=True))
+def picked(name: str, form: dict | None = None) -> dict:
+    """on_variant's outputs by name: the linked chunk size and qubits, the views and the fields."""
+    return design.on_variant(FULL, {"variant": name, **SMOLLM2, **(form or {})})
 
 
 def test_presets_are_the_qpa_variants_with_the_best_measured_marked():
-    values = [value for _, value in shape.PRESET_CHOICES]
+    values = [value for _, value in shape.VARIANT_CHOICES]
     assert values == [n for n in VARIANTS if not n.startswith("lora")] + [shape.CUSTOM]
-    marked = [value for label, value in shape.PRESET_CHOICES if "best measured" in label]
+    marked = [value for label, value in shape.VARIANT_CHOICES if "best measured" in label]
     assert marked == ["qpa-shallow-gelu"]
-    assert shape.matching_preset(*shape.DEFAULTS.values()) == "qpa-shallow-gelu"  # the default
+    assert shape.matching_variant(shape.DEFAULTS) == "qpa-shallow-gelu"  # the default
 
 
 def test_picking_best_measured_sets_its_fields_and_the_live_count():
-    out = picked("qpa-shallow-gelu", depth=4, start="offset", shots=100)
+    out = picked("qpa-shallow-gelu", {"depth": 4, "start": "offset", "shots": 100})
     assert {k: out[k] for k in SHALLOW_GELU} == SHALLOW_GELU
     assert (out["depth"], out["start"], out["shots"]) == (8, "random", 0)  # back to defaults
     assert (out["chunk_size"], out["n_qubits"]) == (2048, 7)
@@ -129,21 +126,23 @@ def test_picking_best_measured_sets_its_fields_and_the_live_count():
     paper = picked("qpa")
     assert paper["command"].endswith(
         "--hidden-sizes 32,64,128,128,64,32,32 --activation none --fourier-features 0")  # fmt: skip
+    views = {"table", "headline", "tradeoff", "circuit", "probs", "command", "explain"}
+    assert set(out) == {"n_qubits", *shape.VARIANT_FIELDS, *views}  # the fields and every view
 
 
 def test_a_preset_with_its_own_chunk_size_relinks_the_qubits():
-    out = picked("qpa-wide-gelu", chunk_size=512, n_qubits=9)
+    out = picked("qpa-wide-gelu", {"chunk_size": 512, "n_qubits": 9})
     assert (out["chunk_size"], out["n_qubits"], out["hidden_sizes"]) == (1024, 8, "96")
-    back = picked("qpa", **{k: out[k] for k in design.PRESET_OUTPUTS}, chunk_size=1024)
+    back = picked("qpa", {**{k: out[k] for k in shape.VARIANT_FIELDS}, "chunk_size": 1024})
     assert (back["chunk_size"], back["n_qubits"], back["hidden_sizes"]) == (
         2048, 7, "32,64,128,128,64,32,32")  # fmt: skip
 
 
 def test_the_dropdown_reads_custom_only_while_the_form_differs_from_every_preset():
-    form = {**SMOLLM2, **shape.preset_values("qpa-shallow-gelu"), "n_qubits": 7}
+    form = {**SMOLLM2, **shape.variant_values("qpa-shallow-gelu"), "n_qubits": 7}
 
     def match(**edits) -> str:
-        return shape.matching_preset(*{**form, **edits}.values())
+        return shape.matching_variant({**form, **edits})
 
     assert match() == "qpa-shallow-gelu"
     assert match(rank=8, n_qubits=8, use_dora=True) == "qpa-shallow-gelu"  # not the QPA shape
@@ -154,7 +153,6 @@ def test_the_dropdown_reads_custom_only_while_the_form_differs_from_every_preset
 
 
 def test_picking_custom_changes_nothing_and_a_bad_preset_is_refused():
-    unchanged = design.on_preset(FULL, "custom", *SMOLLM2.values())
-    assert all(u == {"__type__": "update"} for u in unchanged)
+    assert design.on_variant(FULL, {"variant": "custom", **SMOLLM2}) == {}  # every output skipped
     with pytest.raises(gr.Error, match="`preset` = 'lora' is not one of: qpa, "):
-        design.on_preset(FULL, "lora", *SMOLLM2.values())
+        design.on_variant(FULL, {"variant": "lora", **SMOLLM2})

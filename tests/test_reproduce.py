@@ -68,7 +68,7 @@ def test_gpt2_recipe_is_the_paper_protocol_field_by_field():
     # get_linear_schedule_with_warmup(0, total): step k runs at lr·(total − k)/total
     assert [lr_factor(k, t) for k in (0, 1, t.steps - 1)] == pytest.approx(
         [1.0, (t.steps - 1) / t.steps, 1 / t.steps], rel=1e-12)  # fmt: skip
-    assert (plan.counts.qpa, plan.counts.lora, plan.counts.n_qubits) == (106_264, 204_100, 7)
+    assert (plan.counts.qpa_params, plan.counts.lora_params, plan.counts.n_qubits) == (106_264, 204_100, 7)
 
 
 def test_baselines_and_gemma():
@@ -78,7 +78,7 @@ def test_baselines_and_gemma():
     gemma = plan_recipe("gemma-lora", overrides={"adapter.method": "lora"})
     assert gemma.method == "lora" and gemma.config.model.model == "google/gemma-2-2b"
     assert gemma.config.qpa.chunk_size == 4096 and gemma.config.train.steps == 110_154
-    assert (gemma.counts.qpa, gemma.counts.lora, gemma.counts.n_qubits) == (173_888, 1_032_192, 8)
+    assert (gemma.counts.qpa_params, gemma.counts.lora_params, gemma.counts.n_qubits) == (173_888, 1_032_192, 8)
     assert {r.expected["qpa-lora"].perplexity for r in RECIPES.values()} == {1.583, 1.417}
     with pytest.raises(ValueError, match="`recipe` = 'nope'"):
         plan_recipe("nope")
@@ -114,7 +114,7 @@ def test_steps_follow_the_data_unless_given(files):
     assert (fixed.config.train.steps, fixed.config.train.eval_every) == (7, 10)
     hub = plan_recipe("gpt2-lora", overrides={"data.max_examples": 50})  # counted, not downloaded
     assert (hub.train_rows, hub.config.train.steps) == (50, 150)
-    assert plan.count_model == "tiny-gpt2" and plan.counts.qpa > 0
+    assert plan.count_model == "tiny-gpt2" and plan.counts.qpa_params > 0
 
 
 @pytest.mark.chatterbot

@@ -10,15 +10,8 @@ import torch
 
 from qpa.config import AdapterConfig, RunConfig, TrainConfig
 from qpa.constants import ADAPTER_FILES
-from qpa.runs.run import (
-    INTERRUPTED,
-    STATES,
-    atomic_write_json,
-    create_run,
-    list_runs,
-    open_run,
-    runs_root,
-)
+from qpa.runs.run import INTERRUPTED, STATES, atomic_write_json
+from qpa.runs.store import create_run, list_runs, open_run, runs_root
 
 
 @pytest.fixture

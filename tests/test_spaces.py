@@ -13,7 +13,7 @@ import torch
 
 from qpa.config import DataConfig, ModelConfig, QPAConfig, RunConfig, TrainConfig
 from qpa.hub.zerogpu import train_in_chunks
-from qpa.runs.run import create_run
+from qpa.runs.store import create_run
 from qpa.training.loop import train
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import pytest
 from tiny_run import TINY_RUN as BASE
 
 from qpa.cli.main import main
-from qpa.runs.run import list_runs
+from qpa.runs.store import list_runs
 from qpa.studies.results import COMPARED, label, markdown_table, run_record, summarize
 from qpa.studies.sweep import sweep, variant_config
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import html
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from qpa import (
 SOURCES = ("chatterbot corpus", "uploaded file")
 UPLOAD_TYPES = [".txt", ".md", ".jsonl", ".csv", ".yml", ".yaml"]
 PREVIEW_N = 3
+DATA_FIELDS = ("source", "topics", "upload", "max_length", "max_examples")  # the form's data
 
 
 def topics() -> list[str]:
@@ -43,16 +45,18 @@ def _path(upload: Any) -> str | None:
     return str(getattr(upload, "name", upload))
 
 
-def data_config(source, topic_list, upload, max_length, max_examples) -> DataConfig:
-    """The DataConfig of the form; ValueError for a missing or unusable upload."""
+def data_config(form: Mapping[str, Any]) -> DataConfig:
+    """The DataConfig of the form's `DATA_FIELDS` (other fields are not read); ValueError for
+    a missing or unusable upload."""
+    source = form["source"]
     if source == SOURCES[1]:
-        path = _path(upload)
+        path = _path(form["upload"])
         if not path:
             raise ValueError("`corpus`: choose a file to upload, or use the chatterbot corpus.")
         check_upload(path)
         corpus, chosen = path, ()
     elif source == SOURCES[0]:
-        corpus, chosen = "chatterbot", as_names(topic_list, "topics")
+        corpus, chosen = "chatterbot", as_names(form["topics"], "topics")
         unknown = [t for t in chosen if t not in topics()]
         if unknown:
             raise ValueError(
@@ -63,8 +67,8 @@ def data_config(source, topic_list, upload, max_length, max_examples) -> DataCon
     return DataConfig(
         corpus=corpus,
         topics=chosen,
-        max_length=as_int("max_length", max_length),
-        max_examples=as_int("max_examples", max_examples),
+        max_length=as_int("max_length", form["max_length"]),
+        max_examples=as_int("max_examples", form["max_examples"]),
     )
 
 
@@ -121,8 +125,8 @@ def on_source(source):
 
 
 @guarded
-def on_preview(studio: Studio, model, source, topic_list, upload, max_length, max_examples):
-    """Preview button: what the run will train on (read by a model this studio may load)."""
-    model = check_model(studio.caps.any_model, model)
-    cfg = data_config(source, topic_list, upload, max_length, max_examples)
-    return preview_html(model, cfg)
+def on_preview(studio: Studio, form: dict[str, Any]) -> str:
+    """Preview button (the ``model`` and `DATA_FIELDS`): what the run will train on (read by a
+    model this studio may load)."""
+    model = check_model(studio.caps.any_model, form["model"])
+    return preview_html(model, data_config(form))

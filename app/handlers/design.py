@@ -5,9 +5,10 @@ drawing and its probabilities, and the equivalent ``qpa count`` command, on ever
 Counting never loads weights: `qpa.adapters.counts.count_params` reads LoRA shapes from the model built on
 the meta device (cached per model, targets and rank), so one update takes milliseconds.
 
->>> paper = ("32,64,128,128,64,32,32", "ladder", "none", 0)  # the paper's mapping MLP
->>> view = design_view("gpt2-config", "lm_head", 4, 2048, 7, 8, *paper)
->>> view.counts.qpa, view.counts.lora, f"{view.counts.ratio:.2%}"
+>>> paper = {"hidden_sizes": "32,64,128,128,64,32,32", "activation": "none",
+...          "fourier_features": 0}  # the paper's mapping MLP
+>>> view = design_view({"model": "gpt2-config", "n_qubits": 7, **paper})
+>>> view.counts.qpa_params, view.counts.lora_params, f"{view.counts.ratio:.2%}"
 (106264, 204100, '52.06%')
 """
 
@@ -17,7 +18,7 @@ import functools
 import html
 import math
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,16 +29,7 @@ from app.circuit_svg import circuit_svg
 from app.glossary import design_explainer
 from app.handlers import shape
 from app.handlers.common import USER_ERRORS, as_names, check_model, guarded
-from app.handlers.shape import (
-    CUSTOM,
-    MAX_CHUNK,
-    PRESET_FIELDS,
-    configs,
-    form,
-    key,
-    linked,
-    preset_values,
-)
+from app.handlers.shape import CUSTOM, MAX_CHUNK, configs, form, key, linked, variant_values
 from app.state import Studio
 from qpa import (
     AdapterConfig,
@@ -74,7 +66,7 @@ class DesignView:
 
 @functools.lru_cache(maxsize=256)
 def _view(values: tuple) -> DesignView:
-    model, adapter, qpa = configs(*values)
+    model, adapter, qpa = configs(dict(zip(shape.FIELDS, values, strict=True)))
     counts = count_params(model, adapter, qpa)
     ceiling = counts.max_rank
     return DesignView(
@@ -89,14 +81,14 @@ def _view(values: tuple) -> DesignView:
         probs=_probs(counts.n_qubits, qpa, math.ceil(counts.max_values / qpa.chunk_size)),
         command=count_command(model, adapter, qpa),
         explain=design_explainer(
-            adapter.rank, counts.n_qubits, qpa.chunk_size, qpa.depth, counts.qpa, counts.lora,
-            counts.ratio, ceiling, counts.n_values, counts.n_chunks,
+            adapter.rank, counts.n_qubits, qpa.chunk_size, qpa.depth, counts.qpa_params,
+            counts.lora_params, counts.ratio, ceiling, counts.n_values, counts.n_chunks,
         ),
     )
 
 
-def design_view(*values) -> DesignView:
-    """Everything the Design tab shows for the form's values (cached; ValueError if invalid)."""
+def design_view(values: Mapping[str, Any]) -> DesignView:
+    """Everything the Design tab shows for the form (cached; ValueError if invalid)."""
     return _view(key(values))
 
 
@@ -110,13 +102,12 @@ def _tradeoff(model: str, adapter: AdapterConfig, qpa: QPAConfig, counts: ParamC
     """The trade-off chart: the sweep, with the current choice on it (its real total)."""
     plain = qpa.replace(chunk_size=1, n_qubits=0, shots=0, noise=0.0)  # neither changes counts
     points = list(_sweep(model, adapter, plain, counts.max_values))
+    mine = (qpa.chunk_size, counts.qpa_params, counts.n_qubits)
     if all(size != qpa.chunk_size for size, _, _ in points):
-        points = sorted([*points, (qpa.chunk_size, counts.qpa, counts.n_qubits)])
-    points = [
-        (s, counts.qpa, counts.n_qubits) if s == qpa.chunk_size else (s, q, n) for s, q, n in points
-    ]
+        points = sorted([*points, mine])
+    points = [mine if s == qpa.chunk_size else (s, q, n) for s, q, n in points]
     paper = plots.paper_points(model, adapter.target_modules, adapter.rank, adapter.use_dora)
-    return plots.tradeoff_figure(points, qpa.chunk_size, counts.lora, paper)
+    return plots.tradeoff_figure(points, qpa.chunk_size, counts.lora_params, paper)
 
 
 @functools.lru_cache(maxsize=64)
@@ -128,7 +119,7 @@ def _sweep(model: str, adapter: AdapterConfig, qpa: QPAConfig, n_values: int) ->
     points = []
     for k in range(lo.bit_length() - 1, hi.bit_length()):
         c = count_params(model, adapter, qpa.replace(chunk_size=1 << k))
-        points.append((1 << k, c.qpa, c.n_qubits))
+        points.append((1 << k, c.qpa_params, c.n_qubits))
     return tuple(points)
 
 
@@ -170,8 +161,8 @@ def headline_html(c: ParamCounts, ceiling: int, use_dora: bool = False) -> str:
     over = c.ratio > 1
     gens = f" ({c.n_generators} generators, the largest shown)" if c.n_generators > 1 else ""
     stats = (
-        (f"{c.qpa:,}", "QPA trainable parameters"),
-        (f"{c.lora:,}", f"{base} baseline ({c.n_values:,} values QPA generates)"),
+        (f"{c.qpa_params:,}", "QPA trainable parameters"),
+        (f"{c.lora_params:,}", f"{base} baseline ({c.n_values:,} values QPA generates)"),
         (f"{c.ratio:.2%}", f"QPA / {base}: QPA has MORE parameters than {base} here" if over
                            else f"QPA / {base}"),
         (f"{c.n_qubits} × {c.depth}", f"qubits N × depth L{gens}, {c.n_chunks:,} chunks"),
@@ -184,20 +175,20 @@ def headline_html(c: ParamCounts, ceiling: int, use_dora: bool = False) -> str:
     return '<div class="qpa-stats">' + "".join(cards) + "</div>"
 
 
-# -- event handlers (the tab wires these; values come in `shape.FIELDS` order) ---------------------
-
-N_OUTPUTS = 9  # chunk_size, n_qubits, table, headline, tradeoff, circuit, probs, command, explain
+# -- event handlers (the tab wires these: a form of `shape.FIELDS` in, named views out) ------------
 
 
-def _outputs(studio: Studio, values: tuple, lead: str) -> tuple:
+def _outputs(studio: Studio, values: Mapping[str, Any], lead: str) -> dict[str, Any]:
+    """The linked chunk size and qubits and every view, by output name."""
     check_model(studio.caps.any_model, form(values)["model"])  # a demo reads no local folder
     chunk, n = linked(values, lead)
-    view = design_view(*{**form(values), "chunk_size": chunk, "n_qubits": n}.values())
-    return (chunk, n, view.table, view.headline, view.tradeoff, view.circuit, view.probs,
-            view.command, view.explain)  # fmt: skip
+    view = design_view({**values, "chunk_size": chunk, "n_qubits": n})
+    return {"chunk_size": chunk, "n_qubits": n, "table": view.table, "headline": view.headline,
+            "tradeoff": view.tradeoff, "circuit": view.circuit, "probs": view.probs,
+            "command": view.command, "explain": view.explain}  # fmt: skip
 
 
-def on_refused(studio: Studio, *values):
+def on_refused(studio: Studio, values: dict[str, Any]) -> dict[str, Any]:
     """After each change (whose refusal the page shows as an error naming the field): while the
     form holds a refused value, every view says so instead of showing the old counts and
     command; nothing changes otherwise."""
@@ -207,43 +198,42 @@ def on_refused(studio: Studio, *values):
         message = str(e)
         note = f'<div class="qpa-refused">Not counted: {html.escape(message)}</div>'
         figure = plots.message_figure(f"Not drawn: {message}")
-        return (gr.skip(), gr.skip(), [], note, figure, "", figure, f"# not run: {message}", note)
-    return tuple(gr.skip() for _ in range(N_OUTPUTS))
+        return {"table": [], "headline": note, "tradeoff": figure, "circuit": "", "probs": figure,
+                "command": f"# not run: {message}", "explain": note}  # fmt: skip
+    return {}
 
 
 @guarded
-def on_change(studio: Studio, *values):
+def on_change(studio: Studio, values: dict[str, Any]) -> dict[str, Any]:
     """Depth, MLP, entangler or an advanced option moved: the qubits stay (raised to the
     minimum if they must)."""
     return _outputs(studio, values, "other")
 
 
 @guarded
-def on_chunk(studio: Studio, *values):
+def on_chunk(studio: Studio, values: dict[str, Any]) -> dict[str, Any]:
     """Chunk size, rank, targets, model or what is generated moved: qubits follow (the fewest
     that fit)."""
     return _outputs(studio, values, "chunk")
 
 
 @guarded
-def on_qubits(studio: Studio, *values):
+def on_qubits(studio: Studio, values: dict[str, Any]) -> dict[str, Any]:
     """Qubits moved: the chunk size follows (the smallest power of two that fits)."""
     return _outputs(studio, values, "qubits")
 
 
-PRESET_OUTPUTS = tuple(k for k in PRESET_FIELDS if k != "chunk_size")  # already an output
-
-
 @guarded
-def on_preset(studio: Studio, name, *values):
-    """A preset picked: its QPA fields (the other QPA fields at their defaults), the qubits
-    following its chunk size, then the fields themselves in `PRESET_OUTPUTS` order. `custom`
-    changes nothing."""
+def on_variant(studio: Studio, values: dict[str, Any]) -> dict[str, Any]:
+    """A variant picked (``variant``, with the form): its QPA fields (the other QPA fields at
+    their defaults), the qubits following its chunk size, and the views. `custom` changes
+    nothing."""
+    values = dict(values)
+    name = values.pop("variant")
     if name == CUSTOM:
-        return tuple(gr.skip() for _ in range(N_OUTPUTS + len(PRESET_OUTPUTS)))
-    preset = preset_values(name)
-    outputs = _outputs(studio, tuple({**form(values), **preset}.values()), "chunk")
-    return (*outputs, *(preset[k] for k in PRESET_OUTPUTS))
+        return {}
+    fields = variant_values(name)
+    return {**fields, **_outputs(studio, {**values, **fields}, "chunk")}
 
 
 def on_model_typed(model) -> str:
@@ -296,11 +286,9 @@ def count_api(studio: Studio) -> Callable[..., dict]:
     ) -> dict:
         """Exact trainable-parameter counts (QPA parts, LoRA, adapted layers, ratio, rank
         ceiling)."""
+        given = dict(locals())  # the arguments by name (and `studio`, no field)
         check_model(studio.caps.any_model, model)
-        values = (model, target_modules, rank, chunk_size, n_qubits, depth, hidden_sizes,
-                  entangler, activation, fourier_features, start, layers, use_dora,
-                  dora_magnitude, dora_norm)  # fmt: skip
-        return dict(_counts(*configs(*values)))
+        return dict(_counts(*configs({k: v for k, v in given.items() if k in shape.FIELDS})))
 
     return count_params
 

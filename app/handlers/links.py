@@ -4,8 +4,9 @@ restart).
 
 A `Spec` says how one field is read from text: a whole number or a number in the configs'
 range, one of its choices, a list, a switch or free text. `parse` turns a query into form
-values, the lesson (``tab``, ``lock``, ``hide``, ``preset``) and the notices for what it had to
-ignore; `query` writes the values that differ from the page's defaults back.
+values, the lesson (``tab``, ``lock``, ``hide`` and ``preset``, the pinned QPA variant) and the
+notices for what it had to ignore; `query` writes the values that differ from the page's
+defaults back.
 
 >>> specs = {"rank": Spec("int", 4, lo=1, hi=1024), "entangler": Spec("choice", "ladder",
 ...          choices=("ladder", "ring"))}
@@ -24,7 +25,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 TABS = ("design", "train", "runs", "results", "chat")
-LESSON_KEYS = ("tab", "lock", "hide", "preset")
+VARIANT_KEY = "preset"  # the pinned variant's parameter and lock name, as shared links spell it
+LESSON_KEYS = ("tab", "lock", "hide", VARIANT_KEY)
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -43,7 +45,7 @@ class Link:
     tab: str = ""
     lock: tuple[str, ...] = ()
     hide: tuple[str, ...] = ()
-    preset: str = ""
+    variant: str = ""  # the QPA variant the lesson pins
     notices: list[str] = field(default_factory=list)
 
 
@@ -89,7 +91,7 @@ def _names(key: str, text: str, known: Iterable[str], notices: list[str]) -> tup
 
 
 def parse(
-    params: Mapping[str, str], specs: Mapping[str, Spec], presets: Sequence[str] = ()
+    params: Mapping[str, str], specs: Mapping[str, Spec], variants: Sequence[str] = ()
 ) -> Link:
     """A link's form values and lesson; what it cannot use is left out, with a notice each."""
     link = Link()
@@ -105,11 +107,11 @@ def parse(
             else:
                 link.notices.append(f"`tab` = {text!r} is not one of: {', '.join(TABS)}")
         elif key == "lock":
-            link.lock = _names(key, text, [*specs, "preset"], link.notices)
+            link.lock = _names(key, text, [*specs, VARIANT_KEY], link.notices)
         elif key == "hide":
             link.hide = _names(key, text, [*TABS, *specs], link.notices)
-        elif key == "preset" and text in presets:
-            link.preset = text
+        elif key == VARIANT_KEY and text in variants:
+            link.variant = text
         else:
             link.notices.append(f"`{key}` is not a setting of this page")
     return link
@@ -127,7 +129,7 @@ def _text(value: Any) -> str:
 
 def query(
     values: Mapping[str, Any], specs: Mapping[str, Spec], tab: str = "", lock: Sequence[str] = (),
-    hide: Sequence[str] = (), preset: str = "",
+    hide: Sequence[str] = (), variant: str = "",
 ) -> str:  # fmt: skip
     """The query string of `values` (those that differ from the defaults) and the lesson."""
     pairs = [
@@ -137,7 +139,7 @@ def query(
         and values[name] is not None
         and _text(values[name]) != _text(spec.default)
     ]
-    lesson = (("preset", preset), ("tab", tab if tab != TABS[0] else ""),
+    lesson = ((VARIANT_KEY, variant), ("tab", tab if tab != TABS[0] else ""),
               ("lock", ",".join(lock or ())), ("hide", ",".join(hide or ())))  # fmt: skip
     pairs += [(k, v) for k, v in lesson if v]
     return urlencode(pairs, safe=",")

@@ -1,23 +1,25 @@
 """The Design form as configs: its fields and defaults, the checked (model, AdapterConfig,
-QPAConfig) they give, the link between chunk size and qubits, and the named QPA presets.
+QPAConfig) they give, the link between chunk size and qubits, and the named QPA variants.
 
-The form lists the basic shape first (`BASIC`), then the "Advanced QPA" options (`ADVANCED`);
-handlers take the values in `FIELDS` order, and values left off at the end take the configs'
-defaults, so a caller that knows only the basic shape still works. A preset is one of qpa's
-variants that changes only the QPA section (`python -m qpa train --variant NAME`).
+A form is a dict of values by field name (`FIELDS`: the basic shape first, `BASIC`, then the
+"Advanced QPA" options, `ADVANCED`); a field left out takes its config's default, so a caller
+that knows only part of the shape still works. A variant is one of qpa's variants that changes
+only the QPA section (`python -m qpa train --variant NAME`); the page's Preset dropdown
+offers them.
 
->>> model, adapter, qpa = configs("gpt2-config", ["lm_head"], 4, 2048, 0, 8, "32,64", "ring")
->>> adapter.rank, qpa.entangler, qpa.activation, qpa.shots  # the advanced fields: defaults
+>>> model, adapter, qpa = configs({"model": "gpt2-config", "hidden_sizes": "32,64",
+...                                "entangler": "ring"})
+>>> adapter.rank, qpa.entangler, qpa.activation, qpa.shots  # the fields left out: defaults
 (4, 'ring', 'gelu', 0)
->>> linked(("gpt2-config", ["lm_head"], 4, 1024, 7), "chunk")  # 200 chunks need 8 qubits
+>>> linked({"model": "gpt2-config", "chunk_size": 1024, "n_qubits": 7}, "chunk")  # 200 chunks
 (1024, 8)
->>> matching_preset("gpt2-config", ["lm_head"], 4, 2048, 7, 8, "64,48", "ladder", "gelu", 16)
-'qpa-shallow-gelu'
+>>> matching_variant({"model": "gpt2-config", "hidden_sizes": "48", "activation": "none"})
+'qpa-shallow-fourier'
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from app.handlers.common import as_float, as_int, as_ints, as_names, check_model
@@ -62,32 +64,34 @@ DEFAULTS = {name: HELP[name]["default"] for name in FIELDS}
 MAX_QUBITS = HELP["n_qubits"]["max"]
 MAX_CHUNK = HELP["chunk_size"]["max"]
 
-QPA_PRESETS = tuple(name for name, v in VARIANTS.items() if set(v.overrides) <= {"qpa"})
-_PRESET_QPA = {name: apply_variant(RunConfig(), name).qpa for name in QPA_PRESETS}
+QPA_VARIANTS = tuple(name for name, v in VARIANTS.items() if set(v.overrides) <= {"qpa"})
+_VARIANT_QPA = {name: apply_variant(RunConfig(), name).qpa for name in QPA_VARIANTS}
 CUSTOM = "custom"
-# What a preset sets: the form's QPA fields, but the qubits, which follow the chunk size.
-PRESET_FIELDS = tuple(k for k in FIELDS if k in field_help(QPAConfig) and k != "n_qubits")
+# What a variant sets: the form's QPA fields, but the qubits, which follow the chunk size.
+VARIANT_FIELDS = tuple(k for k in FIELDS if k in field_help(QPAConfig) and k != "n_qubits")
 
 
-def _preset_label(name: str) -> str:
+def _variant_label(name: str) -> str:
     best = " (best measured)" if name == BEST_MEASURED else ""
     return f"{name}{best}: {VARIANTS[name].help.split(':')[0]}"
 
 
-PRESET_CHOICES = [(_preset_label(n), n) for n in QPA_PRESETS] + [
+VARIANT_CHOICES = [(_variant_label(n), n) for n in QPA_VARIANTS] + [
     (f"{CUSTOM}: the values below, as edited", CUSTOM)
 ]
 
 
-def form(values: Sequence) -> dict[str, Any]:
-    """The form's values by field name, in `FIELDS` order; missing trailing ones are defaults."""
-    if len(values) > len(FIELDS):
-        raise TypeError(f"The Design form has {len(FIELDS)} fields; got {len(values)} values.")
-    return {**DEFAULTS, **dict(zip(FIELDS, values, strict=False))}
+def form(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Every field of the form by name, in `FIELDS` order: `values`, the rest at their defaults;
+    TypeError for a name that is no field."""
+    unknown = [name for name in values if name not in DEFAULTS]
+    if unknown:
+        raise TypeError(f"The Design form has no field {', '.join(unknown)}; fields: {FIELDS}.")
+    return {**DEFAULTS, **values}
 
 
-def key(values: Sequence) -> tuple:
-    """The values as a hashable tuple in `FIELDS` order (lists joined), for caching."""
+def key(values: Mapping[str, Any]) -> tuple:
+    """The form as a hashable tuple in `FIELDS` order (lists joined), for caching."""
     f = form(values)
     f["target_modules"] = ",".join(as_names(f["target_modules"], "target_modules"))
     f["hidden_sizes"] = ",".join(as_names(f["hidden_sizes"], "hidden_sizes"))
@@ -99,7 +103,7 @@ def _choice(f: dict[str, Any], name: str) -> str:
     return f[name] or DEFAULTS[name]
 
 
-def configs(*values) -> tuple[str, AdapterConfig, QPAConfig]:
+def configs(values: Mapping[str, Any]) -> tuple[str, AdapterConfig, QPAConfig]:
     """Validated (model name, AdapterConfig, QPAConfig) from the form's raw values."""
     f = form(values)
     model = check_model(True, f["model"])  # text, not empty; the caps are the caller's
@@ -130,34 +134,34 @@ def _qpa_config(f: dict[str, Any]) -> QPAConfig:
     )
 
 
-def preset_values(name: str) -> dict[str, Any]:
-    """The form values preset `name` sets (`PRESET_FIELDS`): its overrides, the other QPA
+def variant_values(name: str) -> dict[str, Any]:
+    """The form values variant `name` sets (`VARIANT_FIELDS`): its overrides, the other QPA
     fields at their defaults."""
-    if name not in _PRESET_QPA:
-        raise ValueError(f"`preset` = {name!r} is not one of: {', '.join(QPA_PRESETS)}.")
-    qpa = _PRESET_QPA[name]
-    values = {k: getattr(qpa, k) for k in PRESET_FIELDS}
+    if name not in _VARIANT_QPA:
+        raise ValueError(f"`preset` = {name!r} is not one of: {', '.join(QPA_VARIANTS)}.")
+    qpa = _VARIANT_QPA[name]
+    values = {k: getattr(qpa, k) for k in VARIANT_FIELDS}
     values["hidden_sizes"] = ",".join(map(str, qpa.hidden_sizes))
     return values
 
 
-def matching_preset(*values) -> str:
-    """The preset whose QPA shape the form's values have (the qubits aside), else `CUSTOM`."""
+def matching_variant(values: Mapping[str, Any]) -> str:
+    """The variant whose QPA shape the form has (the qubits aside), else `CUSTOM`."""
     try:
         qpa = _qpa_config({**form(values), "n_qubits": 0})
-    except ValueError:  # a half-typed field matches no preset
+    except ValueError:  # a half-typed field matches no variant
         return CUSTOM
-    return next((name for name, shape in _PRESET_QPA.items() if shape == qpa), CUSTOM)
+    return next((name for name, shape in _VARIANT_QPA.items() if shape == qpa), CUSTOM)
 
 
-def linked(values: Sequence, lead: str) -> tuple[int, int]:
+def linked(values: Mapping[str, Any], lead: str) -> tuple[int, int]:
     """(chunk_size, n_qubits) after a change: `lead` is the control the user moved.
 
     ``chunk``: qubits become the fewest that fit; ``qubits``: the chunk size becomes the smallest
     power of two that fits; anything else: qubits rise to the minimum if they no longer fit.
     """
     f = form(values)
-    model, adapter, qpa = configs(*{**f, "n_qubits": 0}.values())
+    model, adapter, qpa = configs({**f, "n_qubits": 0})
     n_values = largest_generator(model, adapter, qpa)
     n = as_int("n_qubits", f["n_qubits"])
     if lead == "qubits":

@@ -19,7 +19,7 @@ import gradio as gr
 
 from app import plots
 from app.handlers.common import as_float, as_int, as_run_ids, check_model, guarded
-from app.handlers.data import data_config
+from app.handlers.data import DATA_FIELDS, data_config
 from app.handlers.progress import latest_launch, run_card, series, signature
 from app.handlers.shape import FIELDS as DESIGN_FIELDS
 from app.handlers.shape import configs
@@ -84,8 +84,7 @@ def _check_caps(studio: Studio, config: RunConfig) -> None:
 
 def build_configs(studio: Studio, form: dict[str, Any]) -> list[RunConfig]:
     """The validated run configs of one launch (QPA first), or ValueError saying what is wrong."""
-    values = [form[k] for k in DESIGN_FIELDS]
-    model, adapter, qpa = configs(*values)
+    model, adapter, qpa = configs({k: form[k] for k in DESIGN_FIELDS})
     if model in SHAPE_PRESETS:
         raise ValueError(
             f"`model` = {model!r} is a shape-only preset (no weights) for counting; to train "
@@ -95,7 +94,7 @@ def build_configs(studio: Studio, form: dict[str, Any]) -> list[RunConfig]:
     if form["plan"] not in PLANS:
         raise ValueError(f"`plan` = {form['plan']!r} is not one of: {', '.join(PLANS)}.")
     count_params(model, adapter, qpa)  # raises when the qubits are too few for the weights
-    base = RunConfig(model={"model": model}, adapter=adapter, qpa=qpa, data=form_data(form),
+    base = RunConfig(model={"model": model}, adapter=adapter, qpa=qpa, data=data_config(form),
                      train=train_config(form))  # fmt: skip
     _check_caps(studio, base)
     out = []
@@ -119,20 +118,15 @@ def train_config(form: dict[str, Any]) -> TrainConfig:
     )
 
 
-def form_data(form: dict[str, Any]):
-    """The DataConfig of the form."""
-    keys = ("source", "topics", "upload", "max_length", "max_examples")
-    return data_config(*(form[k] for k in keys))
-
-
+# What the plan reads: the training settings and the data (its examples, epochs, warnings).
 PLAN_FIELDS = ("steps", "batch_size", "eval_every", "patience", "lr", "seed", "loss_on",
-               "perplexity", "source", "topics", "upload", "max_length", "max_examples")  # fmt: skip
+               "perplexity", *DATA_FIELDS)  # fmt: skip
 
 
 def plan_text(form: dict[str, Any]) -> str:
     """The launch's plan as Markdown: examples, epochs, evaluations, and its warnings."""
     try:
-        plan = plan_training(RunConfig(data=form_data(form), train=train_config(form)))
+        plan = plan_training(RunConfig(data=data_config(form), train=train_config(form)))
     except (ValueError, OSError) as e:
         return f"⚠️ {e}"
     epochs = f" = **{plan.epochs:.2f} epochs**" if plan.epochs is not None else ""
@@ -204,22 +198,23 @@ def estimate_text(studio: Studio, form: dict[str, Any]) -> str:
 
 
 @guarded
-def on_estimate(studio: Studio, *values):
-    """Form change: the launch's estimated time."""
-    return estimate_text(studio, dict(zip(FORM_FIELDS, values, strict=True)))
+def on_estimate(studio: Studio, form: dict[str, Any]) -> str:
+    """Form change (`FORM_FIELDS`): the launch's estimated time."""
+    return estimate_text(studio, form)
 
 
 @guarded
-def on_launch(studio: Studio, *values):
-    """Launch button: start the runs and watch them; show the equivalent CLI commands."""
-    form = dict(zip(FORM_FIELDS, values, strict=True))
+def on_launch(studio: Studio, form: dict[str, Any]) -> dict[str, Any]:
+    """Launch button (`FORM_FIELDS`): start the runs and watch them; show the equivalent CLI
+    commands (``watch``, ``cli``; ``last`` cleared so the cards redraw)."""
     ids, commands = launch(studio, form)
     for warning in plan_training(open_run(ids[0], studio.root).config).warnings():
         gr.Warning(warning)
     queued = [i for i in ids if studio.jobs.state(i).get("state") == "queued"]
     waiting = f"; {len(queued)} wait in the queue" if queued else ""
     gr.Info(f"Launched {', '.join(ids)} in the background{waiting}.")
-    return gr.update(choices=watch_choices(studio), value=ids), cli_text(studio, ids), ""
+    watch = gr.update(choices=watch_choices(studio), value=ids)
+    return {"watch": watch, "cli": cli_text(studio, ids), "last": ""}
 
 
 def cli_text(studio: Studio, ids: list[str]) -> str:
@@ -265,9 +260,10 @@ def on_cancel(studio: Studio, ids: list[str] | None):
     return ""
 
 
-def on_plan(*values):
-    """A plan field changed: recount the examples and epochs, and say what to watch for."""
-    return plan_text(dict(zip(PLAN_FIELDS, values, strict=True)))
+def on_plan(form: dict[str, Any]) -> str:
+    """A plan field changed (`PLAN_FIELDS`): recount the examples and epochs, and say what to
+    watch for."""
+    return plan_text(form)
 
 
 def on_load(studio: Studio):

@@ -13,6 +13,7 @@ from app.glossary import EXPLAIN_TITLE, plain_help
 from app.handlers import design as h
 from app.handlers import shape
 from app.state import Studio
+from app.wiring import named
 from qpa import DEFAULT_MODEL, PRESETS, adaptable_suffixes
 
 INFO = {name: plain_help(name, v["help"]) for name, v in shape.HELP.items()}
@@ -25,8 +26,8 @@ LIVE = dict(trigger_mode="always_last", show_progress="hidden", concurrency_id="
 def _initial() -> h.DesignView | None:
     values = {**shape.DEFAULTS, "model": DEFAULT_MODEL}
     try:
-        values["n_qubits"] = shape.linked(tuple(values.values()), "chunk")[1]
-        return h.design_view(*values.values())
+        values["n_qubits"] = shape.linked(values, "chunk")[1]
+        return h.design_view(values)
     except (ValueError, OSError):
         return None
 
@@ -56,9 +57,9 @@ def _radio(name: str, label: str, **kw) -> gr.Radio:
     return gr.Radio(CHOICES[name], value=shape.DEFAULTS[name], label=label, info=INFO[name], **kw)
 
 
-def _preset() -> gr.Dropdown:
+def _variant() -> gr.Dropdown:
     return gr.Dropdown(
-        shape.PRESET_CHOICES, value=shape.matching_preset(*shape.DEFAULTS.values()),
+        shape.VARIANT_CHOICES, value=shape.matching_variant(shape.DEFAULTS),
         label="Preset", elem_id="design-preset",
         info="A named QPA shape, as `python -m qpa train --variant NAME`: it sets every QPA "
         "field (those it does not name to their defaults); `custom` when they match no preset.",
@@ -119,7 +120,7 @@ def _advanced() -> dict:
     return c
 
 
-def _views(view: h.DesignView | None) -> list:
+def _views(view: h.DesignView | None) -> dict:
     """The right-hand side: headline, table, circuit, command, trade-off, probabilities and the
     plain-language explanation."""
     with gr.Accordion(EXPLAIN_TITLE, open=False, elem_id="explain-design"):
@@ -145,49 +146,50 @@ def _views(view: h.DesignView | None) -> list:
         with gr.Column(min_width=300):
             gr.Markdown("**Probabilities** p_i for random θ (seed 0), and the x_i the MLP reads")
             probs = gr.Plot(view.probs if view else None, show_label=False, elem_id="probs")
-    return [table, headline, tradeoff, circuit, probs, command, explain]
+    return {"table": table, "headline": headline, "tradeoff": tradeoff, "circuit": circuit,
+            "probs": probs, "command": command, "explain": explain}
 
 
-def build(studio: Studio) -> tuple[dict, list]:
-    """Lay out the Design tab; returns its input components by field name (the preset too)
-    and the views its handlers redraw."""
+def build(studio: Studio) -> tuple[dict, dict]:
+    """Lay out the Design tab; returns its input components by field name (the variant too)
+    and the outputs its handlers redraw by name (the chunk size and qubits, then the views)."""
     view = _initial()
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=340, elem_classes="qpa-controls"):
             gr.Markdown("### Shape")
-            c = {"preset": _preset(), **_basic(view)}
+            c = {"variant": _variant(), **_basic(view)}
             c.update(_advanced())
         with gr.Column(scale=8):
             views = _views(view)
-    outputs = [c["chunk_size"], c["n_qubits"], *views]
+    outputs = {"chunk_size": c["chunk_size"], "n_qubits": c["n_qubits"], **views}
     _wire(studio, c, outputs)
     return c, outputs
 
 
-def _wire(studio: Studio, c: dict, outputs: list) -> None:
+def _wire(studio: Studio, c: dict, outputs: dict) -> None:
     """Every control redraws the views; which one moved decides how chunks and qubits follow.
-    Afterwards every view says so if a value was refused, and the preset shows the one the form
-    matches, else `custom`."""
-    on_chunk, on_change, on_qubits, on_preset, on_model, on_refused = (
-        partial(fn, studio)
-        for fn in (h.on_chunk, h.on_change, h.on_qubits, h.on_preset, h.on_model, h.on_refused)
-    )
-    inputs = [c[k] for k in shape.FIELDS]
+    Afterwards every view says so if a value was refused, and the variant shows the one the
+    form matches, else `custom`."""
+    form = {k: c[k] for k in shape.FIELDS}
+
+    def redraw(fn, inputs=form, out=outputs) -> dict:
+        return named(partial(fn, studio), inputs, out)
+
     sizing = ("chunk_size", "rank", "target_modules", "layers", "use_dora", "dora_magnitude")
     other = ("depth", "entangler", "activation", "fourier_features", "start", "dora_norm", "shots",
              "noise")  # fmt: skip
     keep = [c[k].input for k in other] + [c["hidden_sizes"].submit, c["hidden_sizes"].blur]
-    preset_outputs = outputs + [c[k] for k in h.PRESET_OUTPUTS]
+    picked = {"variant": c["variant"], **form}
+    set_fields = {**outputs, **{k: c[k] for k in shape.VARIANT_FIELDS}}
     for event in (
-        gr.on([c[k].input for k in sizing], on_chunk, inputs, outputs,
-              api_name="design_chunk", **LIVE),
-        gr.on(keep, on_change, inputs, outputs, api_name="design", **LIVE),
-        c["n_qubits"].input(on_qubits, inputs, outputs, api_name="design_qubits", **LIVE),
-        c["preset"].input(on_preset, [c["preset"], *inputs], preset_outputs,
-                          api_visibility="private", **LIVE),
+        gr.on([c[k].input for k in sizing], **redraw(h.on_chunk), api_name="design_chunk", **LIVE),
+        gr.on(keep, **redraw(h.on_change), api_name="design", **LIVE),
+        c["n_qubits"].input(**redraw(h.on_qubits), api_name="design_qubits", **LIVE),
+        c["variant"].input(**redraw(h.on_variant, picked, set_fields), api_visibility="private",
+                           **LIVE),
     ):  # fmt: skip
-        event.then(on_refused, inputs, outputs, **QUIET).then(
-            shape.matching_preset, inputs, c["preset"], **QUIET
+        event.then(**redraw(h.on_refused), **QUIET).then(
+            **named(shape.matching_variant, form, c["variant"]), **QUIET
         )
     c["use_dora"].input(
         h.on_dora, c["use_dora"], [c["dora_magnitude"], c["dora_norm"]],
@@ -197,7 +199,7 @@ def _wire(studio: Studio, c: dict, outputs: list) -> None:
     c["model"].input(
         h.on_model_typed, c["model"], c["model_status"], queue=False, api_visibility="private"
     ).then(
-        on_model, [c["model"], c["target_modules"], counted],
+        partial(h.on_model, studio), [c["model"], c["target_modules"], counted],
         [c["target_modules"], c["model"], c["model_status"], counted], api_visibility="private",
-    ).success(on_chunk, inputs, outputs, api_visibility="private", **LIVE)  # fmt: skip
+    ).success(**redraw(h.on_chunk), api_visibility="private", **LIVE)  # fmt: skip
     gr.api(h.count_api(studio), api_name="count_params", concurrency_limit=8)  # cached and light

@@ -1,5 +1,5 @@
 """Share and teach: the page URL always holds the Design and Train forms, the open tab and the
-lesson (locked or hidden controls, a pinned preset), so a reload keeps them and a link
+lesson (locked or hidden controls, a pinned QPA variant), so a reload keeps them and a link
 reproduces them; a teacher picks what students may not change and copies the link; anyone may
 keep their own defaults in the browser. The tour and glossary open from here too."""
 
@@ -15,6 +15,7 @@ from app.handlers import design as dh
 from app.handlers import links, shape
 from app.handlers.train import TRAIN_FIELDS
 from app.state import Studio
+from app.wiring import as_outputs, named
 from qpa import DataConfig, TrainConfig, field_help
 
 RANGES = {**shape.HELP, **field_help(TrainConfig), **field_help(DataConfig)}
@@ -59,40 +60,42 @@ def build(
     fields: dict,
     tabs: gr.Tabs,
     tab_items: dict,
-    preset: gr.Dropdown,
-    views: list,
+    variant: gr.Dropdown,
+    views: dict,
 ) -> None:
     """The share panel and tour; wires the URL to `fields` (name → component), the tabs and
-    the Design views (`views`: the Design handlers' outputs)."""
+    the Design views (`views`: the Design handlers' outputs by name)."""
     specs = {name: spec_of(name, fields[name]) for name in LINKED}
     panel = _panel(specs)
-    state = [*(fields[n] for n in LINKED), gr.State("design"), panel["lock"], panel["hide"],
-             gr.State(""), preset]  # fmt: skip
-    as_query = _wire_url(specs, state, panel, tab_items)
+    lesson = {"tab": gr.State("design"), "lock": panel["lock"], "hide": panel["hide"],
+              "pinned": gr.State(""), "variant": variant}  # fmt: skip
+    page = {**{n: fields[n] for n in LINKED}, **lesson}
+    as_query = _wire_url(specs, page, panel, tab_items)
     stored = gr.BrowserState({"query": ""}, storage_key="qpa-studio-defaults")
     # {"query": ...}: gradio writes no falsy value to the browser, so "" could not forget
     panel["save"].click(
-        lambda *v: {"query": as_query(*v, lesson=False)}, state, stored, **QUIET
+        **named(lambda values: {"query": as_query(values, lesson=False)}, page, stored), **QUIET
     ).then(
         lambda: gr.Info("Kept: a page opened without a link starts from these settings."), **QUIET
     )
     panel["forget"].click(lambda: {"query": ""}, None, stored, **QUIET)
+    shaped = gr.State(False)
+    opened = {**{n: fields[n] for n in LINKED}, "tabs": tabs, **lesson, "shaped": shaped}
 
     def on_open(saved: dict | None, request: gr.Request):
         params = dict(request.query_params) if request else {}
         kept = saved.get("query", "") if isinstance(saved, dict) else ""
-        return open_link(params or dict(parse_qsl(kept)), specs, fields)
+        return as_outputs(open_link(params or dict(parse_qsl(kept)), specs, fields), opened)
 
-    def redraw(shaped: bool, *values):  # a plain page keeps its first drawing (no race with edits)
-        return dh.on_change(studio, *values) if shaped else tuple(gr.skip() for _ in views)
+    def redraw(values: dict) -> dict:  # a plain page keeps its first drawing (no race with edits)
+        values = dict(values)
+        return dh.on_change(studio, values) if values.pop("shaped") else {}
 
-    shaped = gr.State(False)
-    design = [fields[k] for k in shape.FIELDS]
-    outputs = [*state[: len(LINKED)], tabs, *state[len(LINKED) :], shaped]
-    demo.load(on_open, stored, outputs, **QUIET).then(
-        redraw, [shaped, *design], views, **QUIET
-    ).then(partial(dh.on_refused, studio), design, views, **QUIET).then(
-        shape.matching_preset, design, preset, **QUIET
+    design = {k: fields[k] for k in shape.FIELDS}
+    demo.load(on_open, stored, list(opened.values()), **QUIET).then(
+        **named(redraw, {"shaped": shaped, **design}, views), **QUIET
+    ).then(**named(partial(dh.on_refused, studio), design, views), **QUIET).then(
+        **named(shape.matching_variant, design, variant), **QUIET
     )
 
 
@@ -105,7 +108,8 @@ def _panel(specs: dict) -> dict:
         with gr.Accordion("Share this page, or make a lesson link", open=False, elem_id="share"):
             with gr.Row():
                 p["lock"] = gr.CheckboxGroup(
-                    ["preset", *specs], label="Lock these controls (preset: pin the current one)",
+                    [links.VARIANT_KEY, *specs],
+                    label="Lock these controls (preset: pin the current one)",
                     elem_id="lock",
                 )  # fmt: skip
                 p["hide"] = gr.CheckboxGroup(
@@ -127,53 +131,60 @@ def _panel(specs: dict) -> dict:
     return p
 
 
-def _wire_url(specs: dict, state: list, panel: dict, tab_items: dict):
-    """Keep the page URL equal to the form and lesson (`state`: the linked fields, then the
-    tab, locks, hidden tabs, pinned preset and preset box); returns the query builder."""
+def _wire_url(specs: dict, page: dict, panel: dict, tab_items: dict):
+    """Keep the page URL equal to the form and lesson (`page`: the linked fields, then the
+    tab, locks, hidden tabs, pinned variant and variant box, by name); returns the query
+    builder."""
 
-    def as_query(*values, lesson: bool = True) -> str:
-        *values, tab_id, locked, hidden, pinned, preset = values
-        if "preset" in (locked or ()) and preset != shape.CUSTOM:
-            pinned = pinned or preset
-        lesson_kw = {"tab": tab_id, "lock": locked, "hide": hidden, "preset": pinned}
-        values = dict(zip(LINKED, values, strict=True))
-        return links.query(values, specs, **(lesson_kw if lesson else {}))
+    def as_query(values: dict, lesson: bool = True) -> str:
+        pinned, locked, variant = values["pinned"], values["lock"], values["variant"]
+        if links.VARIANT_KEY in (locked or ()) and variant != shape.CUSTOM:
+            pinned = pinned or variant
+        lesson_kw = {"tab": values["tab"], "lock": locked, "hide": values["hide"],
+                     "variant": pinned}  # fmt: skip
+        form = {name: values[name] for name in LINKED}
+        return links.query(form, specs, **(lesson_kw if lesson else {}))
 
     current = gr.Textbox(visible="hidden", elem_id="link-query")
-    form, tab = state[: len(LINKED)], state[len(LINKED)]
-    changes = [c.change for c in (*form, panel["lock"], panel["hide"])]
-    gr.on(changes, as_query, state, current, trigger_mode="always_last", **QUIET)
+    writing = named(as_query, page, current)
+    changes = [page[name].change for name in (*LINKED, "lock", "hide")]
+    gr.on(changes, **writing, trigger_mode="always_last", **QUIET)
     current.change(None, current, None, js=WRITE_URL, **QUIET)
     panel["hide"].change(None, panel["hide"], None, js=HIDE_TABS, **QUIET)
     for tab_id, item in tab_items.items():
-        item.select(lambda t=tab_id: t, None, tab, **QUIET).then(as_query, state, current, **QUIET)
+        item.select(lambda t=tab_id: t, None, page["tab"], **QUIET).then(**writing, **QUIET)
     link = panel["link"]
-    panel["copy"].click(as_query, state, link, **QUIET).then(None, link, link, js=COPY, **QUIET)
+    panel["copy"].click(**named(as_query, page, link), **QUIET).then(
+        None, link, link, js=COPY, **QUIET
+    )
     return as_query
 
 
-def open_link(params: dict, specs: dict, fields: dict) -> list:
-    """The page updates for a link: values, locks, the open tab, the lesson, and whether the
-    Design views need a redraw."""
-    link = links.parse(params, specs, shape.QPA_PRESETS)
+def open_link(params: dict, specs: dict, fields: dict) -> dict:
+    """The page updates for a link, by name: each linked field's value, lock and visibility;
+    the open tab (``tabs`` to select it, ``tab`` to remember it); the lesson's ``lock``,
+    ``hide`` and ``pinned`` variant; the ``variant`` box; and whether the Design views need a
+    redraw (``shaped``)."""
+    link = links.parse(params, specs, shape.QPA_VARIANTS)
     if link.notices:
         gr.Warning(links.notice(link.notices))
     if link.lock:
         gr.Info(f"A lesson link: {', '.join(link.lock)} stay as set for this lesson.")
     values = dict(link.values)
-    if link.preset:
-        values = {**shape.preset_values(link.preset), **values}
+    if link.variant:
+        values = {**shape.variant_values(link.variant), **values}
     if "chunk_size" in values and "n_qubits" not in values:
         values["n_qubits"] = 1  # the fewest that fit: the redraw raises it to what is needed
-    updates = [
-        gr.update(
+    updates = {
+        name: gr.update(
             **({"value": values[name]} if name in values else {}),
             **({"interactive": False} if name in link.lock else {}),
             **({"visible": False} if name in link.hide else {}),
         )
         for name in LINKED
-    ]
-    preset = gr.update(interactive=not (link.preset or "preset" in link.lock))
-    selected = gr.update(selected=link.tab) if link.tab else gr.update()
-    return [*updates, selected, link.tab or "design", list(link.lock), list(link.hide),
-            link.preset, preset, bool(values)]  # fmt: skip
+    }
+    pinned = bool(link.variant or links.VARIANT_KEY in link.lock)
+    return {**updates, "tabs": gr.update(selected=link.tab) if link.tab else gr.update(),
+            "tab": link.tab or "design", "lock": list(link.lock), "hide": list(link.hide),
+            "pinned": link.variant, "variant": gr.update(interactive=not pinned),
+            "shaped": bool(values)}  # fmt: skip

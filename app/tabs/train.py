@@ -13,6 +13,7 @@ from app.handlers import data as dh
 from app.handlers import train as h
 from app.settings import Caps
 from app.state import Studio
+from app.wiring import named
 from qpa import DataConfig, TrainConfig, field_help
 
 POLL_S = 1.5  # seconds between progress refreshes
@@ -98,20 +99,17 @@ def _data(studio: Studio, model: gr.Dropdown) -> dict:
     private = {"api_visibility": "private"}
     f["upload"].upload(dh.on_upload, f["upload"], [f["upload"], f["source"]], **private)
     f["source"].change(dh.on_source, f["source"], [f["topics"], f["upload"]], **private)
-    keys = ("source", "topics", "upload", "max_length", "max_examples")
-    preview_btn.click(
-        partial(dh.on_preview, studio), [model, *(f[k] for k in keys)], preview,
-        api_name="preview_data",
-    )  # fmt: skip
+    previewed = {"model": model, **{k: f[k] for k in dh.DATA_FIELDS}}
+    preview_btn.click(**named(partial(dh.on_preview, studio), previewed, preview),
+                      api_name="preview_data")  # fmt: skip
     return f
 
 
 def _wire_plan(f: dict) -> None:
     """The plan under Steps and Batch follows every field it depends on."""
-    inputs = [f[k] for k in h.PLAN_FIELDS]
+    planned = named(h.on_plan, {k: f[k] for k in h.PLAN_FIELDS}, f["plan_text"])
     for name in h.PLAN_FIELDS:
-        f[name].change(h.on_plan, inputs, f["plan_text"], api_visibility="private",
-                       show_progress="hidden")  # fmt: skip
+        f[name].change(**planned, api_visibility="private", show_progress="hidden")
 
 
 def build(studio: Studio, design: dict) -> dict:
@@ -145,13 +143,14 @@ def build(studio: Studio, design: dict) -> dict:
             )  # fmt: skip
     _wire_plan(f)
     last = gr.State("")  # signature of what is drawn, so unchanged ticks redraw nothing
-    form = [design[k] for k in h.DESIGN_FIELDS] + [f[k] for k in h.TRAIN_FIELDS]
+    form = {**{k: design[k] for k in h.DESIGN_FIELDS}, **{k: f[k] for k in h.TRAIN_FIELDS}}
     launch.click(
-        partial(h.on_launch, studio), form, [watch, cli, last], api_name="launch",
-        concurrency_limit=1, show_progress="minimal",  # a spinner, not text over the cards
+        **named(partial(h.on_launch, studio), form, {"watch": watch, "cli": cli, "last": last}),
+        api_name="launch", concurrency_limit=1,
+        show_progress="minimal",  # a spinner, not text over the cards
     )  # fmt: skip
     cancel.click(partial(h.on_cancel, studio), watch, last, api_name="cancel")
-    estimating = {"fn": partial(h.on_estimate, studio), "inputs": form, "outputs": estimate,
+    estimating = {**named(partial(h.on_estimate, studio), form, estimate),
                   "trigger_mode": "always_last", "show_progress": "hidden",
                   "api_visibility": "private"}  # fmt: skip
     for k in ("plan", "steps", "batch_size", "eval_every", "source", "topics", "max_length"):

@@ -8,7 +8,7 @@ built on the meta device and its parameters counted.
 >>> from qpa.config import PAPER_MAPPING, AdapterConfig, QPAConfig
 >>> paper = QPAConfig(chunk_size=2048, depth=8, **PAPER_MAPPING)  # the paper's shape
 >>> c = count_params("gpt2-config", AdapterConfig(rank=4), paper)
->>> c.lora, c.qpa, c.n_qubits, c.n_chunks, f"{c.ratio:.2%}"
+>>> c.lora_params, c.qpa_params, c.n_qubits, c.n_chunks, f"{c.ratio:.2%}"
 (204100, 106264, 7, 100, '52.06%')
 """
 
@@ -27,6 +27,7 @@ from qpa.generator.qpa_generator import QPAGenerator, chunk_for_qubits
 _QPA_FIELDS = field_help(QPAConfig)
 MAX_CHUNK = _QPA_FIELDS["chunk_size"]["max"]
 MAX_QUBITS = _QPA_FIELDS["n_qubits"]["max"]
+JSON_KEYS = {"qpa_params": "qpa", "lora_params": "lora"}  # `ParamCounts.to_dict`'s names
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class ParamCounts:
 
     targets: tuple[str, ...]  # adapted layer names
     target_params: int  # parameters of the adapted layers themselves
-    lora: int  # the LoRA (DoRA with `use_dora`) baseline's trainable parameters
+    lora_params: int  # the LoRA (DoRA with `use_dora`) baseline's trainable parameters
     dora: bool  # `use_dora`: the baseline is DoRA and QPA generates DoRA's LoRA matrices
     n_values: int  # values QPA generates (M): the LoRA matrices, and generated magnitudes
     max_values: int  # values of the largest generator (what its chunks must hold)
@@ -50,15 +51,17 @@ class ParamCounts:
     last_layer: int
     scales: int  # `zero-scale` start scalars
     magnitude: int  # DoRA magnitudes trained directly next to QPA
-    qpa: int  # QPA's trainable parameters, all of the above
+    qpa_params: int  # QPA's trainable parameters, all of the above
 
     @property
     def ratio(self) -> float:
         """QPA parameters as a fraction of LoRA's."""
-        return self.qpa / self.lora
+        return self.qpa_params / self.lora_params
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "ratio": self.ratio}
+        """The counts as JSON (`qpa count --json`, the app's API): the totals keep their short
+        keys ``qpa`` and ``lora``."""
+        return {JSON_KEYS.get(k, k): v for k, v in asdict(self).items()} | {"ratio": self.ratio}
 
     def of_layers(self, n: int) -> str:
         """`n` as a share of the adapted layers' own parameters."""
@@ -72,7 +75,7 @@ class ParamCounts:
         baseline = "DoRA baseline" if self.dora else "LoRA baseline"
         rows = [
             ("adapted layers", f"{self.target_params:,}", ", ".join(self.targets)),
-            (baseline, f"{self.lora:,}", self.of_layers(self.lora)),
+            (baseline, f"{self.lora_params:,}", self.of_layers(self.lora_params)),
             ("QPA circuit (N·L angles)", f"{self.circuit:,}", f"{qubits}, L = {self.depth}{gens}"),
             ("QPA mapping MLP", f"{self.mapping:,}", "all layers but the last"),
             ("QPA last layer", f"{self.last_layer:,}",
@@ -82,8 +85,8 @@ class ParamCounts:
             rows.append(("QPA start scales", f"{self.scales:,}", "zero-scale: B, magnitude"))
         if self.magnitude:
             rows.append(("DoRA magnitudes", f"{self.magnitude:,}", "trained next to QPA"))
-        total = f"{self.ratio:.2%} of {baseline.split()[0]}, {self.of_layers(self.qpa)}"
-        return [*rows, ("QPA total", f"{self.qpa:,}", total)]
+        total = f"{self.ratio:.2%} of {baseline.split()[0]}, {self.of_layers(self.qpa_params)}"
+        return [*rows, ("QPA total", f"{self.qpa_params:,}", total)]
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,7 @@ def count_params(
     return ParamCounts(
         targets=layout.targets,
         target_params=layout.target_params,
-        lora=sum(s.numel for s in layout.slots),
+        lora_params=sum(s.numel for s in layout.slots),
         dora=adapter.use_dora,
         n_values=tuner.n_values,
         max_values=largest.n_values,
@@ -179,7 +182,7 @@ def count_params(
         last_layer=parts["last_layer"],
         scales=parts["scales"],
         magnitude=parts["magnitude"],
-        qpa=parts["total"],
+        qpa_params=parts["total"],
     )
 
 

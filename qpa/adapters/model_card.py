@@ -119,7 +119,7 @@ def _shape(config: RunConfig, run: Run, is_qpa: bool) -> str:
     rows = [
         ("adapted layers", ", ".join(counts.targets)),
         ("rank r, lora_alpha", f"{a.rank}, {a.lora_alpha:g}"),
-        (f"matched {baseline} parameters", f"{counts.lora:,}"),
+        (f"matched {baseline} parameters", f"{counts.lora_params:,}"),
     ]
     trainable = run.status().get("trainable_params")
     if is_qpa:
@@ -131,10 +131,10 @@ def _shape(config: RunConfig, run: Run, is_qpa: bool) -> str:
             ("shots, noise", f"{q.shots or 'exact'}, {q.noise:g}"),
             ("start, generators", f"{q.start}, {q.layers}"),
         ]
-        trainable = trainable or counts.qpa
-        share = f" = {trainable / counts.lora:.2%} of {baseline}"
+        trainable = trainable or counts.qpa_params
+        share = f" = {trainable / counts.lora_params:.2%} of {baseline}"
     else:
-        trainable, share = trainable or counts.lora, ""
+        trainable, share = trainable or counts.lora_params, ""
     rows.append(("trainable parameters", f"{trainable:,}{share}"))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     return f"## Method and shape\n\n| | |\n|---|---|\n{table}"

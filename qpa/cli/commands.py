@@ -21,7 +21,8 @@ from qpa.constants import CLAIM_ENV, DEFAULT_MODEL
 from qpa.flags import set_flags
 from qpa.formatting import format_number
 from qpa.hub.folder import run_adapter
-from qpa.runs.run import FINISHED, Run, check_run_id, open_run, runs_root
+from qpa.runs.run import FINISHED, Run
+from qpa.runs.store import check_run_id, open_run, runs_root
 from qpa.safe_io import dumps
 
 # -- train --------------------------------------------------------------------------------------
@@ -69,7 +70,7 @@ class ProgressBar:
 def _run_for_training(args: argparse.Namespace) -> tuple[Run, RunConfig, bool]:
     """The run to train, locked to this process: a new one for a fully validated config, a
     queued one (started from step 0) or a stopped one (resumed from its last checkpoint)."""
-    from qpa.runs.run import create_run
+    from qpa.runs.store import create_run
     from qpa.training.loop import validate_config
 
     if not args.resume:

@@ -27,7 +27,8 @@ from qpa.constants import DEFAULT_MODEL
 from qpa.flags import add_config_flags, add_section_flags
 from qpa.formatting import format_duration, format_number, format_table
 from qpa.runs.files import redact
-from qpa.runs.run import Run, list_runs, open_run
+from qpa.runs.run import Run
+from qpa.runs.store import list_runs, open_run
 from qpa.safe_io import dumps
 from qpa.studies.sweep import BEST_MEASURED, VARIANTS
 from qpa.tool_config import ChatConfig, CompareConfig, VarianceConfig

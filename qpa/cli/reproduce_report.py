@@ -24,8 +24,8 @@ def _counts_table(plan: Plan) -> str:
     c = plan.counts
     return format_table([
         ("parameters", "paper", f"counted ({plan.count_model})"),
-        ("QPA-LoRA", f"{paper['qpa-lora']:,}", f"{c.qpa:,}"),
-        ("LoRA", f"{paper['lora']:,}", f"{c.lora:,}"),
+        ("QPA-LoRA", f"{paper['qpa-lora']:,}", f"{c.qpa_params:,}"),
+        ("LoRA", f"{paper['lora']:,}", f"{c.lora_params:,}"),
         ("QPA / LoRA", f"{_floor_percent(paper['qpa-lora'] / paper['lora'])}", f"{c.ratio:.3%}"),
     ], right=(1, 2))  # fmt: skip
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from qpa.cli.commands import ProgressBar, settle_run
 from qpa.cli.run_config import load_config
 from qpa.formatting import format_table
-from qpa.runs.run import list_runs
+from qpa.runs.store import list_runs
 from qpa.safe_io import dumps
 
 # -- sweep --------------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dumps(plan.to_dict(), indent=2) if args.json else report.format_plan(plan))
         return 0
-    from qpa.runs.run import create_run
+    from qpa.runs.store import create_run
 
     config = recipes.check_plan(plan)  # unreachable data, bad flags: nothing is written
     run = create_run(config, args.runs_dir, args.name)

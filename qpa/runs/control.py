@@ -9,7 +9,7 @@ start it: created once, by exactly one process, see `qpa.runs.files.claim_file`)
 
 >>> import tempfile
 >>> from qpa.config import RunConfig
->>> from qpa.runs.run import create_run
+>>> from qpa.runs.store import create_run
 >>> run = create_run(RunConfig(), tempfile.mkdtemp(), name="queued")
 >>> run.cancel(), run.status()["state"], run.claim()
 ('cancelled queued before it started', 'cancelled', False)

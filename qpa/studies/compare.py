@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from qpa.config import COMPARE_TEST_FRACTION, RunConfig
-from qpa.runs.run import Run, check_run_id, runs_root
+from qpa.runs.run import Run
+from qpa.runs.store import check_run_id, runs_root
 from qpa.studies.stats import mean_std, welch_interval
 from qpa.studies.sweep import VARIANTS, run_one, variant_config
 from qpa.tool_config import CompareConfig

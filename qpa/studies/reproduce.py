@@ -13,7 +13,8 @@ r = 4, lora_alpha = 2r; batch 1, 3 epochs, AdamW lr 1e-5, linear decay without w
 clipping, seed 2025; test perplexity exp(mean over batches of 2 of the mean token CE).
 
 >>> p = plan_recipe("gpt2-lora")
->>> p.config.train.steps, p.config.train.lr, p.counts.qpa, p.counts.lora, f"{p.counts.ratio:.2%}"
+>>> c = p.counts
+>>> p.config.train.steps, p.config.train.lr, c.qpa_params, c.lora_params, f"{c.ratio:.2%}"
 (110154, 1e-05, 106264, 204100, '52.06%')
 """
 

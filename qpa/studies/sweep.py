@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from qpa.config import PAPER_MAPPING, RunConfig
-from qpa.runs.run import Run, create_run, open_run, runs_root
+from qpa.runs.run import Run
+from qpa.runs.store import create_run, open_run, runs_root
 from qpa.studies.results import run_record, summarize
 
 
@@ -109,7 +110,7 @@ def variant_config(base: RunConfig, name: str, seed: int) -> RunConfig:
 
 def plan(base: RunConfig, names: Sequence[str], seeds: Sequence[int], prefix: str):
     """(run id, config) for every variant and seed, checked before anything is trained."""
-    from qpa.runs.run import check_run_id
+    from qpa.runs.store import check_run_id
     from qpa.training.loop import validate_config
 
     if not names or not seeds:

@@ -142,12 +142,12 @@ def data_work(config: RunConfig) -> dict[str, int]:
     tokenizer = load_tokenizer(config.model.model)
     splits = build_splits(config.data, tokenizer)
     model = build_model(config.model.model)  # meta: its config is part of the cache key
-    protocol, uncached = config.train.perplexity, 0
+    perplexity, uncached = config.train.perplexity, 0
     for encoded in (splits.train, splits.val):
-        key = cache_key(config.model.model, model, protocol, encoded)
+        key = cache_key(config.model.model, model, perplexity, encoded)
         done = cached_examples(features_dir() / f"rows-{key}.safetensors", len(encoded))
-        uncached += int(row_widths(encoded, protocol)[~done].sum())
-    val_rows = len(token_rows(splits.val, protocol).targets)
+        uncached += int(row_widths(encoded, perplexity)[~done].sum())
+    val_rows = len(token_rows(splits.val, perplexity).targets)
     return {"uncached_tokens": uncached if config.train.cache_backbone else 0, "val_rows": val_rows}
 
 

@@ -34,7 +34,7 @@ def main() -> None:
     studio = Studio.create(runs_root=args.runs_dir, demo=False)
     studio.jobs.nice = args.nice
     design = {**shape.DEFAULTS, "model": DEFAULT_MODEL}
-    design["n_qubits"] = shape.linked(tuple(design.values()), "chunk")[1]
+    design["n_qubits"] = shape.linked(design, "chunk")[1]
     form = {**design, **start_values(FULL), "plan": next(iter(train.PLANS)), "topics": []}
     print(train.plan_text(form))
     t0 = time.time()

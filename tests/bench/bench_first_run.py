@@ -137,7 +137,7 @@ def compare(home: Path, n_examples: int) -> None:
 
 
 def _first(encoded, n: int):
-    from qpa.data.splits import Encoded
+    from qpa.data.encoding import Encoded
 
     return Encoded(encoded.input_ids[:n], encoded.attention_mask[:n], encoded.assistant_mask[:n])
 
