@@ -294,6 +294,21 @@ class TrainConfig(Config):
         "cpu), `cpu`, `cuda` or `mps`.",
         ("auto", "cpu", "cuda", "mps"),
     )
+    precision: str = option(
+        "fp32",
+        "Arithmetic of the model's forward pass: `fp32` (exact), or autocast in `bf16` (a CUDA "
+        "GPU that has it, or the CPU) or `fp16` (CUDA only, with a gradient scaler; the official "
+        "code's). The QPA generator, the trainable tensors and the fused lm_head loss stay fp32.",
+        ("fp32", "bf16", "fp16"),
+    )
+    processes: int = option(
+        0,
+        "Processes training together (DDP, each on its share of every batch): 0 takes what the "
+        "launcher started (1 without one); more are started by `accelerate launch --multi_gpu "
+        "--num_processes N -m qpa train …`. `batch_size` stays the global batch.",
+        min=0,
+        max=4096,
+    )
     report_to: str = option(
         "none",
         "Also log the run's metrics to an experiment tracker: `trackio` (local-first, made for "

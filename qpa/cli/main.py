@@ -31,6 +31,7 @@ from qpa.runs.run import Run, list_runs, open_run
 from qpa.safe_io import dumps
 from qpa.studies.sweep import BEST_MEASURED, VARIANTS
 from qpa.tool_config import ChatConfig, CompareConfig, VarianceConfig
+from qpa.training.launch import launched_rank
 
 # -- count --------------------------------------------------------------------------------------
 
@@ -327,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     traceback, unless ``QPA_DEBUG`` is set), 130 for Ctrl-C.
     """
     args = build_parser().parse_args(argv)
+    if launched_rank() > 0:  # one of the processes of `accelerate launch`: rank 0 alone prints
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
     try:
         return args.func(args)
     except KeyboardInterrupt:

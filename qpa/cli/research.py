@@ -13,6 +13,7 @@ from qpa.cli.run_config import load_config
 from qpa.formatting import format_table
 from qpa.runs.run import list_runs
 from qpa.safe_io import dumps
+from qpa.training.launch import launched_rank
 
 # -- sweep --------------------------------------------------------------------------------------
 
@@ -97,7 +98,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _announce(run_id: str, i: int, n: int) -> None:
-    print(f"[{i + 1}/{n}] {run_id}", file=sys.stderr)
+    if launched_rank() == 0:  # under `accelerate launch`, rank 0 alone speaks
+        print(f"[{i + 1}/{n}] {run_id}", file=sys.stderr)
 
 
 # -- reproduce ----------------------------------------------------------------------------------
@@ -117,11 +119,24 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(dumps(plan.to_dict(), indent=2) if args.json else report.format_plan(plan))
         return 0
     from qpa.runs.run import create_run
+    from qpa.training.distributed import world_for
+    from qpa.training.session import pick_device
 
     config = recipes.check_plan(plan)  # unreachable data, bad flags: nothing is written
-    run = create_run(config, args.runs_dir, args.name)
-    run.claim(token="cli")
-    run.lock()
+    world = world_for(pick_device(config.train.device))  # one process, or an accelerate launch
+
+    def start():
+        run = create_run(config, args.runs_dir, args.name)
+        run.claim(token="cli")
+        run.lock()
+        return run
+
+    run = world.lead(start)  # rank 0 writes; the others train beside it (then leave: the test
+    if not world.is_main:  # split is evaluated by rank 0 alone)
+        from qpa.training.loop import train
+
+        train(plan.config)
+        return 0
     print(f"run {run.id} in {run.path}", file=sys.stderr)
     bar = ProgressBar()
     try:
