@@ -23,7 +23,7 @@ import torch
 from qpa.cli.main import main
 from qpa.config import AdapterConfig, DataConfig, ModelConfig, QPAConfig, RunConfig, TrainConfig
 from qpa.runs.run import create_run, open_run
-from qpa.training.distributed import World, fingerprint
+from qpa.training.distributed import World, fingerprint, shard_order
 from qpa.training.launch import check_launch
 from qpa.training.loop import train
 from qpa.training.session import prepare
@@ -151,6 +151,18 @@ def test_the_fingerprint_tells_generated_weights_apart():
     with torch.no_grad():
         session.trainable()[0][1].add_(1e-3)  # and so does a trainable tensor
     assert fingerprint(session) != fingerprint(prepare(tiny()))
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_ranks_share_every_batch_and_their_rows_cover_the_split_once(size):
+    order = torch.randperm(23, generator=torch.Generator().manual_seed(0))
+    for whole, batch in ((False, 8), (True, 32), (True, 4)):
+        parts = [shard_order(order, batch, rank, size, whole) for rank in range(size)]
+        assert sorted(torch.cat(parts).tolist()) == list(range(23))  # each row on one rank
+    first_batch = order[:8]  # training: rank r takes every size-th example of the global batch
+    assert shard_order(order, 8, 1, size, False)[: len(first_batch[1::size])].tolist() == (
+        first_batch[1::size].tolist()
+    )
 
 
 def test_a_process_count_needs_a_launcher(env, capsys):

@@ -175,8 +175,24 @@ def _dry_run(args: argparse.Namespace) -> int:
     data = ",".join(config.data.topics) or "all topics" if config.data.corpus == "chatterbot" else ""
     print(f"{label(config)} on {config.model.model}, {config.data.corpus} {data}".rstrip())
     print_plan(config, sys.stdout)
+    print(dry_run_estimate(config)[1])
     print("dry run: nothing trained, nothing written")
     return 0
+
+
+def dry_run_estimate(config: RunConfig) -> tuple[dict[str, Any], str]:
+    """A dry run's estimate of wall time and peak memory here, from a short measured warm-up,
+    and its text; or why there is none (a model not downloaded yet, data out of reach)."""
+    from qpa.training.estimate import describe_warmup, warmup_blocker, warmup_estimate
+
+    reason = warmup_blocker(config)
+    if reason is None:
+        try:
+            estimate = warmup_estimate(config)
+            return estimate, describe_warmup(estimate)
+        except (ValueError, OSError) as e:  # e.g. Hub data out of reach
+            reason = str(e)
+    return {"none": reason}, f"estimate: none before a run ({reason})"
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -116,7 +116,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
     plan = recipes.plan_recipe(args.recipe, overrides=set_flags(args), epochs=args.epochs)
     if args.dry_run:
-        print(dumps(plan.to_dict(), indent=2) if args.json else report.format_plan(plan))
+        from qpa.cli.commands import dry_run_estimate
+
+        estimate, text = dry_run_estimate(plan.config)
+        print(dumps({**plan.to_dict(), "estimate": estimate}, indent=2) if args.json
+              else f"{report.format_plan(plan)}\n{text}")  # fmt: skip
         return 0
     from qpa.runs.run import create_run
     from qpa.training.distributed import world_for

@@ -135,9 +135,7 @@ class Accelerated(World):
         return items[self.rank :: self.size]
 
     def rows_order(self, order: torch.Tensor, batch_size: int, whole: bool) -> torch.Tensor:
-        batches = list(order.split(batch_size))
-        mine = self.shard(batches) if whole else [self.shard(b) for b in batches]
-        return torch.cat(mine) if mine else order[:0]
+        return shard_order(order, batch_size, self.rank, self.size, whole)
 
     def total(self, values: list[float]) -> list[float]:
         summed = self.accelerator.reduce(
@@ -201,6 +199,21 @@ class Accelerated(World):
                 "tensors or generated weights than rank 0."
             )
         return digest
+
+
+def shard_order(
+    order: torch.Tensor, batch_size: int, rank: int, size: int, whole: bool
+) -> torch.Tensor:
+    """Rank `rank`'s part of `order` cut into batches: every `size`-th example of each batch
+    (training: the global batch is shared), or (`whole`) every `size`-th batch (evaluation).
+
+    >>> order = torch.tensor([5, 3, 0, 1, 4, 2])
+    >>> shard_order(order, 4, 1, 2, whole=False).tolist(), shard_order(order, 2, 1, 2, whole=True).tolist()
+    ([3, 1, 2], [0, 1])
+    """
+    batches = list(order.split(batch_size))
+    mine = batches[rank::size] if whole else [b[rank::size] for b in batches]
+    return torch.cat(mine) if mine else order[:0]
 
 
 def fingerprint(session, generated: list[torch.Tensor] = ()) -> str:

@@ -161,6 +161,8 @@ def base_metrics(session: Session) -> dict:
     bare = model.get_base_model() if hasattr(model, "get_base_model") else model
     key = cache_key(session.config.model.model, bare, session.config.train.perplexity,
                     session.splits.val)  # fmt: skip
+    if session.config.train.precision != "fp32":  # the forward ran in it: measured apart
+        key = f"{key}-{session.config.train.precision}"
 
     def compute() -> dict:
         with model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext():

@@ -112,6 +112,7 @@ def build_rows(
     cache_dir: Path | None,
     progress: Callable[..., None] | None = None,
     world: World | None = None,
+    store: bool = True,
 ) -> tuple[dict[str, Rows], dict[str, RowStream]]:
     """Each split's rows; with `use_cache`, their hidden states stream in (`RowStream`), the
     training rows in the order the first epoch visits them (with several processes, the rows
@@ -135,7 +136,7 @@ def build_rows(
             whole = torch.arange(len(encoded))
             order = world.rows_order(whole, EVAL_BATCH, whole=True) if world.size > 1 else None
         report = progress and functools.partial(progress, "caching rows", split)
-        streams[split] = RowStream(base, encoded, perplexity, path, order, report)
+        streams[split] = RowStream(base, encoded, perplexity, path, order, report, store)
         rows[split] = streams[split].rows
     return rows, streams
 
@@ -168,9 +169,11 @@ def prepare(
     cache_dir: Path | None = None,
     progress: Callable[..., None] | None = None,
     world: World | None = None,
+    store_rows: bool = True,
 ) -> Session:
     """Load model, data and adapter for `config` (or a saved adapter, or none, to evaluate);
-    `world`: the processes training together (`qpa.training.distributed`), by default one.
+    `world`: the processes training together (`qpa.training.distributed`), by default one;
+    `store_rows` False reads the rows cached in `cache_dir` but stores none (a dry run's warm-up).
 
     Cached hidden rows are not computed here: `split_loss` streams them in as batches need them.
     `progress(phase, split=None, done=None, total=None, eta=None)` hears the phases (see
@@ -205,7 +208,9 @@ def prepare(
     targets = resolve_targets(base, config.adapter.target_modules)
     head_alone = can_cache_head(base, targets)
     use_cache = config.train.cache_backbone and head_alone
-    rows, streams = build_rows(config, base, splits, use_cache, cache_dir, progress, world)
+    rows, streams = build_rows(
+        config, base, splits, use_cache, cache_dir, progress, world, store_rows
+    )
     torch.manual_seed(config.train.seed)
     tuner = None
     if evaluate_only:
