@@ -41,6 +41,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         rows = sweep(load_config(args), names, seeds, args.prefix, args.runs_dir, _announce, [bar])
     finally:
         bar.close()
+    if launched_rank() > 0:  # under `accelerate launch`, rank 0 alone prints and writes
+        return 0
     return _print_summary(rows, args)
 
 
@@ -85,6 +87,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             result = protocol.run_comparison(plan, args.runs_dir, _announce, [bar])
         finally:
             bar.close()
+        if launched_rank() > 0:  # under `accelerate launch`, rank 0 alone prints and writes
+            return 0
     if args.markdown:
         text = f"{report.describe_comparison(result)}\n\n{report.comparison_table(result)}\n"
         Path(args.markdown).write_text(text, encoding="utf-8")

@@ -73,6 +73,9 @@ class World:
         ValueError it raises is raised on every rank, so none waits for the others in vain."""
         return task()
 
+    def barrier(self) -> None:
+        """Wait until every rank is here (rank 0 has written the end of the run)."""
+
     def prepare_step(self, session) -> None:
         """Wrap the training forward for the collective backward (DDP)."""
 
@@ -165,6 +168,9 @@ class Accelerated(World):
         if kind == "error":
             raise ValueError(value)
         return result if self.is_main else value
+
+    def barrier(self) -> None:
+        self.accelerator.wait_for_everyone()
 
     def prepare_step(self, session) -> None:
         self.module = self.accelerator.prepare(StepLoss(session))

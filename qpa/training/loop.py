@@ -144,6 +144,7 @@ def train(
             writer.log(f"base model: validation perplexity {base['headline_perplexity']:.4f} "
                        f"({base['headline']})")  # fmt: skip
         result = _loop(session, run, writer, emit, resume, base)
+        world.barrier()  # the others return once rank 0 has written the end of the run
     except Exception as e:
         if writer is not None:
             writer.log(traceback.format_exc())
