@@ -126,16 +126,9 @@ def train(
     # Recorder (for `estimate_run`): one process's throughput only
     emit = _emitter(writer, [*callbacks, *([Recorder(config)] if world.size == 1 else [])])
     try:
-        if writer is not None:
-            writer.set_status(
-                "running", pid=os.getpid(), step=0, total_steps=config.train.steps, error=None
-            )
-            writer.log(f"preparing {config.adapter.method} on {config.model.model}"
-                       + (f" in {world.size} processes" if world.size > 1 else ""))  # fmt: skip
-        tic = time.time()
-        session = prepare(
-            config, cache_dir=features_dir(), progress=reporter(writer, emit), world=world
-        )
+        tic = _started(writer, config, world.size)
+        progress = reporter(writer, emit)
+        session = prepare(config, cache_dir=features_dir(), progress=progress, world=world)
         if writer is not None:
             writer.log(f"model and data ready in {time.time() - tic:.1f} s")
         base = base_metrics(session)
@@ -151,6 +144,15 @@ def train(
             writer.set_status("failed", error=f"{type(e).__name__}: {e}", pid=None)
         raise
     return result
+
+
+def _started(writer, config: RunConfig, processes: int) -> float:
+    """Mark the run running (rank 0's folder); the time it started."""
+    if writer is not None:
+        steps, within = config.train.steps, f" in {processes} processes" * (processes > 1)
+        writer.set_status("running", pid=os.getpid(), step=0, total_steps=steps, error=None)
+        writer.log(f"preparing {config.adapter.method} on {config.model.model}{within}")
+    return time.time()
 
 
 def base_metrics(session: Session) -> dict:
@@ -198,12 +200,8 @@ def _loop(session: Session, run, writer, emit: Callback, resume: bool, base: dic
     on rank 0, else None) records it all."""
     cfg, world = session.config.train, session.world
     optimizer, scaler = make_optimizer(session), grad_scaler(session.device, cfg.precision)
-    start_step, keeper = 0, BestKeeper(writer)
-    if resume:
-        tensors, meta = run.load_state()
-        restore_state(session, optimizer, tensors)
-        stale = int(meta.get("stale", 0))
-        start_step, keeper = int(meta["step"]), BestKeeper.resume(run, stale, writer is not None)
+    start_step, keeper = _resumed(session, optimizer, run, writer) if resume else (0, None)
+    keeper = keeper or BestKeeper(writer)
     world.prepare_step(session)  # DDP: after the restore, so every rank wraps equal tensors
     n_trainable = session.n_trainable()
     if writer is not None:
@@ -253,6 +251,15 @@ def _loop(session: Session, run, writer, emit: Callback, resume: bool, base: dic
         _finish(session, writer, state, summary)
     emit({"event": "done", **summary})
     return summary
+
+
+def _resumed(session: Session, optimizer, run, writer) -> tuple[int, BestKeeper]:
+    """Restore `run`'s checkpoint into the session and optimizer: its step and best keeper
+    (which saves new bests only through `writer`)."""
+    tensors, meta = run.load_state()
+    restore_state(session, optimizer, tensors)
+    stale = int(meta.get("stale", 0))
+    return int(meta["step"]), BestKeeper.resume(run, stale, writer is not None)
 
 
 def make_optimizer(session: Session) -> torch.optim.AdamW:

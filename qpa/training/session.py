@@ -193,20 +193,12 @@ def prepare(
     """
     from qpa.adapters.export import load_adapter
     from qpa.adapters.qpa_lora import build_adapter, resolve_targets
-    from qpa.models.loading import load_model, needs_conversion
 
     world = world or World()
     device = world.device or pick_device(config.train.device)
-    if progress is not None:
-        converting = needs_conversion(config.model.model)
-        progress("converting the model" if converting else "loading the model")
-    base, tokenizer = load_model(config.model.model)
-    base.to(device).eval()
-    for p in base.parameters():
-        p.requires_grad_(False)
+    base, tokenizer = frozen_base(config.model.model, device, progress)
     splits = load_splits(config.data, tokenizer)
-    targets = resolve_targets(base, config.adapter.target_modules)
-    head_alone = can_cache_head(base, targets)
+    head_alone = can_cache_head(base, resolve_targets(base, config.adapter.target_modules))
     use_cache = config.train.cache_backbone and head_alone
     rows, streams = build_rows(
         config, base, splits, use_cache, cache_dir, progress, world, store_rows
@@ -221,6 +213,20 @@ def prepare(
         if tuner is not None:
             tuner.to(device)
     return Session(config, model, tuner, tokenizer, splits, rows, device, streams, world, head_alone)
+
+
+def frozen_base(name: str, device: torch.device, progress: Callable[..., None] | None = None):
+    """(model `name` on `device`, frozen and in eval mode, its tokenizer), telling `progress`
+    whether it is converted or loaded."""
+    from qpa.models.loading import load_model, needs_conversion
+
+    if progress is not None:
+        progress("converting the model" if needs_conversion(name) else "loading the model")
+    base, tokenizer = load_model(name)
+    base.to(device).eval()
+    for p in base.parameters():
+        p.requires_grad_(False)
+    return base, tokenizer
 
 
 def output_head(model: nn.Module) -> nn.Module:
