@@ -181,3 +181,76 @@ def test_memory_stays_within_the_chunk_budget_over_many_chunks(monkeypatch):
     for g_fused, g_plain in zip(out["grads"], want, strict=True):
         torch.testing.assert_close(g_fused, g_plain, atol=1e-5, rtol=1e-4)
     assert [t.numel() for t in out["buffers"].values()] == [27 * V]  # 265 rows in 10 of 27
+
+
+def full_forward_session(model: str, method: str, perplexity: str, dropout: float = 0.0):
+    """A session of `model` adapting lm_head alone, its backbone run on every batch (not
+    cached); LoRA's B made non-zero so that the adapter matters."""
+    from qpa.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+    from qpa.training.session import prepare
+
+    config = RunConfig(
+        model=ModelConfig(model=model),
+        adapter=AdapterConfig(method=method, rank=2, lora_dropout=dropout),
+        qpa=QPAConfig(chunk_size=128, depth=2),
+        data=DataConfig(topics=("ai",), max_length=48, max_examples=40),
+        train=TrainConfig(cache_backbone=False, perplexity=perplexity),
+    ).resolved()
+    session = prepare(config)
+    if method == "lora":
+        with torch.no_grad():
+            for _, p in session.trainable():
+                p.normal_().mul_(0.1)
+    return session
+
+
+@pytest.mark.chatterbot
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-gpt2"])  # GPT-2: dropout in the backbone
+@pytest.mark.parametrize("method", ["qpa-lora", "lora"])
+@pytest.mark.parametrize("perplexity", ["masked", "paper"])
+def test_the_full_forward_fuses_the_head_loss_and_equals_the_plain_path(
+    monkeypatch, model, method, perplexity
+):
+    """lm_head alone, backbone not cached (the reproduce protocol): no (rows × vocab) logits,
+    in training and in evaluation; values and gradients equal the logits path to 1e-5."""
+    from qpa.training import session as session_module
+    from qpa.training.loop import evaluate_split
+
+    session = full_forward_session(model, method, perplexity)
+    assert session.head_alone and not session.head_only
+    examples = torch.tensor([3, 0, 7, 11])
+    session.model.train()
+    torch.manual_seed(1)  # the same dropout masks in both paths
+    plain = F.cross_entropy(session_module.full_logits(session, "train", examples).float(),
+                            session.rows["train"].targets[session.rows["train"].select(examples)],
+                            reduction="none")  # fmt: skip
+    want = torch.autograd.grad(plain.mean(), [p for _, p in session.trainable()])
+
+    def refuse(*_):
+        raise AssertionError("the full (rows × vocab) logits were built")
+
+    monkeypatch.setattr(session_module, "full_logits", refuse)
+    torch.manual_seed(1)
+    fused, _ = session_module.split_loss(session, "train", examples)
+    got = torch.autograd.grad(fused.mean(), [p for _, p in session.trainable()])
+    torch.testing.assert_close(fused, plain, atol=1e-5, rtol=0)
+    for g_fused, g_plain in zip(got, want, strict=True):
+        torch.testing.assert_close(g_fused, g_plain, atol=1e-5, rtol=1e-4)
+    metrics = evaluate_split(session)  # evaluation: fused too (full_logits refuses)
+    assert metrics["tokens"] == session.rows["val"].targets.numel()
+
+
+@pytest.mark.chatterbot
+def test_the_full_forward_keeps_the_logits_path_while_lora_dropout_acts(monkeypatch):
+    from qpa.training import session as session_module
+
+    session = full_forward_session("tiny-llama", "qpa-lora", "masked", dropout=0.1)
+    calls = []
+    full = session_module.full_logits
+    monkeypatch.setattr(session_module, "full_logits", lambda *a: calls.append(1) or full(*a))
+    session.model.train()
+    session_module.split_loss(session, "train", torch.arange(4))
+    assert calls == [1]  # dropout acts on the head's input: the plain path, as when cached
+    session.model.eval()
+    session_module.split_loss(session, "val", torch.arange(2))
+    assert calls == [1]  # evaluation: dropout is the identity, the fused loss applies

@@ -4,7 +4,7 @@ engine never imports gradio; the app reaches the engine only through `qpa`'s pub
 app's plain modules stay free of gradio.
 
 The rule, lowest layer first (a module may import its own sub-package and any lower layer):
-``constants/config/flags/formatting/safe_io`` ← ``runs`` | ``quantum``, ``models``, ``data`` ←
+``constants/config/config_base/flags/formatting/safe_io`` ← ``runs`` | ``quantum``, ``models``, ``data`` ←
 ``generator`` ← ``adapters`` ← ``training`` ← ``studies``, ``inference`` ← ``hub`` ← ``cli``; ``runs``
 sees only the base layer, and nothing but ``qpa/__main__.py`` imports ``cli``.
 """
@@ -21,7 +21,7 @@ import qpa
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = ROOT / "qpa"
 PLAIN_APP_MODULES = ("jobs.py", "plots.py", "state.py", "settings.py", "circuit_svg.py", "result_plots.py")
-BASE = {"constants", "config", "tool_config", "flags", "formatting", "safe_io"}
+BASE = {"constants", "config", "config_base", "tool_config", "flags", "formatting", "safe_io"}
 RANK = {
     **dict.fromkeys(BASE, 0),
     "runs": 1, "quantum": 1, "models": 1, "data": 1,

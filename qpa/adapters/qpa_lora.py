@@ -261,10 +261,15 @@ class QPALoRA(nn.Module):
         self.materialize()  # a pre-hook's return value would replace the inputs
 
     def values(self) -> Iterator[tuple[Slot, torch.Tensor]]:
-        """Each generated slot's tensor as the model uses it: scale · generated + shift."""
+        """Each generated slot's tensor as the model uses it: scale · generated + shift.
+
+        The generator always runs in fp32: under a mixed-precision autocast it is switched off.
+        """
         for g, (group, gen) in enumerate(zip(self.groups, self.generators, strict=True)):
             sizes = [s.numel for s in group]
-            parts = gen().split(sizes)  # one backward node per generator, not one per slot
+            device = next(gen.parameters()).device.type
+            with torch.autocast(device, enabled=False):
+                parts = gen().split(sizes)  # one backward node per generator, not one per slot
             shift = getattr(self, f"shift{g}")
             shifts = shift.split(sizes) if shift is not None else [None] * len(group)
             for slot, part, add in zip(group, parts, shifts, strict=True):
@@ -282,6 +287,17 @@ class QPALoRA(nn.Module):
         """Generate every tensor and write it into its layer."""
         for owner, (_, value) in zip(self._owners, self.values(), strict=True):
             owner.weight = value
+
+    def written(self) -> list[torch.Tensor]:
+        """The tensors the last `materialize` wrote into the layers: what the last forward used."""
+        return [owner.weight for owner in self._owners]
+
+    def seed_pairing(self, seed: int) -> None:
+        """Draw the random pairing's bit strings from a generator seeded with `seed` (every
+        generator alike) instead of torch's global one; a no-op with the matched pairing."""
+        if self.config.pairing == "random":
+            for gen in self.generators:
+                gen.pairing_rng = torch.Generator().manual_seed(seed)
 
     def named_trainable(self) -> list[tuple[str, nn.Parameter]]:
         """Every trainable tensor under a stable name: the generators' (prefixed with the layer

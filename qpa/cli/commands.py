@@ -24,6 +24,7 @@ from qpa.hub.folder import run_adapter
 from qpa.runs.run import FINISHED, Run
 from qpa.runs.store import check_run_id, open_run, runs_root
 from qpa.safe_io import dumps
+from qpa.training.launch import launched_processes, launched_rank
 
 # -- train --------------------------------------------------------------------------------------
 
@@ -34,10 +35,13 @@ class ProgressBar:
 
     def __init__(self) -> None:
         self.bar = None
+        self.quiet = launched_rank() > 0  # under `accelerate launch`, rank 0 alone draws
 
     def __call__(self, event: dict[str, Any]) -> None:
         from tqdm import tqdm
 
+        if self.quiet:
+            return
         kind, step, total = event.get("event"), event.get("step") or 0, event.get("total_steps")
         if kind == "prepare":
             tqdm.write(event["message"], file=sys.stderr)
@@ -172,18 +176,66 @@ def _dry_run(args: argparse.Namespace) -> int:
     data = ",".join(config.data.topics) or "all topics" if config.data.corpus == "chatterbot" else ""
     print(f"{label(config)} on {config.model.model}, {config.data.corpus} {data}".rstrip())
     print_plan(config, sys.stdout)
+    print(dry_run_estimate(config)[1])
     print("dry run: nothing trained, nothing written")
     return 0
+
+
+def dry_run_estimate(config: RunConfig) -> tuple[dict[str, Any], str]:
+    """A dry run's estimate of wall time and peak memory here, from a short measured warm-up,
+    and its text; or why there is none (a model not downloaded yet, data out of reach)."""
+    from qpa.training.estimate import describe_warmup, warmup_blocker, warmup_estimate
+
+    reason = warmup_blocker(config)
+    if reason is None:
+        try:
+            estimate = warmup_estimate(config)
+            return estimate, describe_warmup(estimate)
+        except (ValueError, OSError) as e:  # e.g. Hub data out of reach
+            reason = str(e)
+    return {"none": reason}, f"estimate: none before a run ({reason})"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(args)
+    if launched_processes() > 1:
+        return _train_launched(args)
     run, config, resume = _run_for_training(args)  # user errors surface before heavy imports
     try:
         return _train(run, config, resume)
     finally:
         run.unlock()
+
+
+def _train_launched(args: argparse.Namespace) -> int:
+    """``train`` in one of the processes of ``accelerate launch``: rank 0 creates (or opens) and
+    locks the run and trains into it; the others learn its id and train beside it, writing
+    nothing (`qpa.training.distributed`). A refusal on rank 0 is every rank's error."""
+    from qpa.training import loop as engine
+    from qpa.training.distributed import world_for
+    from qpa.training.session import pick_device
+
+    planned = open_run(args.resume, args.runs_dir).config if args.resume else load_config(args)
+    world = world_for(pick_device(planned.train.device))
+
+    def public(started: tuple[Run, RunConfig, bool]) -> tuple[str, bool, bool]:
+        run, _, resume = started
+        return run.id, resume, run.stop_requested() and not resume
+
+    started = world.lead(lambda: _run_for_training(args), public)
+    if world.is_main:
+        run, config, resume = started
+        try:
+            return _train(run, config, resume)
+        finally:
+            run.unlock()
+    run_id, resume, cancelled = started
+    if not cancelled:  # else rank 0 ends it at once (`_train`)
+        run = open_run(run_id, args.runs_dir)  # read only: to resume from its checkpoint
+        engine.train(run.config, run, resume=resume)
+    return 0  # rank 0's exit status tells how the run ended; a non-zero one here would make
+    # the launcher stop rank 0 before it has written the end of the run
 
 
 def _train(run: Run, config: RunConfig, resume: bool) -> int:

@@ -32,6 +32,8 @@ from qpa.runs.store import list_runs, open_run
 from qpa.safe_io import dumps
 from qpa.studies.sweep import BEST_MEASURED, VARIANTS
 from qpa.tool_config import ChatConfig, CompareConfig, VarianceConfig
+from qpa.training.estimate import WARMUP_STEPS
+from qpa.training.launch import launched_rank
 
 # -- count --------------------------------------------------------------------------------------
 
@@ -143,8 +145,10 @@ def _count_flags(p) -> None:
 def _train_flags(p) -> None:
     _variant_flag(p)
     _flag(p, "--name", "Run id instead of a generated one (letters, digits, '.', '_', '-').")
-    _flag(p, "--dry-run", "Check the config and print the plan (examples, epochs, evaluations) "
-          "and its warnings; train nothing, write nothing.", action="store_true")  # fmt: skip
+    _flag(p, "--dry-run", "Check the config, print the plan (examples, epochs, evaluations), "
+          "its warnings and an estimate of wall time and peak memory on this device from a "
+          f"{WARMUP_STEPS}-step measured warm-up; train nothing, write nothing.",
+          action="store_true")  # fmt: skip
     _flag(
         p,
         "--resume",
@@ -252,8 +256,10 @@ def _compare_flags(p) -> None:
 def _reproduce_flags(p) -> None:
     p.add_argument("recipe", nargs="?", help="The recipe to run; none lists them.")
     _flag(p, "--list", "List the recipes and exit.", action="store_true")
-    _flag(p, "--dry-run", "Print the resolved config, the paper's figures and the parameter "
-          "counts; train nothing.", action="store_true")  # fmt: skip
+    _flag(p, "--dry-run", "Print the resolved config, the paper's figures, the parameter "
+          "counts and an estimate of wall time and peak memory on this device from a "
+          f"{WARMUP_STEPS}-step measured warm-up (when the model is downloaded); train nothing.",
+          action="store_true")  # fmt: skip
     _flag(p, "--epochs", "Passes over the training lines; sets the steps unless --steps is given "
           "(default: 3, the paper's).", type=int, default=3, metavar="N")  # fmt: skip
     _flag(p, "--name", "Run id instead of a generated one (letters, digits, '.', '_', '-').")
@@ -328,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     traceback, unless ``QPA_DEBUG`` is set), 130 for Ctrl-C.
     """
     args = build_parser().parse_args(argv)
+    if launched_rank() > 0:  # one of the processes of `accelerate launch`: rank 0 alone prints
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
     try:
         return args.func(args)
     except KeyboardInterrupt:

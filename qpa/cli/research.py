@@ -13,6 +13,7 @@ from qpa.cli.run_config import load_config
 from qpa.formatting import format_table
 from qpa.runs.store import list_runs
 from qpa.safe_io import dumps
+from qpa.training.launch import launched_rank
 
 # -- sweep --------------------------------------------------------------------------------------
 
@@ -40,6 +41,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         rows = sweep(load_config(args), names, seeds, args.prefix, args.runs_dir, _announce, [bar])
     finally:
         bar.close()
+    if launched_rank() > 0:  # under `accelerate launch`, rank 0 alone prints and writes
+        return 0
     return _print_summary(rows, args)
 
 
@@ -84,6 +87,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             result = protocol.run_comparison(plan, args.runs_dir, _announce, [bar])
         finally:
             bar.close()
+        if launched_rank() > 0:  # under `accelerate launch`, rank 0 alone prints and writes
+            return 0
     if args.markdown:
         text = f"{report.describe_comparison(result)}\n\n{report.comparison_table(result)}\n"
         Path(args.markdown).write_text(text, encoding="utf-8")
@@ -97,7 +102,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _announce(run_id: str, i: int, n: int) -> None:
-    print(f"[{i + 1}/{n}] {run_id}", file=sys.stderr)
+    if launched_rank() == 0:  # under `accelerate launch`, rank 0 alone speaks
+        print(f"[{i + 1}/{n}] {run_id}", file=sys.stderr)
 
 
 # -- reproduce ----------------------------------------------------------------------------------
@@ -114,14 +120,31 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         return 0
     plan = recipes.plan_recipe(args.recipe, overrides=set_flags(args), epochs=args.epochs)
     if args.dry_run:
-        print(dumps(plan.to_dict(), indent=2) if args.json else report.format_plan(plan))
+        from qpa.cli.commands import dry_run_estimate
+
+        estimate, text = dry_run_estimate(plan.config)
+        print(dumps({**plan.to_dict(), "estimate": estimate}, indent=2) if args.json
+              else f"{report.format_plan(plan)}\n{text}")  # fmt: skip
         return 0
     from qpa.runs.store import create_run
+    from qpa.training.distributed import world_for
+    from qpa.training.session import pick_device
 
     config = recipes.check_plan(plan)  # unreachable data, bad flags: nothing is written
-    run = create_run(config, args.runs_dir, args.name)
-    run.claim(token="cli")
-    run.lock()
+    world = world_for(pick_device(config.train.device))  # one process, or an accelerate launch
+
+    def start():
+        run = create_run(config, args.runs_dir, args.name)
+        run.claim(token="cli")
+        run.lock()
+        return run
+
+    run = world.lead(start)  # rank 0 writes; the others train beside it (then leave: the test
+    if not world.is_main:  # split is evaluated by rank 0 alone)
+        from qpa.training.loop import train
+
+        train(plan.config)
+        return 0
     print(f"run {run.id} in {run.path}", file=sys.stderr)
     bar = ProgressBar()
     try:

@@ -96,12 +96,18 @@ class QPAGenerator(nn.Module):
         self.register_buffer("extra", extra, persistent=False)
         # rank of the (n_chunks × chunk_size) matrix of chunks can never exceed this
         self.max_rank = min(self.n_chunks, config.chunk_size, self.mapping.rank_ceiling())
+        # `pairing` = "random" draws from torch's global generator unless given one: processes
+        # training together seed one alike each step (`qpa.training.distributed`)
+        self.pairing_rng: torch.Generator | None = None
 
     def forward(self) -> torch.Tensor:
         c = self.config
         probs = self.circuit()  # (2^N,)
         x = postprocess(probs, c.gamma, c.beta, c.alpha)[: self.n_chunks]  # (n_chunks,)
-        bits = self.bits if c.pairing == "matched" else random_bits(self.n_qubits, self.n_chunks)
+        if c.pairing == "matched":
+            bits = self.bits  # (n_chunks, N)
+        else:
+            bits = random_bits(self.n_qubits, self.n_chunks, self.pairing_rng)  # (n_chunks, N)
         rows = torch.cat([bits.to(x), x.unsqueeze(1), self.extra.to(x)], dim=1)  # (n_chunks, ·)
         features = self.mapping.body(rows)  # (n_chunks, hidden_sizes[-1])
         return centered_output(features, self.mapping.last, self.n_values)  # (M,)

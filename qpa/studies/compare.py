@@ -37,6 +37,7 @@ from qpa.runs.store import check_run_id, runs_root
 from qpa.studies.stats import mean_std, welch_interval
 from qpa.studies.sweep import VARIANTS, run_one, variant_config
 from qpa.tool_config import CompareConfig
+from qpa.training.launch import launched_rank
 
 RESULT_SUFFIX = ".compare.json"
 
@@ -122,7 +123,8 @@ def run_comparison(
         runs.update({s: train(variant, chosen, s) for s in plan.settings.seeds if s != first})
         finals[variant] = (val, chosen, runs)
     result = tabulate(plan, finals, metric)
-    save_result(result, root)
+    if launched_rank() == 0:  # under `accelerate launch`, rank 0 alone writes
+        save_result(result, root)
     return result
 
 

@@ -127,9 +127,11 @@ def plan(base: RunConfig, names: Sequence[str], seeds: Sequence[int], prefix: st
 
 
 def _comparable(config: RunConfig) -> dict[str, Any]:
-    """The config without its device: a run started on one device may be finished on another."""
+    """The config without its device and process count: a run started on one device may be
+    finished on another."""
     data = config.to_dict()
-    data["train"].pop("device")
+    for name in ("device", "processes"):  # where a run trains, not what
+        data["train"].pop(name)
     return data
 
 
@@ -146,12 +148,33 @@ def _existing(run_id: str, config: RunConfig, root) -> Run | None:
 
 
 def run_one(run_id: str, config: RunConfig, root=None, callbacks=()) -> Run:
-    """Train (or reuse, or resume) the run `run_id` of `config`; returns it when finished."""
-    from qpa.training.loop import train
+    """Train (or reuse, or resume) the run `run_id` of `config`; returns it when finished.
 
+    Under ``accelerate launch`` rank 0 decides (and writes); the other processes train beside it.
+    """
+    from qpa.training.distributed import world_for
+    from qpa.training.loop import train
+    from qpa.training.session import pick_device
+
+    world = world_for(pick_device(config.train.device))
+    taken = world.lead(lambda: _take(run_id, config, root), public=lambda t: t[1])
+    run, state = taken if world.is_main else (open_run(run_id, root), taken)
+    if state == "done":
+        return run
+    try:
+        train(config, run, callbacks=callbacks, resume=state != "queued")
+    finally:
+        if world.is_main:
+            run.unlock()
+    return run
+
+
+def _take(run_id: str, config: RunConfig, root) -> tuple[Run, str]:
+    """The run `run_id` and its state: reused when done, else created or reopened, locked and
+    cleared of an old stop request (ValueError when it cannot be resumed)."""
     run = _existing(run_id, config, root)
     if run is not None and run.status().get("state") == "done":
-        return run
+        return run, "done"
     if run is None:
         run = create_run(config, root, run_id)
         run.claim(token="sweep")
@@ -164,10 +187,10 @@ def run_one(run_id: str, config: RunConfig, root=None, callbacks=()) -> Run:
                 "its folder or pick another prefix."
             )
         run.clear_stop()
-        train(config, run, callbacks=callbacks, resume=state != "queued")
-    finally:
+    except BaseException:
         run.unlock()
-    return run
+        raise
+    return run, state
 
 
 def sweep(

@@ -23,19 +23,31 @@ from qpa.runs.files import atomic_write_json, read_json
 
 
 def cached_base_metrics(
-    cache_dir: Path | None, key: str, compute: Callable[[], dict[str, Any]]
+    cache_dir: Path | None, key: str, compute: Callable[[], dict[str, Any]], world=None
 ) -> dict[str, Any]:
-    """The metrics cached for `key` in `cache_dir`, or `compute()`'s, then cached."""
+    """The metrics cached for `key` in `cache_dir`, or `compute()`'s, then cached.
+
+    With a `world` of several processes (`qpa.training.distributed`), rank 0's reading decides
+    for all of them (`compute` is collective), and rank 0 alone writes.
+    """
     if cache_dir is None:
         return compute()
     path = Path(cache_dir) / f"base-{key}.json"
+    cached = _read(path)
+    if world is not None and world.size > 1:
+        cached = world.broadcast(cached)
+    if cached is not None:
+        return cached
+    metrics = compute()
+    if world is None or world.is_main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, metrics)
+    return metrics
+
+
+def _read(path: Path) -> dict[str, Any] | None:
     try:
         cached = read_json(path)
-        if isinstance(cached, dict) and "loss" in cached:
-            return cached
     except (OSError, ValueError):
-        pass
-    metrics = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, metrics)
-    return metrics
+        return None
+    return cached if isinstance(cached, dict) and "loss" in cached else None

@@ -41,9 +41,10 @@ class BestKeeper:
         self.stale = 0  # evaluations since the best one
 
     @classmethod
-    def resume(cls, run, stale: int) -> BestKeeper:
-        """The keeper of a run being resumed (empty when it saved no best yet)."""
-        keeper = cls(run)
+    def resume(cls, run, stale: int, writes: bool = True) -> BestKeeper:
+        """The keeper of a run being resumed (empty when it saved no best yet); with `writes`
+        False (a process other than rank 0) it reads the run's best but saves none."""
+        keeper = cls(run if writes else None)
         if run.has_best():
             keeper.tensors, meta = run.load_best()
             keeper.step, keeper.metrics, keeper.stale = meta["step"], meta["metrics"], stale

@@ -130,17 +130,18 @@ def estimate_run(config: RunConfig, first: bool = True) -> dict[str, Any]:
     return {"total_s": total, **out, "missing": missing}
 
 
-def data_work(config: RunConfig) -> dict[str, int]:
-    """Backbone tokens of `config`'s data not cached yet, and its validation rows (tokenizes
-    the data: about a second for the default corpus once the model is converted)."""
+def data_work(config: RunConfig, splits=None) -> dict[str, int]:
+    """Backbone tokens of `config`'s data not cached yet, and its validation and test rows
+    (tokenizes the data unless given its `splits`: about a second for the default corpus once
+    the model is converted)."""
     from qpa.data.splits import build_splits
     from qpa.models.loading import build_model, load_tokenizer
     from qpa.training.loop import features_dir
     from qpa.training.row_stream import cached_examples
     from qpa.training.rows import cache_key, row_widths, token_rows
 
-    tokenizer = load_tokenizer(config.model.model)
-    splits = build_splits(config.data, tokenizer)
+    if splits is None:
+        splits = build_splits(config.data, load_tokenizer(config.model.model))
     model = build_model(config.model.model)  # meta: its config is part of the cache key
     perplexity, uncached = config.train.perplexity, 0
     for encoded in (splits.train, splits.val):
@@ -148,7 +149,9 @@ def data_work(config: RunConfig) -> dict[str, int]:
         done = cached_examples(features_dir() / f"rows-{key}.safetensors", len(encoded))
         uncached += int(row_widths(encoded, perplexity)[~done].sum())
     val_rows = len(token_rows(splits.val, perplexity).targets)
-    return {"uncached_tokens": uncached if config.train.cache_backbone else 0, "val_rows": val_rows}
+    test_rows = len(token_rows(splits.test, perplexity).targets) if splits.test is not None else 0
+    return {"uncached_tokens": uncached if config.train.cache_backbone else 0, "val_rows": val_rows,
+            "test_rows": test_rows}  # fmt: skip
 
 
 def describe_estimate(estimate: dict[str, Any]) -> str:
@@ -162,3 +165,132 @@ def describe_estimate(estimate: dict[str, Any]) -> str:
         )
     parts = [f"{PARTS[k]} {clock(estimate[k])}" for k in PARTS if estimate.get(k)]
     return f"about {clock(estimate['total_s'])} on this machine: {', '.join(parts)}"
+
+
+# -- before launch: a short measured warm-up ------------------------------------------------------
+
+WARMUP_STEPS = 3  # timed training steps (their median counts), after one that warms up
+
+
+def warmup_blocker(config: RunConfig) -> str | None:
+    """Why `config` cannot be warmed up without downloading or converting its model (a dry run
+    does neither), or None when it can."""
+    from qpa.constants import DEFAULT_MODEL
+    from qpa.models.loading import TINY_PRESETS, needs_conversion
+
+    name = config.model.model
+    if name in TINY_PRESETS or Path(name).expanduser().is_dir():
+        return None
+    if name == DEFAULT_MODEL:
+        return "the embedded model is converted on its first use" if needs_conversion(name) else None
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return f"`model` = {name!r} is not downloaded yet (a dry run downloads no model)"
+    return None
+
+
+def measure_warmup(config: RunConfig, steps: int = WARMUP_STEPS) -> dict[str, Any]:
+    """Time `config`'s loading, `steps` training steps on its first batch (after a first, untimed
+    one) and the evaluation of its rows on its device; backbone rows computed on the way (the
+    cached path's: those of that batch alone) are timed apart. Nothing is written: rows already
+    cached are read, new ones stay in memory, and no run folder exists."""
+    import resource
+
+    import torch
+
+    from qpa.training.loop import batch_examples, features_dir, make_optimizer, train_step
+    from qpa.training.precision import grad_scaler
+    from qpa.training.session import prepare, split_loss
+
+    tic = time.perf_counter()
+    session = prepare(config, cache_dir=features_dir(), store_rows=False)
+    load_s = time.perf_counter() - tic
+    optimizer = make_optimizer(session)
+    scaler = grad_scaler(session.device, config.train.precision)
+
+    def timed(work) -> float:  # seconds of `work`, less the backbone rows it computed
+        rows, tic = _row_seconds(session), time.perf_counter()
+        work()
+        _sync(session.device)
+        return time.perf_counter() - tic - (_row_seconds(session) - rows)
+
+    if session.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(session.device)
+    train_step(session, optimizer, 0, scaler)  # lazy initialisation, the first batch's rows
+    step_s = statistics.median(  # the first batch again: no more rows to compute
+        timed(lambda: train_step(session, optimizer, 0, scaler)) for _ in range(steps)
+    )
+    session.model.eval()  # an evaluation's cost per row, on rows the first step made ready
+    t = config.train
+    batch = batch_examples(len(session.splits.train), t.batch_size, t.seed, 0)
+    with torch.no_grad():
+        eval_s = timed(lambda: split_loss(session, "train", batch))
+    work = data_work(config, session.splits)  # read before anything else could store rows
+    tokens = sum(s.computed_tokens for s in session.streams.values())
+    hidden = [s.rows.hidden for s in session.streams.values()]
+    ready = [s.n_ready / max(1, s.n_examples) for s in session.streams.values()]
+    return {
+        "device": str(session.device), "load_s": load_s, "step_s": step_s,
+        "eval_s_per_row": eval_s / max(1, len(session.rows["train"].select(batch))),
+        "row_tokens_per_s": tokens / _row_seconds(session) if tokens else None,
+        "head_only": session.head_only, "warmup_steps": steps, **work,
+        "ram_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + sum(
+            h.numel() * h.element_size() * (1 - r) for h, r in zip(hidden, ready, strict=True)),
+        "gpu_bytes": torch.cuda.max_memory_allocated(session.device)
+        if session.device.type == "cuda" else None,
+    }  # fmt: skip
+
+
+def _row_seconds(session) -> float:
+    return sum(s.seconds for s in session.streams.values())
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def warmup_estimate(config: RunConfig, steps: int = WARMUP_STEPS) -> dict[str, Any]:
+    """Expected wall time and peak memory of `config` on this device, projected from
+    `measure_warmup`: loading, the rows no run has cached yet, every step, and every evaluation
+    (the start, each `eval_every`, the base model's and the test split's, when it has one)."""
+    m = measure_warmup(config, steps)
+    rate = m["row_tokens_per_s"]
+    cache_s = m["uncached_tokens"] / rate if m["head_only"] and rate else 0.0
+    t = config.train
+    n_evals = t.evaluations + 2  # the start and the base model's too
+    eval_rows = n_evals * m["val_rows"] + m["test_rows"]
+    parts = {"load_s": m["load_s"], "cache_s": cache_s, "train_s": t.steps * m["step_s"],
+             "eval_s": eval_rows * m["eval_s_per_row"]}  # fmt: skip
+    return {**m, **parts, "total_s": sum(parts.values()), "steps": t.steps, "evaluations": n_evals}
+
+
+def describe_warmup(estimate: dict[str, Any]) -> str:
+    """What a dry run prints: the projected wall time and peak memory, labelled an estimate.
+
+    >>> print(describe_warmup({"device": "cpu", "warmup_steps": 3, "total_s": 95.0, "load_s": 2.0,
+    ...     "cache_s": 40.0, "train_s": 45.0, "eval_s": 8.0, "steps": 300, "step_s": 0.15,
+    ...     "evaluations": 14, "ram_bytes": 1.5 * 2**30, "gpu_bytes": None}))
+    estimate (projected from a 3-step warm-up on cpu, not a measurement of the run):
+      wall time about 1:35: loading 0:02, caching rows 0:40, 300 steps 0:45 (0.150 s each), 14 evaluations 0:08
+      peak memory about 1.50 GiB of RAM
+    """
+    from qpa.training.phases import clock
+
+    e = estimate
+    parts = [f"loading {clock(e['load_s'])}"]
+    if e["cache_s"]:
+        parts.append(f"caching rows {clock(e['cache_s'])}")
+    parts += [f"{e['steps']:,} steps {clock(e['train_s'])} ({e['step_s']:.3f} s each)",
+              f"{e['evaluations']} evaluations {clock(e['eval_s'])}"]  # fmt: skip
+    memory = f"{e['ram_bytes'] / 2**30:.2f} GiB of RAM"
+    if e["gpu_bytes"] is not None:
+        memory += f" and {e['gpu_bytes'] / 2**30:.2f} GiB of GPU memory ({e['device']})"
+    return (
+        f"estimate (projected from a {e['warmup_steps']}-step warm-up on {e['device']}, not a "
+        f"measurement of the run):\n  wall time about {clock(e['total_s'])}: {', '.join(parts)}\n"
+        f"  peak memory about {memory}"
+    )

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -22,10 +20,14 @@ import torch
 from qpa.config import RunConfig
 from qpa.training.base_metrics import cached_base_metrics
 from qpa.training.best import BestKeeper, headline, kept_summary
+from qpa.training.checkpoint import Stopper, restore_state, save_checkpoint
+from qpa.training.distributed import world_for
 from qpa.training.estimate import Recorder
 from qpa.training.phases import reporter
+from qpa.training.precision import grad_scaler
 from qpa.training.row_stream import epoch_order
-from qpa.training.session import Session, pick_device, prepare, split_loss
+from qpa.training.session import EVAL_BATCH, Session, pick_device, prepare, split_loss
+from qpa.training.validation import validate_config
 
 Callback = Callable[[dict], None]
 MAX_LOG_PERPLEXITY = 700.0  # exp() of more overflows a float
@@ -52,49 +54,6 @@ def check_finite(loss: float, split: str, step: int, config: RunConfig) -> None:
     )
 
 
-def validate_config(config: RunConfig) -> RunConfig:
-    """Resolve defaults and check model, targets, qubits and data (both splits must hold
-    examples) before any run folder exists."""
-    from qpa.adapters.counts import count_params, lora_layout
-    from qpa.data.splits import check_corpus
-    from qpa.models.loading import SHAPE_PRESETS
-    from qpa.training.plan import plan_training
-    from qpa.training.trackers import check_tracker
-
-    config = config.resolved()
-    pick_device(config.train.device)  # no GPU, or a bad $QPA_DEVICE, fail before any folder
-    check_tracker(config.train.report_to)
-    if config.model.model in SHAPE_PRESETS:
-        raise ValueError(
-            f"`model` = {config.model.model!r} is a shape-only preset for counting; train "
-            "`smollm2`, a tiny-* preset, a Hub id or a local model folder."
-        )
-    layout = lora_layout(config.model.model, config.adapter.target_modules, config.adapter.rank)
-    if config.adapter.use_dora and config.adapter.dora_norm == "differentiated":
-        check_differentiated_norm(config, layout.targets)
-    if config.adapter.method == "qpa-lora":
-        count_params(config.model.model, config.adapter, config.qpa)  # too few qubits raise here
-    check_corpus(config.data)
-    plan_training(config)  # a topic selection or corpus too small to split raises here
-    return config
-
-
-def check_differentiated_norm(config: RunConfig, targets: tuple[str, ...]) -> None:
-    """`dora_norm` = "differentiated" lives in the fused lm_head loss only: say what is missing
-    (without DoRA it does nothing, like `dora_magnitude`)."""
-    from qpa.models.loading import build_model
-    from qpa.training.session import can_cache_head
-
-    missing = [
-        *(["`cache_backbone`"] if not config.train.cache_backbone else []),
-        *(["`lora_dropout` = 0"] if config.adapter.lora_dropout else []),
-    ]
-    if not can_cache_head(build_model(config.model.model, device="meta"), list(targets)):
-        missing.append("lm_head as the only target")
-    if missing:
-        raise ValueError(f"`dora_norm` = 'differentiated' needs {', '.join(missing)}.")
-
-
 def lr_factor(step: int, config) -> float:
     """Linear warm-up, then cosine, linear or constant decay (multiplies the peak lr)."""
     warm = round(config.warmup_fraction * config.steps)
@@ -114,18 +73,22 @@ def batch_examples(n: int, batch_size: int, seed: int, step: int) -> torch.Tenso
 
 
 @torch.no_grad()
-def evaluate_split(session: Session, split: str = "val", batch_size: int = 32) -> dict:
-    """Token-level loss and perplexity over a whole split, all tokens and assistant tokens."""
+def evaluate_split(session: Session, split: str = "val", batch_size: int = EVAL_BATCH) -> dict:
+    """Token-level loss and perplexity over a whole split, all tokens and assistant tokens
+    (processes training together each take every N-th batch, and add up their sums)."""
     session.model.eval()
     n = session.rows[split].n_examples
     total = assistant_total = 0.0
     count = assistant_count = 0
-    for start in range(0, n, batch_size):
+    for start in session.world.shard(range(0, n, batch_size)):
         nll, assistant = split_loss(session, split, torch.arange(start, min(n, start + batch_size)))
         total, count = total + nll.sum().item(), count + nll.numel()
         assistant = assistant.to(nll.device)
         assistant_total += nll[assistant].sum().item()
         assistant_count += int(assistant.sum())
+    if session.world.size > 1:
+        sums = session.world.total([total, count, assistant_total, assistant_count])
+        total, count, assistant_total, assistant_count = sums[0], int(sums[1]), sums[2], int(sums[3])
     loss = total / max(1, count)
     out = {"loss": loss, "perplexity": perplexity(loss), "tokens": count}
     if 0 < assistant_count < count:
@@ -134,59 +97,15 @@ def evaluate_split(session: Session, split: str = "val", batch_size: int = 32) -
     return out
 
 
-def _state(session: Session, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    tensors = session.state_tensors()
-    for idx, state in optimizer.state_dict()["state"].items():
-        for key, value in state.items():
-            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu()
-    return tensors
-
-
-def _restore(
-    session: Session, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
-) -> None:
-    session.load_state_tensors(tensors)
-    state = optimizer.state_dict()
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, idx, field = key.split(".", 2)
-            state["state"].setdefault(int(idx), {})[field] = (
-                value.to(session.device) if field != "step" else value
-            )
-    optimizer.load_state_dict(state)
-
-
-class _Stopper:
-    """Turns SIGTERM/SIGINT into a stop request while training (main thread only)."""
-
-    def __init__(self, run):
-        self.run, self.flag, self.saved = run, False, {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self.saved[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, *_):
-        self.flag = True
-
-    def __exit__(self, *_):
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
-
-    @property
-    def stop(self) -> bool:
-        return self.flag or (self.run is not None and self.run.stop_requested())
-
-
 def train(
     config: RunConfig, run=None, callbacks: Sequence[Callback] = (), resume: bool = False
 ) -> dict:
     """Train `config`; with a `run`, record status, metrics, state and the exported adapter.
 
     The exported adapter is the best evaluation's (`TrainConfig.keep`); the summary says which
-    step that was, and how it compares with the base model on the same validation split.
+    step that was, and how it compares with the base model on the same validation split. Under
+    `accelerate launch` every process calls this; only rank 0 writes (`run` on the others is
+    read for resuming only, see `qpa.training.distributed`).
 
     >>> import tempfile
     >>> from pathlib import Path
@@ -202,29 +121,38 @@ def train(
     ('done', 2, True)
     """
     config = validate_config(config)
-    emit = _emitter(run, [*callbacks, Recorder(config)])  # Recorder: for `estimate_run`
+    world = world_for(pick_device(config.train.device))
+    writer = run if world.is_main else None  # the only process that writes the run folder
+    # Recorder (for `estimate_run`): one process's throughput only
+    emit = _emitter(writer, [*callbacks, *([Recorder(config)] if world.size == 1 else [])])
     try:
-        if run is not None:
-            run.set_status(
-                "running", pid=os.getpid(), step=0, total_steps=config.train.steps, error=None
-            )
-            run.log(f"preparing {config.adapter.method} on {config.model.model}")
-        tic = time.time()
-        session = prepare(config, cache_dir=features_dir(), progress=reporter(run, emit))
-        if run is not None:
-            run.log(f"model and data ready in {time.time() - tic:.1f} s")
+        tic = _started(writer, config, world.size)
+        progress = reporter(writer, emit)
+        session = prepare(config, cache_dir=features_dir(), progress=progress, world=world)
+        if writer is not None:
+            writer.log(f"model and data ready in {time.time() - tic:.1f} s")
         base = base_metrics(session)
-        if run is not None:
-            run.set_status(base=base)
-            run.log(f"base model: validation perplexity {base['headline_perplexity']:.4f} "
-                    f"({base['headline']})")  # fmt: skip
-        result = _loop(session, run, emit, resume, base)
+        if writer is not None:
+            writer.set_status(base=base)
+            writer.log(f"base model: validation perplexity {base['headline_perplexity']:.4f} "
+                       f"({base['headline']})")  # fmt: skip
+        result = _loop(session, run, writer, emit, resume, base)
+        world.barrier()  # the others return once rank 0 has written the end of the run
     except Exception as e:
-        if run is not None:
-            run.log(traceback.format_exc())
-            run.set_status("failed", error=f"{type(e).__name__}: {e}", pid=None)
+        if writer is not None:
+            writer.log(traceback.format_exc())
+            writer.set_status("failed", error=f"{type(e).__name__}: {e}", pid=None)
         raise
     return result
+
+
+def _started(writer, config: RunConfig, processes: int) -> float:
+    """Mark the run running (rank 0's folder); the time it started."""
+    if writer is not None:
+        steps, within = config.train.steps, f" in {processes} processes" * (processes > 1)
+        writer.set_status("running", pid=os.getpid(), step=0, total_steps=steps, error=None)
+        writer.log(f"preparing {config.adapter.method} on {config.model.model}{within}")
+    return time.time()
 
 
 def base_metrics(session: Session) -> dict:
@@ -236,12 +164,14 @@ def base_metrics(session: Session) -> dict:
     bare = model.get_base_model() if hasattr(model, "get_base_model") else model
     key = cache_key(session.config.model.model, bare, session.config.train.perplexity,
                     session.splits.val)  # fmt: skip
+    if session.config.train.precision != "fp32":  # the forward ran in it: measured apart
+        key = f"{key}-{session.config.train.precision}"
 
     def compute() -> dict:
         with model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext():
             return evaluate_split(session, "val")
 
-    metrics = cached_base_metrics(features_dir(), key, compute)
+    metrics = cached_base_metrics(features_dir(), key, compute, session.world)
     name, value = headline(metrics)
     return {**metrics, "headline": name, "headline_perplexity": value}
 
@@ -265,17 +195,17 @@ def _emitter(run, callbacks: Sequence[Callback]) -> Callback:
     return emit
 
 
-def _loop(session: Session, run, emit: Callback, resume: bool, base: dict) -> dict:
-    cfg = session.config.train
-    optimizer = make_optimizer(session)
-    start_step, keeper = 0, BestKeeper(run)
-    if resume:
-        tensors, meta = run.load_state()
-        _restore(session, optimizer, tensors)
-        start_step, keeper = int(meta["step"]), BestKeeper.resume(run, int(meta.get("stale", 0)))
+def _loop(session: Session, run, writer, emit: Callback, resume: bool, base: dict) -> dict:
+    """Train from step 0 (or `run`'s checkpoint), evaluate, keep the best; `writer` (the run
+    on rank 0, else None) records it all."""
+    cfg, world = session.config.train, session.world
+    optimizer, scaler = make_optimizer(session), grad_scaler(session.device, cfg.precision)
+    start_step, keeper = _resumed(session, optimizer, run, writer) if resume else (0, None)
+    keeper = keeper or BestKeeper(writer)
+    world.prepare_step(session)  # DDP: after the restore, so every rank wraps equal tensors
     n_trainable = session.n_trainable()
-    if run is not None:
-        run.set_status(
+    if writer is not None:
+        writer.set_status(
             "running",
             step=start_step,
             total_steps=cfg.steps,
@@ -285,45 +215,51 @@ def _loop(session: Session, run, emit: Callback, resume: bool, base: dict) -> di
             phase="training",
             message="training",
         )
-        run.log(
+        writer.log(
             f"{n_trainable:,} trainable parameters; head-only cache: {session.head_only}; "
             f"training from step {start_step} to {cfg.steps}"
         )
     t0, step, state, val, early = time.time(), start_step, "done", None, False
     if start_step == 0:
-        keeper.update(session, 0, _eval(session, emit, 0, t0))
-    with _Stopper(run) as stopper:
+        keeper.update(session, 0, _eval(session, emit, 0, t0, writer))
+    with Stopper(writer) as stopper:
         while step < cfg.steps and not early:
-            if stopper.stop:
+            if world.agree(stopper.stop):  # every rank stops after the same step
                 state = "cancelled"
                 break
-            emit(
-                {
-                    "event": "step",
-                    **train_step(session, optimizer, step),
-                    "elapsed": time.time() - t0,
-                }
-            )
+            metrics = train_step(session, optimizer, step, scaler)
+            emit({"event": "step", **metrics, "elapsed": time.time() - t0})
             step += 1
-            if run is not None:
-                run.set_status("running", step=step)
+            if writer is not None:
+                writer.set_status("running", step=step)
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                val = _eval(session, emit, step, t0)
+                val = _eval(session, emit, step, t0, writer)
                 keeper.update(session, step, val)
-                _checkpoint(session, optimizer, run, step, keeper.stale)
+                save_checkpoint(session, optimizer, writer, step, keeper.stale)
                 early = bool(cfg.patience) and keeper.stale >= cfg.patience
     if state == "cancelled" or val is None:
-        val = _eval(session, emit, step, t0)
+        val = _eval(session, emit, step, t0, writer)
         keeper.update(session, step, val)
-        _checkpoint(session, optimizer, run, step, keeper.stale)
+        save_checkpoint(session, optimizer, writer, step, keeper.stale)
     summary = kept_summary(session, keeper, base, val, state, step)
     summary.update(trainable_params=n_trainable, wall_time=time.time() - t0, stopped_early=early)
+    if world.size > 1:
+        summary["processes"] = world.size
     if "test" in session.rows:  # once, at the end, on the exported step: it chooses nothing
         summary.update({f"test_{k}": v for k, v in evaluate_split(session, "test").items()})
-    if run is not None:
-        _finish(session, run, state, summary)
+    if writer is not None:
+        _finish(session, writer, state, summary)
     emit({"event": "done", **summary})
     return summary
+
+
+def _resumed(session: Session, optimizer, run, writer) -> tuple[int, BestKeeper]:
+    """Restore `run`'s checkpoint into the session and optimizer: its step and best keeper
+    (which saves new bests only through `writer`)."""
+    tensors, meta = run.load_state()
+    restore_state(session, optimizer, tensors)
+    stale = int(meta.get("stale", 0))
+    return int(meta["step"]), BestKeeper.resume(run, stale, writer is not None)
 
 
 def make_optimizer(session: Session) -> torch.optim.AdamW:
@@ -332,27 +268,33 @@ def make_optimizer(session: Session) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def train_step(session: Session, optimizer: torch.optim.Optimizer, step: int) -> dict:
-    """One optimizer step on the batch of `step`; returns its metrics."""
-    cfg = session.config.train
+def train_step(
+    session: Session, optimizer: torch.optim.Optimizer, step: int, scaler=None
+) -> dict:
+    """One optimizer step on the (global) batch of `step`; returns its metrics. `scaler`: the
+    fp16 gradient scaler (`qpa.training.precision.grad_scaler`)."""
+    cfg, world = session.config.train, session.world
     session.model.train()
     for group in optimizer.param_groups:
         group["lr"] = cfg.lr * lr_factor(step, cfg)
     tic = time.perf_counter()
     examples = batch_examples(session.rows["train"].n_examples, cfg.batch_size, cfg.seed, step)
-    nll, _ = split_loss(session, "train", examples, assistant_only=cfg.loss_on == "assistant")
-    if not nll.numel():  # prompts filled every example of the batch: learn from all its tokens
-        nll, _ = split_loss(session, "train", examples)
-    loss = nll.mean()
-    value = loss.item()
+    world.before_step(session, step)
+    loss, value, n_rows = world.step_loss(session, examples, cfg.loss_on == "assistant")
     check_finite(value, "train", step + 1, session.config)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if scaler is None else scaler.scale(loss)).backward()
+    if scaler is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(
             [p for g in optimizer.param_groups for p in g["params"]], cfg.grad_clip
         )
-    optimizer.step()
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)  # skipped when the fp16 gradients overflowed
+        scaler.update()
     seconds = time.perf_counter() - tic
     return {
         "step": step + 1,
@@ -361,7 +303,7 @@ def train_step(session: Session, optimizer: torch.optim.Optimizer, step: int) ->
         "loss": value,
         "perplexity": perplexity(value),
         "lr": optimizer.param_groups[0]["lr"],
-        "tokens_per_s": nll.numel() / seconds,
+        "tokens_per_s": n_rows / seconds,
         "seconds": seconds,
     }
 
@@ -381,7 +323,11 @@ def eval_line(event: dict) -> str:
     )
 
 
-def _eval(session: Session, emit: Callback, step: int, t0: float) -> dict:
+def _eval(session: Session, emit: Callback, step: int, t0: float, writer=None) -> dict:
+    digest = session.world.check_agreement(session)  # before the evaluation's own generation
+    if digest is not None and writer is not None:
+        writer.log(f"{session.world.size} processes agree at step {step}: trainable tensors and "
+                   f"the weights generated last are identical (sha256 {digest[:16]})")  # fmt: skip
     metrics = evaluate_split(session, "val")
     check_finite(metrics["loss"], "validation", step, session.config)
     emit(
@@ -395,12 +341,6 @@ def _eval(session: Session, emit: Callback, step: int, t0: float) -> dict:
         }
     )
     return metrics
-
-
-def _checkpoint(session: Session, optimizer, run, step: int, stale: int) -> None:
-    if run is not None:
-        meta = {"step": step, "method": session.config.adapter.method, "stale": stale}
-        run.save_state(_state(session, optimizer), meta)
 
 
 def _finish(session: Session, run, state: str, summary: dict) -> None:

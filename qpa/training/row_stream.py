@@ -114,8 +114,10 @@ class RowStream:
         path: Path | None = None,
         order: torch.Tensor | None = None,
         progress: Progress | None = None,
+        store: bool = True,
     ) -> None:
         self.model, self.encoded, self.perplexity, self.path = model, encoded, perplexity, path
+        self.store = store  # False: read what is on disk, keep computed rows in memory only
         self.rows: Rows = token_rows(encoded, perplexity)
         width = model.get_output_embeddings().weight.shape[1]
         self.rows.hidden = torch.zeros(len(self.rows.targets), width)  # (R, d), filled on demand
@@ -146,7 +148,7 @@ class RowStream:
             missing = examples[~self.ready[examples]]
             if len(missing):
                 self._compute(self._group(missing))
-            if self.path is not None and bool(self.ready.all()):
+            if self.path is not None and self.store and bool(self.ready.all()):
                 self._finish()
         self._report()
 
@@ -158,7 +160,10 @@ class RowStream:
     # -- computing ------------------------------------------------------------------------------
 
     def _group(self, missing: torch.Tensor) -> torch.Tensor:
-        """`missing`, then the next missing examples of `order`, up to `GROUP_TOKENS` tokens."""
+        """`missing`, then the next missing examples of `order`, up to `GROUP_TOKENS` tokens
+        (read only: `missing` alone, nothing is kept for later)."""
+        if not self.store:
+            return missing
         chosen = torch.zeros(self.n_examples, dtype=torch.bool)
         chosen[missing] = True
         budget = GROUP_TOKENS - int(self.widths[missing].sum())
@@ -184,7 +189,7 @@ class RowStream:
         self.seconds += time.perf_counter() - tic
         self.computed_tokens += int(self.widths[examples].sum())
         self._fill(examples, hidden)
-        if self.path is not None:
+        if self.path is not None and self.store:
             self._write_part(examples, hidden)
 
     def _fill(self, examples: torch.Tensor, hidden: torch.Tensor) -> None:
@@ -216,8 +221,12 @@ class RowStream:
         if self.path is None or fcntl is None:
             yield
             return
+        lock = self.path.with_suffix(".lock")
+        if not self.store and not lock.is_file():  # read only: nothing stored here yet
+            yield
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -1,8 +1,9 @@
 """A training session: the base model, its adapter, the data and the rows the loss runs on.
 
 `prepare` loads everything a run needs once; `split_loss` computes the next-token losses of any
-set of examples, through the cached head (lm_head-only adapters) or a full forward pass. On the
-cached head the loss is fused (`qpa.adapters.head_loss`): the (rows × vocabulary) logits are never held.
+set of examples, through the cached head (lm_head-only adapters) or a full forward pass. When the
+output head is the only adapted layer the loss is fused (`qpa.adapters.head_loss`), on cached
+rows or after a backbone forward alike: the (rows × vocabulary) logits are never held.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from torch import nn
 from qpa.adapters.head_loss import head_nll, head_parts
 from qpa.adapters.qpa_lora import QPALoRA
 from qpa.config import DataConfig, RunConfig
+from qpa.training.distributed import World
+from qpa.training.precision import autocast
 from qpa.training.row_stream import RowStream, epoch_order
-from qpa.training.rows import Rows, cache_key, target_mask, token_rows
+from qpa.training.rows import Rows, cache_key, head_inputs, target_mask, token_rows
 
 log = logging.getLogger(__name__)
+EVAL_BATCH = 32  # examples per evaluation batch
 
 
 @dataclass
@@ -37,10 +41,16 @@ class Session:
     rows: dict[str, Rows]  # "train" / "val" (/ "test" with a test split)
     device: torch.device
     streams: dict[str, RowStream] = field(default_factory=dict)  # hidden rows, streamed in
+    world: World = field(default_factory=World)  # the processes training together (one: World)
+    head_alone: bool = False  # the output head is the only adapted layer: the loss can be fused
 
     @property
     def head_only(self) -> bool:
         return self.rows["train"].hidden is not None
+
+    def autocast(self):
+        """The context the model's forward runs in (`TrainConfig.precision`)."""
+        return autocast(self.device, self.config.train.precision)
 
     def trainable(self) -> list[tuple[str, nn.Parameter]]:
         """Named trainable tensors: QPA's (generators, start scales, DoRA magnitudes peft
@@ -101,9 +111,13 @@ def build_rows(
     use_cache: bool,
     cache_dir: Path | None,
     progress: Callable[..., None] | None = None,
+    world: World | None = None,
+    store: bool = True,
 ) -> tuple[dict[str, Rows], dict[str, RowStream]]:
     """Each split's rows; with `use_cache`, their hidden states stream in (`RowStream`), the
-    training rows in the order the first epoch visits them."""
+    training rows in the order the first epoch visits them (with several processes, the rows
+    of this rank's share of each batch: the ranks compute different rows)."""
+    world = world or World()
     perplexity = config.train.perplexity
     rows, streams = {}, {}
     for split in ("train", "val", "test"):
@@ -115,9 +129,14 @@ def build_rows(
             continue
         key = cache_key(config.model.model, base, perplexity, encoded)
         path = cache_dir / f"rows-{key}.safetensors" if cache_dir is not None else None
-        order = epoch_order(len(encoded), config.train.seed, 0) if split == "train" else None
+        if split == "train":
+            first = epoch_order(len(encoded), config.train.seed, 0)
+            order = world.rows_order(first, config.train.batch_size, whole=False)
+        else:  # evaluations give each rank whole batches
+            whole = torch.arange(len(encoded))
+            order = world.rows_order(whole, EVAL_BATCH, whole=True) if world.size > 1 else None
         report = progress and functools.partial(progress, "caching rows", split)
-        streams[split] = RowStream(base, encoded, perplexity, path, order, report)
+        streams[split] = RowStream(base, encoded, perplexity, path, order, report, store)
         rows[split] = streams[split].rows
     return rows, streams
 
@@ -149,8 +168,12 @@ def prepare(
     evaluate_only: bool = False,
     cache_dir: Path | None = None,
     progress: Callable[..., None] | None = None,
+    world: World | None = None,
+    store_rows: bool = True,
 ) -> Session:
-    """Load model, data and adapter for `config` (or a saved adapter, or none, to evaluate).
+    """Load model, data and adapter for `config` (or a saved adapter, or none, to evaluate);
+    `world`: the processes training together (`qpa.training.distributed`), by default one;
+    `store_rows` False reads the rows cached in `cache_dir` but stores none (a dry run's warm-up).
 
     Cached hidden rows are not computed here: `split_loss` streams them in as batches need them.
     `progress(phase, split=None, done=None, total=None, eta=None)` hears the phases (see
@@ -170,20 +193,16 @@ def prepare(
     """
     from qpa.adapters.export import load_adapter
     from qpa.adapters.qpa_lora import build_adapter, resolve_targets
-    from qpa.models.loading import load_model, needs_conversion
 
-    device = pick_device(config.train.device)
-    if progress is not None:
-        converting = needs_conversion(config.model.model)
-        progress("converting the model" if converting else "loading the model")
-    base, tokenizer = load_model(config.model.model)
-    base.to(device).eval()
-    for p in base.parameters():
-        p.requires_grad_(False)
+    world = world or World()
+    device = world.device or pick_device(config.train.device)
+    base, tokenizer = frozen_base(config.model.model, device, progress)
     splits = load_splits(config.data, tokenizer)
-    targets = resolve_targets(base, config.adapter.target_modules)
-    use_cache = config.train.cache_backbone and can_cache_head(base, targets)
-    rows, streams = build_rows(config, base, splits, use_cache, cache_dir, progress)
+    head_alone = can_cache_head(base, resolve_targets(base, config.adapter.target_modules))
+    use_cache = config.train.cache_backbone and head_alone
+    rows, streams = build_rows(
+        config, base, splits, use_cache, cache_dir, progress, world, store_rows
+    )
     torch.manual_seed(config.train.seed)
     tuner = None
     if evaluate_only:
@@ -193,7 +212,21 @@ def prepare(
         model.to(device)
         if tuner is not None:
             tuner.to(device)
-    return Session(config, model, tuner, tokenizer, splits, rows, device, streams)
+    return Session(config, model, tuner, tokenizer, splits, rows, device, streams, world, head_alone)
+
+
+def frozen_base(name: str, device: torch.device, progress: Callable[..., None] | None = None):
+    """(model `name` on `device`, frozen and in eval mode, its tokenizer), telling `progress`
+    whether it is converted or loaded."""
+    from qpa.models.loading import load_model, needs_conversion
+
+    if progress is not None:
+        progress("converting the model" if needs_conversion(name) else "loading the model")
+    base, tokenizer = load_model(name)
+    base.to(device).eval()
+    for p in base.parameters():
+        p.requires_grad_(False)
+    return base, tokenizer
 
 
 def output_head(model: nn.Module) -> nn.Module:
@@ -222,37 +255,55 @@ def split_loss(
         if not len(index):  # no reply token in these examples
             return torch.zeros(0, device=session.device), rows.assistant[index]
     targets = rows.targets[index].to(session.device)
-    if session.head_only:
-        if session.tuner is not None:
-            session.tuner.materialize()
-        hidden = rows.hidden[index].to(session.device)  # (R, d)
-        head = output_head(session.model)
-        parts = head_parts(head, session.config.adapter.dora_norm)
-        if parts is not None:  # fused: the (R, V) logits are never held
-            nll = head_nll(
-                hidden,
-                parts.weight,
-                targets,
-                parts.lora_a,
-                parts.lora_b,
-                parts.scaling,
-                parts.bias,
-                dora=parts.dora,
-            )  # (R,)
-            return nll, rows.assistant[index]
-        logits = head(hidden)  # (R, V)
-    else:
+    head, norm = output_head(session.model), session.config.adapter.dora_norm
+    # not cached: fused only when the head takes it (no LoRA dropout acting...), else the full
+    # forward as before, which generates QPA's weights in its pre-hook
+    fused = session.head_only or (session.head_alone and head_parts(head, norm) is not None)
+    if not fused:
         logits = full_logits(session, split, examples)  # (R, V)
-    return F.cross_entropy(logits.float(), targets, reduction="none"), rows.assistant[index]
+        return F.cross_entropy(logits.float(), targets, reduction="none"), rows.assistant[index]
+    if session.tuner is not None:
+        session.tuner.materialize()
+    parts = head_parts(head, norm)  # this step's generated weights
+    if session.head_only:
+        hidden = rows.hidden[index].to(session.device)  # (R, d)
+    else:
+        hidden = full_hidden(session, split, examples)  # (R, d), the backbone run afresh
+    if parts is None:  # LoRA dropout acting, or a head the fused loss does not take
+        logits = head(hidden)  # (R, V)
+        return F.cross_entropy(logits.float(), targets, reduction="none"), rows.assistant[index]
+    nll = head_nll(
+        hidden, parts.weight, targets, parts.lora_a, parts.lora_b, parts.scaling, parts.bias,
+        dora=parts.dora,
+    )  # (R,), fused: the (R, V) logits are never held
+    return nll, rows.assistant[index]
 
 
-def full_logits(session: Session, split: str, examples: torch.Tensor) -> torch.Tensor:
-    """Logits of the counted positions from a full forward pass, pads trimmed."""
+def model_inputs(session: Session, split: str, examples: torch.Tensor):
+    """(input ids, attention mask), both (B, width) on the device, pads trimmed unless counted."""
     encoded = getattr(session.splits, split)
     mask = encoded.attention_mask[examples]
     width = int(mask.sum(1).max()) if session.config.train.perplexity == "masked" else mask.shape[1]
     ids = encoded.input_ids[examples, :width].to(session.device)
-    mask = mask[:, :width].to(session.device)
-    logits = session.model(input_ids=ids, attention_mask=mask).logits  # (B, width, V)
+    return ids, mask[:, :width].to(session.device)
+
+
+def full_logits(session: Session, split: str, examples: torch.Tensor) -> torch.Tensor:
+    """Logits of the counted positions from a full forward pass, pads trimmed."""
+    ids, mask = model_inputs(session, split, examples)
+    with session.autocast():
+        logits = session.model(input_ids=ids, attention_mask=mask).logits  # (B, width, V)
     keep = target_mask(mask, session.config.train.perplexity)  # (B, width−1)
     return logits[:, :-1][keep]  # (R, V)
+
+
+def full_hidden(session: Session, split: str, examples: torch.Tensor) -> torch.Tensor:
+    """What enters the output head at the counted positions, (R, d) in fp32, from a forward
+    pass of the backbone alone (the head comes after, fused)."""
+    ids, mask = model_inputs(session, split, examples)
+    model = session.model
+    bare = model.get_base_model() if hasattr(model, "get_base_model") else model
+    with session.autocast():
+        hidden = head_inputs(bare, ids, mask)  # (B, width, d)
+    keep = target_mask(mask, session.config.train.perplexity)  # (B, width−1)
+    return hidden[:, :-1][keep].float()  # (R, d)

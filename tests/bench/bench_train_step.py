@@ -30,7 +30,7 @@ from qpa.training.session import output_head, prepare
 def naive_head():
     """Switch the fused head loss off: `split_loss` falls back to logits + cross-entropy."""
     fused = qpa.training.session.head_parts
-    qpa.training.session.head_parts = lambda head: None
+    qpa.training.session.head_parts = lambda head, *_: None
     try:
         yield
     finally:
