@@ -35,7 +35,8 @@ class Studio:
             settings = dataclasses.replace(settings, runs_root=Path(runs_root))
         if demo is not None:
             settings = dataclasses.replace(settings, demo=demo)
-        return cls(settings=settings, jobs=Jobs(settings.runs_root, settings.max_runs))
+        jobs = Jobs(settings.runs_root, settings.max_runs, spawn=not settings.zerogpu)
+        return cls(settings=settings, jobs=jobs)
 
     @property
     def root(self) -> Path:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from qpa.config import DataConfig, ModelConfig, QPAConfig, RunConfig, TrainConfig
-from qpa.hub.zerogpu import train_in_chunks
+from qpa.hub.zerogpu import chunks
 from qpa.runs.run import create_run
 from qpa.training.loop import train
 
@@ -66,10 +66,10 @@ def test_chunked_training_equals_one_uninterrupted_run(tmp_path):
     whole = create_run(config, tmp_path / "runs", name="whole")
     expected = train(config, whole)
     chunked = create_run(config, tmp_path / "runs", name="chunked")
-    calls = []
-    got = train_in_chunks(config, chunked, chunk_steps=3, callbacks=[calls.append])
-    assert sum(e["event"] == "done" for e in calls) == 3  # 3 + 3 + 1 steps, three calls
-    assert got["state"] == "done" and got["step"] == 7
+    calls = [e["step"] for e in chunks(config, chunked, chunk_steps=3, seconds=60)]
+    assert calls == [3, 6, 7]  # three GPU calls
+    got = chunked.status()["result"]
+    assert got["step"] == 7 and chunked.status()["state"] == "done"
     losses = [[m["loss"] for m in r.metrics("train")] for r in (whole, chunked)]
     assert len(losses[0]) == len(losses[1]) == 7
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), atol=1e-6, rtol=0)

@@ -11,6 +11,7 @@ from app import widgets
 from app.glossary import EXPLAIN_TITLE, TRAIN_EXPLAINER, plain_help
 from app.handlers import data as dh
 from app.handlers import train as h
+from app.handlers import zerogpu
 from app.settings import Caps
 from app.state import Studio
 from qpa import DataConfig, TrainConfig, field_help
@@ -147,7 +148,7 @@ def build(studio: Studio, design: dict) -> dict:
     last = gr.State("")  # signature of what is drawn, so unchanged ticks redraw nothing
     form = [design[k] for k in h.DESIGN_FIELDS] + [f[k] for k in h.TRAIN_FIELDS]
     launch.click(
-        partial(h.on_launch, studio), form, [watch, cli, last], api_name="launch",
+        zerogpu.launch_handler(studio), form, [watch, cli, last], api_name="launch",
         concurrency_limit=1, show_progress="minimal",  # a spinner, not text over the cards
     )  # fmt: skip
     cancel.click(partial(h.on_cancel, studio), watch, last, api_name="cancel")

@@ -181,12 +181,15 @@ class _Stopper:
 
 
 def train(
-    config: RunConfig, run=None, callbacks: Sequence[Callback] = (), resume: bool = False
-) -> dict:
+    config: RunConfig, run=None, callbacks: Sequence[Callback] = (), resume: bool = False,
+    stop_after: int | None = None,
+) -> dict:  # fmt: skip
     """Train `config`; with a `run`, record status, metrics, state and the exported adapter.
 
     The exported adapter is the best evaluation's (`TrainConfig.keep`); the summary says which
     step that was, and how it compares with the base model on the same validation split.
+    `stop_after` stops the run (state ``cancelled``, checkpointed, resumable) once it reached
+    that step: ZeroGPU trains a run that way, one chunk of steps per GPU call.
 
     >>> import tempfile
     >>> from pathlib import Path
@@ -218,7 +221,7 @@ def train(
             run.set_status(base=base)
             run.log(f"base model: validation perplexity {base['headline_perplexity']:.4f} "
                     f"({base['headline']})")  # fmt: skip
-        result = _loop(session, run, emit, resume, base)
+        result = _loop(session, run, emit, resume, base, stop_after)
     except Exception as e:
         if run is not None:
             run.log(traceback.format_exc())
@@ -265,7 +268,9 @@ def _emitter(run, callbacks: Sequence[Callback]) -> Callback:
     return emit
 
 
-def _loop(session: Session, run, emit: Callback, resume: bool, base: dict) -> dict:
+def _loop(
+    session: Session, run, emit: Callback, resume: bool, base: dict, stop_after: int | None
+) -> dict:
     cfg = session.config.train
     optimizer = make_optimizer(session)
     start_step, keeper = 0, BestKeeper(run)
@@ -290,11 +295,12 @@ def _loop(session: Session, run, emit: Callback, resume: bool, base: dict) -> di
             f"training from step {start_step} to {cfg.steps}"
         )
     t0, step, state, val, early = time.time(), start_step, "done", None, False
+    evaluated = None  # the step of the last evaluation, so a stop right after one repeats none
     if start_step == 0:
         keeper.update(session, 0, _eval(session, emit, 0, t0))
     with _Stopper(run) as stopper:
         while step < cfg.steps and not early:
-            if stopper.stop:
+            if stopper.stop or (stop_after is not None and step >= stop_after):
                 state = "cancelled"
                 break
             emit(
@@ -308,11 +314,11 @@ def _loop(session: Session, run, emit: Callback, resume: bool, base: dict) -> di
             if run is not None:
                 run.set_status("running", step=step)
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                val = _eval(session, emit, step, t0)
+                val, evaluated = _eval(session, emit, step, t0), step
                 keeper.update(session, step, val)
                 _checkpoint(session, optimizer, run, step, keeper.stale)
                 early = bool(cfg.patience) and keeper.stale >= cfg.patience
-    if state == "cancelled" or val is None:
+    if (state == "cancelled" and evaluated != step) or val is None:
         val = _eval(session, emit, step, t0)
         keeper.update(session, step, val)
         _checkpoint(session, optimizer, run, step, keeper.stale)
