@@ -67,6 +67,8 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
     studio = studio or Studio.create()
     private_file_cache()
     studio.jobs.start_poller()
+    if studio.mirror is not None:  # restore an empty runs folder, then copy finished runs
+        studio.mirror.start()
     with StudioBlocks(title="QPA Studio", fill_width=True) as demo:
         gr.HTML(header(studio))
         share_row = gr.Column()

@@ -90,6 +90,7 @@ _EXPORTS = {
     "qpa.hub.zerogpu": ["chunks", "gpu_chunk", "on_zerogpu", "settle"],
     "qpa.hub.gpu_plan": ["GpuPlan", "describe_gpu_launch", "plan_gpu"],
     "qpa.hub.zerogpu_errors": ["explain_zerogpu_error"],
+    "qpa.hub.mirror": ["mirror_run", "restore_runs"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

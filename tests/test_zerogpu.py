@@ -25,7 +25,7 @@ from app.handlers import data, train, zerogpu  # noqa: E402
 from app.state import Studio  # noqa: E402
 from qpa.cli.main import main  # noqa: E402
 from qpa.hub.gpu_plan import ASSUMED_STEP_S, QUOTA_DOCS, plan_gpu  # noqa: E402
-from qpa.hub.zerogpu import call_duration, chunks, on_zerogpu, run_chunk  # noqa: E402
+from qpa.hub.zerogpu import call_duration, chunks, gpu_chunk, on_zerogpu, run_chunk  # noqa: E402
 from qpa.hub.zerogpu_errors import explain_zerogpu_error  # noqa: E402
 from qpa.runs.run import create_run, list_runs, open_run  # noqa: E402
 from qpa.training.estimate import record  # noqa: E402
@@ -193,6 +193,13 @@ def test_off_zerogpu_start_launches_background_jobs(tmp_path):
     assert not studio.settings.zerogpu and studio.jobs.spawn
     assert zerogpu.launch_handler(studio).func is train.on_launch
     assert not on_zerogpu({"SPACES_ZERO_GPU": "false"}) and not on_zerogpu({})
+
+
+def test_the_real_spaces_decorator_is_a_pass_through_off_zerogpu(monkeypatch):
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    spaces = pytest.importorskip("spaces")  # requirements-dev.txt
+    assert spaces.GPU(duration=call_duration)(run_chunk) is run_chunk
+    assert gpu_chunk() is run_chunk
 
 
 def test_the_estimate_before_start_gives_gpu_seconds_and_the_quota(zero):
