@@ -67,7 +67,7 @@ def plan_gpu(config: RunConfig, first: bool = True, call_s: int = CALL_S) -> Gpu
     t = config.train
     measured = estimate["train_s"] is not None
     step_s = estimate["train_s"] / t.steps if measured else ASSUMED_STEP_S
-    first_s = FIRST_S if first or not measured else 0
+    first_s = FIRST_S if first else 0
     fit = max(1, int((call_s - PREPARE_S - first_s) / (MARGIN * step_s)))
     chunk = fit - fit % t.eval_every if fit >= t.eval_every else fit
     return GpuPlan(t.steps, step_s, measured, min(chunk, t.steps), first_s)
