@@ -192,6 +192,7 @@ def test_off_zerogpu_start_launches_background_jobs(tmp_path):
     studio = Studio.create(runs_root=tmp_path, demo=False, env={})
     assert not studio.settings.zerogpu and studio.jobs.spawn
     assert zerogpu.launch_handler(studio).func is train.on_launch
+    assert "Each run is a background process" in zerogpu.launch_note(studio)
     assert not on_zerogpu({"SPACES_ZERO_GPU": "false"}) and not on_zerogpu({})
 
 

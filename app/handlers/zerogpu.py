@@ -35,6 +35,20 @@ ERROR_SECONDS = 30  # a quota message stays long enough to read its wait time
 CLOSED = "stopped: the page that started it was closed; it keeps its last checkpoint"
 
 
+def launch_note(studio: Studio) -> str:
+    """How Start trains here, for the Train tab's intro."""
+    if studio.settings.zerogpu:
+        return (
+            "On this ZeroGPU Space, Start trains the runs in this page's request, one GPU call "
+            "per chunk of steps, one run after the other: keep the page open until they finish. "
+            "Each run writes its own folder and keeps a checkpoint between calls."
+        )
+    return (
+        "Each run is a background process writing its own folder, so it survives a reload or a "
+        f"restart. {studio.settings.max_runs} train at once; later launches wait in a queue."
+    )
+
+
 def launch_handler(studio: Studio):
     """The Start button's handler: in-request chunked training on ZeroGPU (registering the GPU
     function before the app launches, as ZeroGPU requires), else the background launch."""

@@ -120,9 +120,8 @@ def build(studio: Studio, design: dict) -> dict:
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=320, elem_classes="qpa-controls"):
             gr.Markdown(
-                "### Launch\nThe model and the QPA shape come from the **Design** tab. Each run is a "
-                "background process writing its own folder, so it survives a reload or a restart. "
-                f"{studio.settings.max_runs} train at once; later launches wait in a queue."
+                "### Launch\nThe model and the QPA shape come from the **Design** tab. "
+                + zerogpu.launch_note(studio)
             )
             f = _settings(studio.caps)
             f.update(_data(studio, design["model"]))

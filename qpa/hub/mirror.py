@@ -45,7 +45,9 @@ def mirror_run(run: Run, repo: str, token: str | None = None, api: Any = None) -
     return f"{endpoint()}/datasets/{repo}/tree/main/{run.id}"
 
 
-def restore_runs(root: str | Path, repo: str, token: str | None = None, api: Any = None) -> list[str]:
+def restore_runs(
+    root: str | Path, repo: str, token: str | None = None, api: Any = None
+) -> list[str]:
     """Fill the runs folder `root` from the dataset `repo` when it holds no run; returns the
     ids restored (none when `root` already has runs)."""
     check_repo_id(repo)
