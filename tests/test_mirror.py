@@ -10,7 +10,9 @@ import shutil
 import time
 from pathlib import Path
 
+import httpx2
 import pytest
+from huggingface_hub.errors import RepositoryNotFoundError
 from huggingface_hub.utils import filter_repo_objects
 from tiny_run import TINY_RUN
 
@@ -47,6 +49,11 @@ class FakeHfApi:
 
     def snapshot_download(self, *, repo_id, repo_type, local_dir):
         self.calls.append(("snapshot_download", repo_id, repo_type))
+        if not (self.remote / repo_id).is_dir():  # as the Hub answers for a missing repo
+            url = f"https://huggingface.co/api/datasets/{repo_id}"
+            response = httpx2.Response(404, request=httpx2.Request("GET", url))
+            raise RepositoryNotFoundError(f"404 Client Error. Repository Not Found for url: {url}",
+                                          response=response)  # fmt: skip
         shutil.copytree(self.remote / repo_id, local_dir, dirs_exist_ok=True)
         return local_dir
 
@@ -67,6 +74,8 @@ def finished(tmp_path_factory):
 
 def test_finished_runs_are_mirrored_then_restored_into_an_empty_runs_folder(finished, tmp_path):
     api = FakeHfApi(tmp_path / "hub")
+    first = Mirror(tmp_path / "first-start", REPO, api=api)
+    assert first.restore() == [] and first.restore_error is None  # no dataset yet: nothing to say
     mirror = Mirror(finished, REPO, api=api)
     assert mirror.sync() == ["finished"]  # the queued run waits until it finishes
     assert ("create_repo", REPO, "dataset", True) in api.calls  # a private dataset

@@ -99,7 +99,7 @@ def train_run(run: Run, first: bool, gpu):
     except Exception as e:
         plain = plain_error(run, e)
         settle(run, plain)
-        raise gr.Error(plain, duration=ERROR_SECONDS, title="ZeroGPU") from None
+        raise gr.Error(plain, duration=ERROR_SECONDS, title="Training stopped") from None
     finally:
         run.unlock()
 

@@ -56,9 +56,8 @@ def restore_runs(
         return []
     api = api or _api(repo, token)
     with tempfile.TemporaryDirectory(prefix="qpa-restore-") as tmp:
-        hub_call(repo, lambda: api.snapshot_download(
-            repo_id=repo, repo_type="dataset", local_dir=tmp,
-        ))  # fmt: skip
+        if not hub_call(repo, lambda: _download(api, repo, tmp)):
+            return []  # no mirror yet: the first start
         found = list_runs(tmp)  # folders that read as runs, nothing else
         root.mkdir(parents=True, exist_ok=True)
         restored = []
@@ -67,6 +66,17 @@ def restore_runs(
                 shutil.copytree(run.path, root / run.id, ignore=shutil.ignore_patterns(".cache"))
                 restored.append(run.id)
     return [open_run(i, root).id for i in restored]
+
+
+def _download(api, repo: str, folder: str) -> bool:
+    """Download the dataset into `folder`; False when it does not exist yet."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        api.snapshot_download(repo_id=repo, repo_type="dataset", local_dir=folder)
+    except RepositoryNotFoundError:
+        return False
+    return True
 
 
 def _api(repo: str, token: str | None):
