@@ -171,6 +171,24 @@ def test_a_quota_refusal_stops_the_launch_in_plain_words_and_the_run_resumes(zer
     assert_same(metrics(qpa), metrics(whole))
 
 
+@pytest.mark.parametrize(
+    "title, message, expected",
+    [("ZeroGPU worker error", "GPU task aborted", "cut short before it finished"),
+     ("ZeroGPU illegal duration", "The requested GPU duration (400s) is larger than the maximum "
+      "allowed", "refused a GPU call of 400 s")],
+)  # fmt: skip
+def test_a_refused_first_call_leaves_the_run_failed_saying_why(zero, title, message, expected):
+    install, form = zero
+    studio, fake = install(fail_on=1, fail=gr.Error(message, title=title))
+    with pytest.raises(gr.Error) as refused:
+        start(studio, form)
+    assert expected in refused.value.message and refused.value.title == "Training stopped"
+    (run,) = list_runs(studio.root)
+    status = run.status()
+    assert status["state"] == "failed" and expected in status["error"]  # no checkpoint yet
+    assert len(fake.durations) == 1
+
+
 def test_a_stop_between_gpu_calls_makes_no_further_call(zero):
     install, form = zero
     studio, _ = install()
