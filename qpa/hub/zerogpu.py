@@ -81,7 +81,8 @@ def chunks(
     total = config.train.steps
     for call in range(1, total + 1):
         if run.stop_requested():
-            run.set_status("cancelled", pid=None, message="stopped between GPU calls")
+            when = "before it started" if call == 1 else "between GPU calls"
+            run.set_status("cancelled", pid=None, message=f"cancelled {when}")
             return
         stop_after = min(saved_step(run) + chunk_steps, total)
         asked = seconds[min(call, len(seconds)) - 1] if isinstance(seconds, list) else seconds
