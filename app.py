@@ -2,8 +2,9 @@
 
 import sys
 
-from app.settings import use_persistent_storage
+from app.settings import import_spaces_first, use_persistent_storage
 
+import_spaces_first()  # on ZeroGPU, `spaces` wants to come before torch and gradio
 use_persistent_storage()  # a Space's /data, before gradio reads HF_HOME
 
 from app.ui import build_app, launch_kwargs  # noqa: E402

@@ -12,7 +12,8 @@ scheduler takes the run's one-time claim (`Run.claim`) while holding ``<root>/.j
 two app processes sharing a root can neither start one run twice nor exceed ``max_runs``
 together, and a cancelled queued run (whose claim the cancel took) never starts. The child
 accepts the claim through ``$QPA_CLAIM``. The queue is on disk, so it survives an app restart;
-training processes never depended on the app. No gradio here.
+training processes never depended on the app. On ZeroGPU (``spawn`` off) the queue starts no
+process: a launch trains in its own request there (`app.handlers.zerogpu`). No gradio here.
 """
 
 from __future__ import annotations
@@ -62,10 +63,11 @@ def _queue_key(run) -> tuple:
 class Jobs:
     """The queue of runs under one runs root and the ``python -m qpa train`` processes it starts."""
 
-    def __init__(self, root: str | Path, max_runs: int = 1, nice: int = NICE):
+    def __init__(self, root: str | Path, max_runs: int = 1, nice: int = NICE, spawn: bool = True):
         self.root = Path(root)
         self.max_runs = max_runs
         self.nice = nice
+        self.spawn = spawn  # start training processes (off on ZeroGPU: requests train there)
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
         self._poller: threading.Thread | None = None
@@ -119,7 +121,7 @@ class Jobs:
     def schedule(self) -> list[str]:
         """Start queued runs while fewer than `max_runs` train; returns the ids started."""
         self.poll()
-        if not self.root.is_dir():  # nothing queued yet (and never recreate a removed root)
+        if not self.spawn or not self.root.is_dir():  # never recreate a removed root
             return []
         started = []
         with self._queue_lock():

@@ -9,6 +9,10 @@ wait in a queue. The server binds 127.0.0.1 unless ``QPA_HOST`` (or Spaces) says
 A Space's disk is lost at every restart unless persistent storage is mounted at ``/data``
 (``QPA_SPACES_DATA`` moves it): then the runs root defaults to ``/data/runs`` and the caches
 (`use_persistent_storage`) to ``/data``; without it the app says that runs are temporary.
+On ZeroGPU hardware (``SPACES_ZERO_GPU`` and the `spaces` package) a launch trains inside the
+Start request in GPU-sized calls instead of in background processes. ``QPA_MIRROR_REPO``
+(USER/NAME) names a Hub dataset that finished runs are copied to, and restored from when the
+runs folder is empty at startup.
 
 >>> s = Settings.from_env({"SPACE_ID": "me/qpa", "QPA_SPACES_DATA": "/no-storage", "QPA_MAX_RUNS": "2"})
 >>> s.demo, s.host, str(s.runs_root), s.persistent, s.caps.steps, s.max_runs
@@ -21,6 +25,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from qpa import on_zerogpu
 
 SPACES_DATA = "/data"  # where a Space mounts its persistent storage
 
@@ -58,6 +64,8 @@ class Settings:
     max_runs: int = 1  # runs training at once; the rest wait in the queue
     persistent: bool = True  # runs outlive a restart (not on a Space without storage)
     login: bool = False  # a Space with Hugging Face login (``hf_oauth: true`` sets OAUTH_CLIENT_ID)
+    zerogpu: bool = False  # ZeroGPU hardware: launches train in the request, one GPU call a chunk
+    mirror_repo: str = ""  # a Hub dataset (USER/NAME) finished runs are copied to
 
     @property
     def caps(self) -> Caps:
@@ -79,6 +87,8 @@ class Settings:
             max_runs=_max_runs(env.get("QPA_MAX_RUNS", "")),
             persistent=not on_spaces or (data is not None and runs_root.is_relative_to(data)),
             login=on_spaces and bool(env.get("OAUTH_CLIENT_ID")),
+            zerogpu=on_zerogpu(env),
+            mirror_repo=(env.get("QPA_MIRROR_REPO") or "").strip(),
         )
 
 
@@ -99,6 +109,16 @@ def use_persistent_storage(env: dict[str, str] | None = None) -> Path | None:
         env.setdefault("QPA_HOME", str(data / "qpa-cache"))
         env.setdefault("HF_HOME", str(data / ".huggingface"))
     return data
+
+
+def import_spaces_first(env: Mapping[str, str] | None = None) -> bool:
+    """On ZeroGPU, import `spaces` before torch or gradio set anything up, as it asks; call it
+    first thing. Returns whether it did."""
+    if not on_zerogpu(env):
+        return False
+    import spaces  # noqa: F401
+
+    return True
 
 
 def _max_runs(text: str) -> int:

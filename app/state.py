@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.jobs import Jobs
+from app.mirror import Mirror
 from app.settings import Caps, Settings
 
 UPLOADS_DIR = ".uploads"
@@ -24,6 +25,7 @@ UPLOADS_DIR = ".uploads"
 class Studio:
     settings: Settings
     jobs: Jobs
+    mirror: Mirror | None = None  # finished runs copied to the owner's Hub dataset
 
     @classmethod
     def create(
@@ -35,7 +37,9 @@ class Studio:
             settings = dataclasses.replace(settings, runs_root=Path(runs_root))
         if demo is not None:
             settings = dataclasses.replace(settings, demo=demo)
-        return cls(settings=settings, jobs=Jobs(settings.runs_root, settings.max_runs))
+        jobs = Jobs(settings.runs_root, settings.max_runs, spawn=not settings.zerogpu)
+        repo = settings.mirror_repo
+        return cls(settings, jobs, Mirror(settings.runs_root, repo) if repo else None)
 
     @property
     def root(self) -> Path:

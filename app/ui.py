@@ -22,6 +22,7 @@ from app.tabs import chat, design, results, runs, share, train
 from qpa import MAX_UPLOAD_BYTES
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ZEROGPU_QUEUE = 64  # events that may wait in gradio's queue on ZeroGPU (gradio's default: 1)
 PAPER = "https://arxiv.org/abs/2410.09846"
 INTRO = (
     "Quantum Parameter Adaptation trains a small simulated quantum circuit and an MLP that "
@@ -67,6 +68,8 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
     studio = studio or Studio.create()
     private_file_cache()
     studio.jobs.start_poller()
+    if studio.mirror is not None:  # restore an empty runs folder, then copy finished runs
+        studio.mirror.start()
     with StudioBlocks(title="QPA Studio", fill_width=True) as demo:
         gr.HTML(header(studio))
         share_row = gr.Column()
@@ -96,6 +99,8 @@ def build_app(studio: Studio | None = None) -> gr.Blocks:
         runs_tab.select(None, js=_click(runs_refresh))
         results_tab.select(None, js=_click(results_refresh))
         chat_tab.select(None, js=_click(chat_refresh))
+    if studio.settings.zerogpu:  # gradio lets 1 event wait there; a page load sends several
+        demo.queue(max_size=ZEROGPU_QUEUE)
     return demo
 
 

@@ -19,6 +19,7 @@ component as `outputs`, the handler returns its value.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,12 +35,22 @@ def named(
     outputs: Fields | Component | None = None,
 ) -> dict[str, Any]:
     """The ``fn``, ``inputs_kwargs`` and ``outputs`` of a gradio event that calls ``fn(form)``
-    with the values of `inputs` by name; spread them into a listener (``.click(**named(...))``)."""
+    with the values of `inputs` by name (a generator's yields shaped alike); spread them into a listener (``.click(**named(...))``)."""
     many = isinstance(outputs, Mapping)
 
-    def call(**form: Any) -> Any:
-        out = fn(form)
+    def shaped(out: Any) -> Any:
         return as_outputs(out, outputs, _name(fn)) if many else out
+
+    if inspect.isgeneratorfunction(fn):  # a streaming handler: each dict it yields, shaped
+
+        def call(**form: Any) -> Any:
+            for out in fn(form):
+                yield shaped(out)
+
+    else:
+
+        def call(**form: Any) -> Any:
+            return shaped(fn(form))
 
     call.__name__ = call.__qualname__ = _name(fn)  # gradio names endpoints after it
     return {

@@ -87,6 +87,10 @@ _EXPORTS = {
     "qpa.studies.compare": ["list_results", "load_result", "plan_comparison", "run_comparison"],
     "qpa.studies.compare_report": ["comparison_table", "describe_comparison", "frontier_svg"],
     "qpa.hub.push": ["push_run"],
+    "qpa.hub.zerogpu": ["chunks", "gpu_chunk", "on_zerogpu", "settle"],
+    "qpa.hub.gpu_plan": ["GpuPlan", "describe_gpu_launch", "plan_gpu"],
+    "qpa.hub.zerogpu_errors": ["explain_zerogpu_error"],
+    "qpa.hub.mirror": ["mirror_run", "restore_runs"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -23,6 +23,10 @@ CHATTERBOT_DOCTESTS = ("qpa/data/corpora.py", "qpa/data/splits.py")  # their exa
 
 def pytest_configure(config):
     config.addinivalue_line("markers", f"chatterbot: {NO_CHATTERBOT}")
+    config.addinivalue_line(
+        "markers", "spaces_smoke: a fresh venv from requirements.txt started as a Space "
+        "(minutes; skipped where pip reaches no package index)"
+    )  # fmt: skip
 
 
 def pytest_collection_modifyitems(config, items):

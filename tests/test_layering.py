@@ -20,7 +20,8 @@ import qpa
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = ROOT / "qpa"
-PLAIN_APP_MODULES = ("jobs.py", "plots.py", "state.py", "settings.py", "circuit_svg.py", "result_plots.py")
+PLAIN_APP_MODULES = ("jobs.py", "plots.py", "state.py", "settings.py", "circuit_svg.py", "result_plots.py",
+                     "mirror.py")  # fmt: skip
 BASE = {"constants", "config", "config_base", "tool_config", "flags", "formatting", "safe_io"}
 RANK = {
     **dict.fromkeys(BASE, 0),

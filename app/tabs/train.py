@@ -11,6 +11,7 @@ from app import widgets
 from app.glossary import EXPLAIN_TITLE, TRAIN_EXPLAINER, plain_help
 from app.handlers import data as dh
 from app.handlers import train as h
+from app.handlers import zerogpu
 from app.settings import Caps
 from app.state import Studio
 from app.wiring import named
@@ -117,9 +118,8 @@ def build(studio: Studio, design: dict) -> dict:
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=320, elem_classes="qpa-controls"):
             gr.Markdown(
-                "### Launch\nThe model and the QPA shape come from the **Design** tab. Each run is a "
-                "background process writing its own folder, so it survives a reload or a restart. "
-                f"{studio.settings.max_runs} train at once; later launches wait in a queue."
+                "### Launch\nThe model and the QPA shape come from the **Design** tab. "
+                + zerogpu.launch_note(studio)
             )
             f = _settings(studio.caps)
             f.update(_data(studio, design["model"]))
@@ -145,7 +145,7 @@ def build(studio: Studio, design: dict) -> dict:
     last = gr.State("")  # signature of what is drawn, so unchanged ticks redraw nothing
     form = {**{k: design[k] for k in h.DESIGN_FIELDS}, **{k: f[k] for k in h.TRAIN_FIELDS}}
     launch.click(
-        **named(partial(h.on_launch, studio), form, {"watch": watch, "cli": cli, "last": last}),
+        **named(zerogpu.launch_handler(studio), form, {"watch": watch, "cli": cli, "last": last}),
         api_name="launch", concurrency_limit=1,
         show_progress="minimal",  # a spinner, not text over the cards
     )  # fmt: skip

@@ -60,25 +60,25 @@ def push_run(
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint(), token=token, library_name="qpa-studio")
-    user = _call(repo, api.whoami)
+    user = hub_call(repo, api.whoami)
     role = ((user.get("auth") or {}).get("accessToken") or {}).get("role")
     if role == "read":
         raise ValueError(
             f"`token` of {user.get('name')!r} is read-only; pushing to {repo!r} needs a token "
             f"with write access ({TOKENS_PAGE})."
         )
-    url = _call(repo, lambda: api.create_repo(repo, private=private, exist_ok=True))
+    url = hub_call(repo, lambda: api.create_repo(repo, private=private, exist_ok=True))
     with tempfile.TemporaryDirectory(prefix="qpa-push-") as tmp:
         folder = Path(tmp) / run.id
         write_export(run, folder, merged)
         what = "merged model" if merged else "adapter"
-        _call(repo, lambda: api.upload_folder(
+        hub_call(repo, lambda: api.upload_folder(
             repo_id=repo, folder_path=folder, commit_message=f"QPA Studio: {what} of run {run.id}"
         ))  # fmt: skip
     return str(url)
 
 
-def _call(repo: str, fn):
+def hub_call(repo: str, fn):
     """`fn()`, with the Hub's HTTP and network errors turned into one plain ValueError."""
     import httpx
     from huggingface_hub.errors import HfHubHTTPError

@@ -98,14 +98,17 @@ def evaluate_split(session: Session, split: str = "val", batch_size: int = EVAL_
 
 
 def train(
-    config: RunConfig, run=None, callbacks: Sequence[Callback] = (), resume: bool = False
-) -> dict:
+    config: RunConfig, run=None, callbacks: Sequence[Callback] = (), resume: bool = False,
+    stop_after: int | None = None,
+) -> dict:  # fmt: skip
     """Train `config`; with a `run`, record status, metrics, state and the exported adapter.
 
     The exported adapter is the best evaluation's (`TrainConfig.keep`); the summary says which
     step that was, and how it compares with the base model on the same validation split. Under
     `accelerate launch` every process calls this; only rank 0 writes (`run` on the others is
-    read for resuming only, see `qpa.training.distributed`).
+    read for resuming only, see `qpa.training.distributed`). `stop_after` stops the run (state
+    ``cancelled``, checkpointed, resumable) once it reached that step: ZeroGPU trains a run that
+    way, one chunk of steps per GPU call.
 
     >>> import tempfile
     >>> from pathlib import Path
@@ -136,7 +139,7 @@ def train(
             writer.set_status(base=base)
             writer.log(f"base model: validation perplexity {base['headline_perplexity']:.4f} "
                        f"({base['headline']})")  # fmt: skip
-        result = _loop(session, run, writer, emit, resume, base)
+        result = _loop(session, run, writer, emit, resume, base, stop_after)
         world.barrier()  # the others return once rank 0 has written the end of the run
     except Exception as e:
         if writer is not None:
@@ -195,7 +198,9 @@ def _emitter(run, callbacks: Sequence[Callback]) -> Callback:
     return emit
 
 
-def _loop(session: Session, run, writer, emit: Callback, resume: bool, base: dict) -> dict:
+def _loop(
+    session: Session, run, writer, emit: Callback, resume: bool, base: dict, stop_after: int | None
+) -> dict:
     """Train from step 0 (or `run`'s checkpoint), evaluate, keep the best; `writer` (the run
     on rank 0, else None) records it all."""
     cfg, world = session.config.train, session.world
@@ -220,11 +225,13 @@ def _loop(session: Session, run, writer, emit: Callback, resume: bool, base: dic
             f"training from step {start_step} to {cfg.steps}"
         )
     t0, step, state, val, early = time.time(), start_step, "done", None, False
+    evaluated = None  # the step of the last evaluation, so a stop right after one repeats none
     if start_step == 0:
         keeper.update(session, 0, _eval(session, emit, 0, t0, writer))
     with Stopper(writer) as stopper:
         while step < cfg.steps and not early:
-            if world.agree(stopper.stop):  # every rank stops after the same step
+            stop = world.agree(stopper.stop)  # every rank stops after the same step
+            if stop or (stop_after is not None and step >= stop_after):  # a ZeroGPU chunk's end
                 state = "cancelled"
                 break
             metrics = train_step(session, optimizer, step, scaler)
@@ -233,11 +240,11 @@ def _loop(session: Session, run, writer, emit: Callback, resume: bool, base: dic
             if writer is not None:
                 writer.set_status("running", step=step)
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                val = _eval(session, emit, step, t0, writer)
+                val, evaluated = _eval(session, emit, step, t0, writer), step
                 keeper.update(session, step, val)
                 save_checkpoint(session, optimizer, writer, step, keeper.stale)
                 early = bool(cfg.patience) and keeper.stale >= cfg.patience
-    if state == "cancelled" or val is None:
+    if (state == "cancelled" and evaluated != step) or val is None:
         val = _eval(session, emit, step, t0, writer)
         keeper.update(session, step, val)
         save_checkpoint(session, optimizer, writer, step, keeper.stale)
