@@ -84,6 +84,7 @@ def test_design_tab_follows_the_rank_and_looks_right(page):
     expect(table).to_contain_text("397,824")  # LoRA at r=8: 8 · (49152 + 576)
     page.get_by_label("number input for LoRA rank r").fill("2")
     page.get_by_label("number input for LoRA rank r").press("Enter")
+    expect(table).to_contain_text("99,456")  # LoRA at r=2; the qubits follow (6) before the next edit
     page.get_by_text("Advanced QPA").click()
     pick(page, "design-activation", "gelu")
     expect(page.locator(".qpa-stats")).to_contain_text("≤ 33")  # GELU: last width 32 + bias
