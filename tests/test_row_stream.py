@@ -2,6 +2,7 @@
 and the shared-prefix rows equal to the unshared ones."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -138,3 +139,28 @@ def test_two_concurrent_runs_compute_each_row_once(tmp_path):
     assert sum(r["tokens"] for r in results) == int(stream.widths.sum())  # each row once
     bulk = backbone_rows(model, encoded, "masked")
     torch.testing.assert_close(stream.rows.hidden, bulk.hidden, rtol=0, atol=1e-6)
+
+
+FORKED_CHILD = """
+import faulthandler, os, sys, torch
+from qpa.training.row_stream import thread_count
+torch.set_num_threads(2)
+x = torch.randn(256, 256)
+for _ in range(10):
+    x @ x  # the parent's OpenMP threads start
+pid = os.fork()
+if pid == 0:
+    faulthandler.dump_traceback_later(30, exit=True)  # a hung child ends, printing where
+    with thread_count(2):  # asks for 2 threads, as the row cache does on an idle machine
+        y = (x @ x).sum()
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""  # the child exits 0, or 1 from the watchdog
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_computes_on_one_thread_instead_of_hanging():
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    child = subprocess.run([sys.executable, "-c", FORKED_CHILD], env=env, timeout=60)
+    assert child.returncode == 0

@@ -17,7 +17,6 @@ one uninterrupted run (tests/test_zerogpu.py).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import sys
@@ -26,8 +25,6 @@ from typing import Any
 
 from qpa.config import RunConfig
 from qpa.runs.run import Run
-
-APP_PID = os.getpid()  # the process that imported this: ZeroGPU's GPU calls run in forks of it
 
 
 def on_zerogpu(env: Mapping[str, str] | None = None) -> bool:
@@ -52,6 +49,8 @@ def gpu_chunk() -> Callable[..., dict]:
         return run_chunk
     import spaces
 
+    import qpa.training.row_stream  # noqa: F401 - its fork guard, registered before ZeroGPU forks
+
     return spaces.GPU(duration=call_duration)(run_chunk)
 
 
@@ -59,13 +58,10 @@ def run_chunk(config: RunConfig, run_path: str, stop_after: int, seconds: int) -
     """Train the run at `run_path` from its checkpoint (or from step 0) up to step `stop_after`
     (then the loop evaluates, checkpoints and exports, and the run reads as stopped); `seconds`
     is the duration the call asked for. Returns the training summary."""
-    from qpa.quantum.kernels import one_thread
-    from qpa.training.loop import train
+    from qpa.training.loop import train  # its row cache keeps one CPU thread in ZeroGPU's fork
 
     run = Run(run_path)
-    forked = os.getpid() != APP_PID  # ZeroGPU's worker: the CPU thread pool did not survive
-    with one_thread() if forked else contextlib.nullcontext():  # the fork; the GPU works anyway
-        return train(config, run, resume=run.has_state(), stop_after=stop_after)
+    return train(config, run, resume=run.has_state(), stop_after=stop_after)
 
 
 def chunks(

@@ -78,11 +78,24 @@ def forward_threads(cores: int | None = None, load: float | None = None) -> int:
     return max(1, min(cores or 1, round(cores + 1 - load)))  # +1: our own load is counted
 
 
+def _one_thread_after_fork() -> None:
+    """In a forked child (a ZeroGPU call, a DataLoader worker) the parent's OpenMP threads are
+    gone and a parallel region would wait for them forever: torch keeps one thread there."""
+    global _FORKED
+    _FORKED = True
+    torch.set_num_threads(1)
+
+
+_FORKED = False
+os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
 @contextlib.contextmanager
 def thread_count(n: int):
-    """Run the block with `n` torch threads (unless OMP_NUM_THREADS fixes them), then restore."""
+    """Run the block with `n` torch threads (unless OMP_NUM_THREADS fixes them, or this is a
+    forked child, which keeps one), then restore."""
     before = torch.get_num_threads()
-    if "OMP_NUM_THREADS" not in os.environ:
+    if "OMP_NUM_THREADS" not in os.environ and not _FORKED:
         torch.set_num_threads(n)
     try:
         yield
