@@ -2,7 +2,6 @@
 and the shared-prefix rows equal to the unshared ones."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -141,26 +140,36 @@ def test_two_concurrent_runs_compute_each_row_once(tmp_path):
     torch.testing.assert_close(stream.rows.hidden, bulk.hidden, rtol=0, atol=1e-6)
 
 
-FORKED_CHILD = """
-import faulthandler, os, sys, torch
-from qpa.training.row_stream import thread_count
-torch.set_num_threads(2)
-x = torch.randn(256, 256)
-for _ in range(10):
-    x @ x  # the parent's OpenMP threads start
-pid = os.fork()
-if pid == 0:
-    faulthandler.dump_traceback_later(30, exit=True)  # a hung child ends, printing where
-    with thread_count(2):  # asks for 2 threads, as the row cache does on an idle machine
-        y = (x @ x).sum()
-    os._exit(0)
-_, status = os.waitpid(pid, 0)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""  # the child exits 0, or 1 from the watchdog
+@pytest.mark.parametrize("perplexity", ["masked", "paper"])
+@pytest.mark.parametrize("cached", [True, False], ids=["cached-head", "full-forward"])
+def test_an_evaluation_computes_the_shared_prefix_rows_once_and_equals_every_row(
+    perplexity, cached, monkeypatch, tmp_path
+):
+    from qpa.config import ModelConfig, QPAConfig, RunConfig, TrainConfig
+    from qpa.training import loop, rows
+    from qpa.training.session import prepare
 
+    config = RunConfig(
+        model=ModelConfig("tiny-llama"), qpa=QPAConfig(chunk_size=64, depth=2), data=DATA,
+        train=TrainConfig(perplexity=perplexity, cache_backbone=cached),
+    )  # fmt: skip
+    session = prepare(config, cache_dir=tmp_path)
+    val = session.rows["val"]
+    alike = rows.alike_rows(session.splits.val, val, perplexity)
+    assert alike == shared_prefix(session.splits.val, perplexity) - 1 > 0
+    computed = []
+    real_split_loss = loop.split_loss
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
-def test_a_forked_child_computes_on_one_thread_instead_of_hanging():
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    child = subprocess.run([sys.executable, "-c", FORKED_CHILD], env=env, timeout=60)
-    assert child.returncode == 0
+    def counting(*args, **kw):
+        nll, flags = real_split_loss(*args, **kw)
+        computed.append(len(nll))
+        return nll, flags
+
+    monkeypatch.setattr(loop, "split_loss", counting)
+    once = loop.evaluate_split(session, batch_size=8)
+    assert sum(computed) == len(val.targets) - (val.n_examples - 1) * alike
+    monkeypatch.setattr(loop, "alike_rows", lambda *a: 0)
+    every = loop.evaluate_split(session, batch_size=8)
+    assert once["tokens"] == every["tokens"] == len(val.targets)
+    for key in ("loss", "assistant_loss"):
+        assert once[key] == pytest.approx(every[key], rel=1e-6)

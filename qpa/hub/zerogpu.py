@@ -49,7 +49,7 @@ def gpu_chunk() -> Callable[..., dict]:
         return run_chunk
     import spaces
 
-    import qpa.training.row_stream  # noqa: F401 - its fork guard, registered before ZeroGPU forks
+    import qpa.training.threads  # noqa: F401 - its fork guard, registered before ZeroGPU forks
 
     return spaces.GPU(duration=call_duration)(run_chunk)
 
@@ -58,7 +58,7 @@ def run_chunk(config: RunConfig, run_path: str, stop_after: int, seconds: int) -
     """Train the run at `run_path` from its checkpoint (or from step 0) up to step `stop_after`
     (then the loop evaluates, checkpoints and exports, and the run reads as stopped); `seconds`
     is the duration the call asked for. Returns the training summary."""
-    from qpa.training.loop import train  # its row cache keeps one CPU thread in ZeroGPU's fork
+    from qpa.training.loop import train
 
     run = Run(run_path)
     return train(config, run, resume=run.has_state(), stop_after=stop_after)

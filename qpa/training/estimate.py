@@ -226,13 +226,14 @@ def measure_warmup(config: RunConfig, steps: int = WARMUP_STEPS) -> dict[str, An
     batch = batch_examples(len(session.splits.train), t.batch_size, t.seed, 0)
     with torch.no_grad():
         eval_s = timed(lambda: split_loss(session, "train", batch))
+    rows = session.rows["train"].select(batch)
     work = data_work(config, session.splits)  # read before anything else could store rows
     tokens = sum(s.computed_tokens for s in session.streams.values())
     hidden = [s.rows.hidden for s in session.streams.values()]
     ready = [s.n_ready / max(1, s.n_examples) for s in session.streams.values()]
     return {
         "device": str(session.device), "load_s": load_s, "step_s": step_s,
-        "eval_s_per_row": eval_s / max(1, len(session.rows["train"].select(batch))),
+        "eval_s_per_row": eval_s * _computed_share(session) / max(1, len(rows)),
         "row_tokens_per_s": tokens / _row_seconds(session) if tokens else None,
         "head_only": session.head_only, "warmup_steps": steps, **work,
         "ram_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + sum(
@@ -240,6 +241,16 @@ def measure_warmup(config: RunConfig, steps: int = WARMUP_STEPS) -> dict[str, An
         "gpu_bytes": torch.cuda.max_memory_allocated(session.device)
         if session.device.type == "cuda" else None,
     }  # fmt: skip
+
+
+def _computed_share(session) -> float:
+    """The share of its rows an evaluation of the validation split computes (it computes the
+    rows all examples share once): seconds per row computed × this = seconds per row counted."""
+    from qpa.training.rows import alike_rows
+
+    val = session.rows["val"]
+    alike = alike_rows(session.splits.val, val, session.config.train.perplexity)
+    return 1 - (val.n_examples - 1) * alike / max(1, len(val.targets))
 
 
 def _row_seconds(session) -> float:

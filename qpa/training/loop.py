@@ -26,6 +26,7 @@ from qpa.training.estimate import Recorder
 from qpa.training.phases import reporter
 from qpa.training.precision import grad_scaler
 from qpa.training.row_stream import epoch_order
+from qpa.training.rows import alike_rows
 from qpa.training.session import EVAL_BATCH, Session, pick_device, prepare, split_loss
 from qpa.training.validation import validate_config
 
@@ -75,20 +76,31 @@ def batch_examples(n: int, batch_size: int, seed: int, step: int) -> torch.Tenso
 @torch.no_grad()
 def evaluate_split(session: Session, split: str = "val", batch_size: int = EVAL_BATCH) -> dict:
     """Token-level loss and perplexity over a whole split, all tokens and assistant tokens
-    (processes training together each take every N-th batch, and add up their sums)."""
+    (processes training together each take every N-th batch, and add up their sums). The rows
+    all examples share (`alike_rows`) are computed in the first example only."""
     session.model.eval()
-    n = session.rows[split].n_examples
-    total = assistant_total = 0.0
-    count = assistant_count = 0
-    for start in session.world.shard(range(0, n, batch_size)):
-        nll, assistant = split_loss(session, split, torch.arange(start, min(n, start + batch_size)))
-        total, count = total + nll.sum().item(), count + nll.numel()
+    rows, protocol = session.rows[split], session.config.train.perplexity
+    n, alike = rows.n_examples, alike_rows(getattr(session.splits, split), rows, protocol)
+    sums = [0.0, 0, 0.0, 0]  # loss and rows, all and assistant
+
+    def add(nll: torch.Tensor, assistant: torch.Tensor, times: int = 1) -> None:
         assistant = assistant.to(nll.device)
-        assistant_total += nll[assistant].sum().item()
-        assistant_count += int(assistant.sum())
+        sums[0] += times * nll.sum().item()
+        sums[1] += times * nll.numel()
+        sums[2] += times * nll[assistant].sum().item()
+        sums[3] += times * int(assistant.sum())
+
+    first = 1 if alike else 0
+    if first and session.world.rank == 0:
+        nll, assistant = split_loss(session, split, torch.tensor([0]))
+        add(nll, assistant)
+        add(nll[:alike], assistant[:alike], times=n - 1)  # the others' first `alike` rows
+    for start in session.world.shard(range(first, n, batch_size)):
+        examples = torch.arange(start, min(n, start + batch_size))
+        add(*split_loss(session, split, examples, skip=alike))
     if session.world.size > 1:
-        sums = session.world.total([total, count, assistant_total, assistant_count])
-        total, count, assistant_total, assistant_count = sums[0], int(sums[1]), sums[2], int(sums[3])
+        sums = session.world.total(sums)
+    total, count, assistant_total, assistant_count = sums[0], int(sums[1]), sums[2], int(sums[3])
     loss = total / max(1, count)
     out = {"loss": loss, "perplexity": perplexity(loss), "tokens": count}
     if 0 < assistant_count < count:

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from qpa.training.rows import Rows, example_rows, row_widths, run_prefix, token_rows
+from qpa.training.threads import forward_threads, thread_count
 
 try:
     import fcntl
@@ -60,47 +61,6 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     [0, 1, 2, 3, 4]
     """
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-
-
-def forward_threads(cores: int | None = None, load: float | None = None) -> int:
-    """Threads for the backbone forward: this process's cores, fewer when others keep them busy.
-
-    On a shared 2-core machine with other jobs running, one thread measured 2.7× faster than two
-    (threads that wait for each other at every operation lose more than they gain).
-
-    >>> forward_threads(cores=2, load=0.3), forward_threads(cores=2, load=3.0)
-    (2, 1)
-    """
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if load is None:
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return max(1, min(cores or 1, round(cores + 1 - load)))  # +1: our own load is counted
-
-
-def _one_thread_after_fork() -> None:
-    """In a forked child (a ZeroGPU call, a DataLoader worker) the parent's OpenMP threads are
-    gone and a parallel region would wait for them forever: torch keeps one thread there."""
-    global _FORKED
-    _FORKED = True
-    torch.set_num_threads(1)
-
-
-_FORKED = False
-os.register_at_fork(after_in_child=_one_thread_after_fork)
-
-
-@contextlib.contextmanager
-def thread_count(n: int):
-    """Run the block with `n` torch threads (unless OMP_NUM_THREADS fixes them, or this is a
-    forked child, which keeps one), then restore."""
-    before = torch.get_num_threads()
-    if "OMP_NUM_THREADS" not in os.environ and not _FORKED:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def cached_examples(path: Path, n: int) -> torch.Tensor:

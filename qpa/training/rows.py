@@ -38,10 +38,19 @@ class Rows:
     def n_examples(self) -> int:
         return len(self.offsets) - 1
 
-    def select(self, examples: torch.Tensor) -> torch.Tensor:
-        """Row indices of the given examples, in order."""
-        spans = [torch.arange(self.offsets[i], self.offsets[i + 1]) for i in examples.tolist()]
+    def select(self, examples: torch.Tensor, skip: int = 0) -> torch.Tensor:
+        """Row indices of the given examples, in order, less the first `skip` of each."""
+        spans = [
+            torch.arange(self.offsets[i] + skip, self.offsets[i + 1]) for i in examples.tolist()
+        ]
         return torch.cat(spans) if spans else torch.zeros(0, dtype=torch.long)
+
+    def kept(self, examples: torch.Tensor, skip: int) -> torch.Tensor:
+        """(rows of `examples`,) bool: which of ``select(examples)`` ``select(examples, skip)``
+        keeps."""
+        counts = (self.offsets[examples + 1] - self.offsets[examples]).tolist()
+        spans = [torch.arange(n) >= skip for n in counts]
+        return torch.cat(spans) if spans else torch.zeros(0, dtype=torch.bool)
 
 
 def target_mask(attention_mask: torch.Tensor, perplexity: str) -> torch.Tensor:
@@ -118,6 +127,24 @@ def shared_prefix(encoded, perplexity: str) -> int:
     same = (ids == ids[0]).all(0) & mask.all(0)  # (T,)
     length = int(same.long().cumprod(0).sum())
     return max(0, min(length, int(row_widths(encoded, perplexity).min()) - 1))
+
+
+def alike_rows(encoded, rows: Rows, perplexity: str) -> int:
+    """How many leading rows all examples have alike: inside their shared prefix, each row's
+    hidden state, target and assistant flag, hence its loss, are the same in every example
+    (causal attention). An evaluation computes them once (`qpa.training.loop.evaluate_split`).
+
+    >>> from types import SimpleNamespace as E
+    >>> ids = torch.tensor([[5, 6, 7, 8], [5, 6, 7, 0]])
+    >>> enc = E(input_ids=ids, attention_mask=(ids > 0).long(), assistant_mask=torch.zeros_like(ids))
+    >>> alike_rows(enc, token_rows(enc, "masked"), "masked")
+    1
+    """
+    alike = max(0, shared_prefix(encoded, perplexity) - 1)  # the last one predicts an own token
+    if alike == 0:
+        return 0
+    flags = rows.assistant[rows.offsets[:-1, None] + torch.arange(alike)]  # (n, alike)
+    return alike if bool((flags == flags[0]).all()) else 0
 
 
 @torch.no_grad()

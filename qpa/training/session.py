@@ -236,20 +236,23 @@ def output_head(model: nn.Module) -> nn.Module:
 
 
 def split_loss(
-    session: Session, split: str, examples: torch.Tensor, assistant_only: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
+    session: Session, split: str, examples: torch.Tensor, assistant_only: bool = False,
+    skip: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Per-row next-token NLL (R,) of the given examples, and their assistant flags (R,).
 
     With `assistant_only`, only the rows whose target is an assistant token (every real token of
-    plain text); on the cached head the others are then never computed.
+    plain text); on the cached head the others are then never computed. `skip` leaves out the
+    first rows of every example (those all examples have alike, `qpa.training.rows.alike_rows`).
     """
     if split in session.streams:
         session.streams[split].ensure(examples)
     rows = session.rows[split]
-    index = rows.select(examples)
-    if assistant_only and not session.head_only:
+    index = rows.select(examples, skip)
+    if (assistant_only or skip) and not session.head_only:
         nll, assistant = split_loss(session, split, examples)
-        return nll[assistant.to(nll.device)], assistant[assistant]
+        keep = rows.kept(examples, skip) & (assistant if assistant_only else True)
+        return nll[keep.to(nll.device)], assistant[keep]
     if assistant_only:
         index = index[rows.assistant[index]]
         if not len(index):  # no reply token in these examples

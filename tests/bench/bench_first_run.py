@@ -94,8 +94,8 @@ def compare(home: Path, n_examples: int) -> None:
     from qpa.config import RunConfig
     from qpa.data.splits import build_splits
     from qpa.models.loading import load_model
-    from qpa.training.row_stream import forward_threads, thread_count
     from qpa.training.rows import TOKENS_PER_BATCH, backbone_rows, example_rows, run_prefix
+    from qpa.training.threads import forward_threads, thread_count
 
     os.environ["QPA_HOME"] = str(home)
     config = RunConfig()
