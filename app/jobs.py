@@ -71,6 +71,7 @@ class Jobs:
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
         self._poller: threading.Thread | None = None
+        self._stop_polling = threading.Event()
 
     @property
     def jobs_dir(self) -> Path:
@@ -182,16 +183,24 @@ class Jobs:
         if self._poller is not None and self._poller.is_alive():
             return
 
+        stop = self._stop_polling = threading.Event()
+
         def loop() -> None:
-            while True:
+            while not stop.is_set():
                 try:
                     self.schedule()
                 except Exception:  # a bad folder must not stop the queue for everyone
                     logger.exception("queue poll under %s failed", self.root)
-                time.sleep(interval)
+                stop.wait(interval)
 
         self._poller = threading.Thread(target=loop, name="qpa-queue", daemon=True)
         self._poller.start()
+
+    def stop_poller(self, timeout_s: float = 10.0) -> None:
+        """Stop scheduling (the app closing): the poller ends after its current round."""
+        if self._poller is not None:
+            self._stop_polling.set()
+            self._poller.join(timeout_s)
 
     # -- what the page shows ---------------------------------------------------------------------
 

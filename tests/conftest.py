@@ -9,6 +9,10 @@ import contextlib
 import importlib.util
 import os
 import socket
+import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,3 +92,28 @@ def served_studio(runs_root, demo: bool = False, studio=None):
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+        studio.jobs.stop_poller()
+        wait_for_handlers()
+
+
+STUDIO_CODE = tuple(str(Path(__file__).resolve().parent.parent / part) + os.sep for part in ("app", "qpa"))
+
+
+def wait_for_handlers(timeout_s: float = 60.0) -> None:
+    """Wait until no other thread runs the studio's code (a handler the page started, such as
+    the launch estimate): a thread still inside torch when the interpreter exits aborts it
+    ("terminate called without an active exception")."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(
+        tid != threading.get_ident() and _runs_studio_code(frame)
+        for tid, frame in sys._current_frames().items()
+    ):
+        time.sleep(0.1)
+
+
+def _runs_studio_code(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(STUDIO_CODE):
+            return True
+        frame = frame.f_back
+    return False

@@ -181,3 +181,16 @@ def test_app_killed_with_live_runs_restarts_and_finishes_them(quick):
         app.wait()
     lora = open_run(ids[1], root)
     assert lora.status()["started"] >= open_run(ids[0], root).status()["finished"]
+
+
+def test_the_poller_stops_when_asked_and_schedules_until_then(tmp_path, monkeypatch):
+    jobs = Jobs(tmp_path, spawn=False)
+    rounds = []
+    monkeypatch.setattr(jobs, "schedule", lambda: rounds.append(time.monotonic()))
+    jobs.start_poller(interval=0.05)
+    time.sleep(0.3)
+    jobs.stop_poller()
+    assert len(rounds) >= 2 and not jobs._poller.is_alive()
+    done = len(rounds)
+    time.sleep(0.2)
+    assert len(rounds) == done  # no round after the stop
