@@ -50,16 +50,18 @@ def forward_threads(cores: int | None = None, load: float | None = None) -> int:
 
     On a shared 2-core machine with other jobs running, one thread measured 2.7× faster than two
     (threads that wait for each other at every operation lose more than they gain). Counting
-    this process's own load as others' made a lone run cache its rows on one thread of two.
+    this process's own load as others' made a lone run cache its rows on one thread of two; so
+    did a load of 0.74 left by processes that had just ended (the average lags a minute), hence
+    a core counts as taken only when others' load covers all of it.
 
-    >>> forward_threads(cores=2, load=0.3), forward_threads(cores=2, load=1.8)
+    >>> forward_threads(cores=2, load=0.9), forward_threads(cores=2, load=1.2)
     (2, 1)
     """
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if load is None:
         load = os.getloadavg()[0] - own_load() if hasattr(os, "getloadavg") else 0.0
-    return max(1, min(cores or 1, round(cores - max(0.0, load))))
+    return max(1, min(cores or 1, cores - math.floor(max(0.0, load))))  # whole cores taken
 
 
 def _one_thread_after_fork() -> None:
