@@ -210,12 +210,24 @@ def on_estimate(studio: Studio, form: dict[str, Any]) -> str:
 def on_launch(studio: Studio, form: dict[str, Any]) -> dict[str, Any]:
     """Launch button (`FORM_FIELDS`): start the runs and watch them; show the equivalent CLI
     commands (``watch``, ``cli``; ``last`` cleared so the cards redraw)."""
-    ids, commands = launch(studio, form)
-    for warning in plan_training(open_run(ids[0], studio.root).config).warnings():
-        gr.Warning(warning)
+    ids = launch_warned(studio, form)
     queued = [i for i in ids if studio.jobs.state(i).get("state") == "queued"]
     waiting = f"; {len(queued)} wait in the queue" if queued else ""
     gr.Info(f"Launched {', '.join(ids)} in the background{waiting}.")
+    return launched_view(studio, ids)
+
+
+def launch_warned(studio: Studio, form: dict[str, Any]) -> list[str]:
+    """`launch` the form's runs, with a warning for each weakness of their training plan."""
+    ids, _ = launch(studio, form)
+    for warning in plan_training(open_run(ids[0], studio.root).config).warnings():
+        gr.Warning(warning)
+    return ids
+
+
+def launched_view(studio: Studio, ids: list[str]) -> dict[str, Any]:
+    """What the Train tab shows after a launch: its runs watched, their CLI commands, and the
+    cards' signature cleared so that they redraw."""
     watch = gr.update(choices=watch_choices(studio), value=ids)
     return {"watch": watch, "cli": cli_text(studio, ids), "last": ""}
 

@@ -28,7 +28,6 @@ from qpa import (
     gpu_chunk,
     open_run,
     plan_gpu,
-    plan_training,
     settle,
 )
 
@@ -63,13 +62,10 @@ def on_launch(studio: Studio, form: dict[str, Any]):
     """Start on ZeroGPU (`FORM_FIELDS`): queue the launch, show it, then train its runs one
     after the other, one GPU call per chunk, yielding ``watch``, ``cli`` and ``last``."""
     try:
-        ids, _ = train.launch(studio, form)
-        for warning in plan_training(open_run(ids[0], studio.root).config).warnings():
-            gr.Warning(warning)
+        ids = train.launch_warned(studio, form)
     except Exception as e:
         raise as_error(e) from None
-    watch = gr.update(choices=train.watch_choices(studio), value=ids)
-    yield {"watch": watch, "cli": train.cli_text(studio, ids), "last": ""}
+    yield train.launched_view(studio, ids)
     gpu, pending = gpu_chunk(), list(ids)
     try:
         for i, run_id in enumerate(ids):
