@@ -74,3 +74,25 @@ def test_train_tab_shows_the_estimate(home):
     studio = Studio.create(runs_root=home / "runs", demo=False)
     assert estimate_text(studio, tiny_form()).startswith("Estimate: no estimate yet")
     assert "none until the form is valid" in estimate_text(studio, tiny_form(steps=0))
+
+
+def test_a_cli_run_records_its_start_up_and_the_estimate_counts_it(home):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    config = home / "config.json"
+    config.write_text(json.dumps(CONFIG.to_dict()))
+    env = {**os.environ, "QPA_HOME": str(home / "home")}
+    cli = [sys.executable, "-m", "qpa", "train", "--config", str(config), "--runs-dir", str(home / "runs")]  # fmt: skip
+    subprocess.run(cli, env=env, check=True, capture_output=True, timeout=300)
+    start = measured("tiny-llama")["start_s"]
+    assert 0.2 < start < 120  # the interpreter and the imports, at least
+    est = estimate_run(CONFIG)
+    assert est["start_s"] == start and est["total_s"] == pytest.approx(
+        sum(est[k] or 0.0 for k in ("start_s", "convert_s", "load_s", "cache_s", "train_s"))
+    )
+    assert "starting 0:" in describe_estimate(est)
+    both = estimate_launch([CONFIG, CONFIG])
+    assert both["start_s"] == pytest.approx(2 * start)  # a process for each run

@@ -246,6 +246,7 @@ def _train(run: Run, config: RunConfig, resume: bool) -> int:
         return 130
     _lower_priority()
     from qpa.training import loop as engine
+    from qpa.training.estimate import StartRecorder
     from qpa.training.trackers import trackers_for
     run.set_status(pid=os.getpid())  # a crash before the first step then reads as interrupted
     print(f"run {run.id} in {run.path}", file=sys.stderr)
@@ -258,7 +259,9 @@ def _train(run: Run, config: RunConfig, resume: bool) -> int:
 
     bar, previous = ProgressBar(), signal.signal(signal.SIGINT, on_sigint)
     try:
-        engine.train(config, run, callbacks=[bar, *trackers_for(config, run)], resume=resume)
+        started = [StartRecorder(config)] if launched_processes() == 1 else []
+        callbacks = [*started, bar, *trackers_for(config, run)]
+        engine.train(config, run, callbacks=callbacks, resume=resume)
     except KeyboardInterrupt:
         settle_run(run, "cancelled", "interrupted (Ctrl-C)")
         raise

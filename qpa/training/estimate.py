@@ -3,9 +3,10 @@
 Each training run records its measured throughput in ``qpa_home()/throughput.json``, per model
 and method (`Recorder`, a training callback): the conversion of the embedded model, loading,
 backbone tokens per second while caching rows, the median seconds of a training step per
-example, and of a validation pass per row. `estimate_run` adds up the work a config still
-needs: the conversion if the model is not converted yet, the rows its data does not have cached
-yet, its steps and validations.
+example, and of a validation pass per row; a run started by ``python -m qpa train`` also records
+its process's start-up (`StartRecorder`). `estimate_run` adds up the work a config still needs:
+the start-up, the conversion if the model is not converted yet, the rows its data does not have
+cached yet, its steps and validations.
 
 >>> parts = {"convert_s": 30.0, "load_s": 4.0, "cache_s": 60.0, "train_s": 95.0}
 >>> describe_estimate({"total_s": 189.0, **parts, "missing": []})
@@ -14,6 +15,7 @@ yet, its steps and validations.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
@@ -22,8 +24,8 @@ from typing import Any
 from qpa.config import RunConfig
 
 FILE = "throughput.json"
-PARTS = {"convert_s": "converting the model", "load_s": "loading", "cache_s": "caching rows",
-         "train_s": "training"}  # fmt: skip
+PARTS = {"start_s": "starting", "convert_s": "converting the model", "load_s": "loading",
+         "cache_s": "caching rows", "train_s": "training"}  # fmt: skip
 
 
 def throughput_path() -> Path:
@@ -41,6 +43,31 @@ def measured(model: str) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data.get(model, {}) if isinstance(data, dict) else {}
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (from ``/proc`` on Linux; None elsewhere)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
+class StartRecorder:
+    """A training callback for a process started to train one run (``python -m qpa train``, as
+    the app's queue starts each run): at the run's first event it records how long the process
+    took to get there (the interpreter, the imports, the command's checks) as ``start_s``."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.model, self.done = config.model.model, False
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        age = None if self.done else process_age_s()
+        self.done = True
+        if age is not None:
+            record(self.model, {"start_s": age})
 
 
 def record(model: str, values: dict[str, Any]) -> None:
@@ -111,6 +138,7 @@ def estimate_run(config: RunConfig, first: bool = True) -> dict[str, Any]:
 
     name, method = config.model.model, config.adapter.method
     seen, missing, out = measured(name), [], {}
+    out["start_s"] = seen.get("start_s", 0.0)  # each run is a process of its own
     out["convert_s"] = seen.get("convert_s") if first and needs_conversion(name) else 0.0
     out["load_s"] = seen.get("load_s", 0.0)  # a converting run counts its loading in convert_s
     work = data_work(config)
