@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.repeating import Repeating
 from qpa import CLAIM_ENV, RunConfig, check_run_id, create_run, list_runs, open_run
 
 try:
@@ -70,8 +71,7 @@ class Jobs:
         self.spawn = spawn  # start training processes (off on ZeroGPU: requests train there)
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
-        self._poller: threading.Thread | None = None
-        self._stop_polling = threading.Event()
+        self._poller: Repeating | None = None
 
     @property
     def jobs_dir(self) -> Path:
@@ -180,27 +180,14 @@ class Jobs:
 
     def start_poller(self, interval: float = 1.0) -> None:
         """Schedule every `interval` seconds in a daemon thread (the app calls this once)."""
-        if self._poller is not None and self._poller.is_alive():
-            return
-
-        stop = self._stop_polling = threading.Event()
-
-        def loop() -> None:
-            while not stop.is_set():
-                try:
-                    self.schedule()
-                except Exception:  # a bad folder must not stop the queue for everyone
-                    logger.exception("queue poll under %s failed", self.root)
-                stop.wait(interval)
-
-        self._poller = threading.Thread(target=loop, name="qpa-queue", daemon=True)
-        self._poller.start()
+        if self._poller is None or not self._poller.thread.is_alive():
+            failure = f"queue poll under {self.root} failed"  # a bad folder must not stop it
+            self._poller = Repeating(self.schedule, interval, "qpa-queue", failure)
 
     def stop_poller(self, timeout_s: float = 10.0) -> None:
         """Stop scheduling (the app closing): the poller ends after its current round."""
         if self._poller is not None:
-            self._stop_polling.set()
-            self._poller.join(timeout_s)
+            self._poller.stop(timeout_s)
 
     # -- what the page shows ---------------------------------------------------------------------
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from app.repeating import Repeating
 from qpa import list_runs, mirror_run, restore_runs
 
 LEDGER = ".mirror.json"
@@ -35,7 +35,7 @@ class Mirror:
         self.root, self.repo, self.api = Path(root), repo, api
         self.restore_error: str | None = None
         self.restored: list[str] = []
-        self._thread: threading.Thread | None = None
+        self._thread: Repeating | None = None
 
     def ledger(self) -> dict[str, dict]:
         """Run id → {finished, time, error} of its last copy (or failed attempt)."""
@@ -92,17 +92,8 @@ class Mirror:
         if self._thread is not None:
             return
         self.restore()
-
-        def loop() -> None:
-            while True:
-                try:
-                    self.sync()
-                except Exception:  # a bad folder must not end the mirror
-                    logger.exception("mirroring runs to %s failed", self.repo)
-                time.sleep(interval)
-
-        self._thread = threading.Thread(target=loop, name="qpa-mirror", daemon=True)
-        self._thread.start()
+        failure = f"mirroring runs to {self.repo} failed"  # a bad folder must not end the mirror
+        self._thread = Repeating(self.sync, interval, "qpa-mirror", failure)
 
     def describe(self) -> str:
         """One line for the Runs tab: where runs are copied, and a restore that failed."""

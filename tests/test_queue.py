@@ -190,7 +190,7 @@ def test_the_poller_stops_when_asked_and_schedules_until_then(tmp_path, monkeypa
     jobs.start_poller(interval=0.05)
     time.sleep(0.3)
     jobs.stop_poller()
-    assert len(rounds) >= 2 and not jobs._poller.is_alive()
+    assert len(rounds) >= 2 and not jobs._poller.thread.is_alive()
     done = len(rounds)
     time.sleep(0.2)
     assert len(rounds) == done  # no round after the stop
